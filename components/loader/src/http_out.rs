@@ -1,0 +1,119 @@
+//! Outgoing HTTP over `wasi:http/outgoing-handler`, blocking (one request at a time is all a
+//! load needs). Every failure becomes a [`Reply::Failed`] with the host's words, never a trap.
+
+use std::time::Duration;
+
+use gcr_usage_core::session::Reply;
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasip2::io::streams::StreamError;
+
+/// Answers from Google APIs are a few KiB; anything far larger is not an answer we can use.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// wasi:io output streams accept at most 4 KiB per blocking write.
+const WRITE_CHUNK: usize = 4096;
+
+pub fn send(request: http::Request<Vec<u8>>, timeout: Duration) -> Reply {
+    match try_send(request, timeout) {
+        Ok(response) => Reply::Response(response),
+        Err(why) => Reply::Failed(why),
+    }
+}
+
+fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::Response<Vec<u8>>, String> {
+    let (parts, body) = request.into_parts();
+    let headers = Fields::new();
+    for (name, value) in &parts.headers {
+        headers.append(name.as_str(), value.as_bytes()).map_err(|e| format!("header {name}: {e:?}"))?;
+    }
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match parts.method.as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        other => Method::Other(other.to_string()),
+    };
+    outgoing.set_method(&method).map_err(|()| "method refused by host".to_string())?;
+    let scheme = match parts.uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        _ => Scheme::Https,
+    };
+    outgoing.set_scheme(Some(&scheme)).map_err(|()| "scheme refused by host".to_string())?;
+    outgoing
+        .set_authority(parts.uri.authority().map(|a| a.as_str()))
+        .map_err(|()| "authority refused by host".to_string())?;
+    outgoing
+        .set_path_with_query(parts.uri.path_and_query().map(|p| p.as_str()))
+        .map_err(|()| "path refused by host".to_string())?;
+
+    let options = RequestOptions::new();
+    let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+    // Hosts may not support every timeout; an unsupported one is not an error.
+    let _ = options.set_connect_timeout(Some(nanos));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    let _ = options.set_between_bytes_timeout(Some(nanos));
+
+    let outgoing_body = outgoing.body().map_err(|()| "request body unavailable".to_string())?;
+    if !body.is_empty() {
+        let stream = outgoing_body.write().map_err(|()| "request body stream unavailable".to_string())?;
+        for chunk in body.chunks(WRITE_CHUNK) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("writing the request body: {}", stream_error(e)))?;
+        }
+    }
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
+    OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
+
+    future.subscribe().block();
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        Some(Err(())) | None => return Err("the host lost the response".to_string()),
+    };
+    let status = response.status();
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in response.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let incoming = response.consume().map_err(|()| "response body unavailable".to_string())?;
+    let bytes =
+        read_body(incoming, MAX_RESPONSE_BYTES).map_err(|e| format!("reading the response (HTTP {status}): {e}"))?;
+    if bytes.len() > MAX_RESPONSE_BYTES {
+        return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+    }
+    builder.body(bytes).map_err(|e| format!("malformed response: {e}"))
+}
+
+/// Reads a body to its end, or to `limit + 1` bytes (enough to know it is too large).
+pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
+    let stream = body.stream().map_err(|()| "body stream unavailable".to_string())?;
+    let mut bytes = Vec::new();
+    loop {
+        let want = (limit + 1 - bytes.len()).min(64 * 1024) as u64;
+        match stream.blocking_read(want) {
+            Ok(chunk) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > limit {
+                    break;
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(e) => return Err(stream_error(e)),
+        }
+    }
+    drop(stream);
+    if bytes.len() <= limit {
+        // Trailers are not used; finishing releases the body.
+        let _ = IncomingBody::finish(body);
+    }
+    Ok(bytes)
+}
+
+fn stream_error(e: StreamError) -> String {
+    match e {
+        StreamError::Closed => "stream closed".to_string(),
+        StreamError::LastOperationFailed(err) => err.to_debug_string(),
+    }
+}

@@ -1,0 +1,280 @@
+//! Interpreting BigQuery's answers: error bodies, retry classes, job resources.
+//!
+//! Google's error bodies are `{"error":{"code","message","errors":[{"reason","message"}],"status"}}`,
+//! but proxies and load balancers answer with HTML or plain text, bodies arrive truncated, and
+//! some errors lack `errors`. Every such case still yields a readable message.
+
+use serde::Deserialize;
+
+use crate::object::truncate;
+
+/// A non-2xx answer from a Google API, reduced to what decisions and messages need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleError {
+    pub status: u16,
+    /// `errors[0].reason` (e.g. `duplicate`, `rateLimitExceeded`), or the RPC `status`.
+    pub reason: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for GoogleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            Some(reason) => write!(f, "HTTP {} {}: {}", self.status, reason, self.message),
+            None => write!(f, "HTTP {}: {}", self.status, self.message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Longest piece of a foreign body quoted in a message.
+const QUOTE_CHARS: usize = 300;
+
+impl GoogleError {
+    pub fn from_response(status: u16, body: &[u8]) -> GoogleError {
+        if let Ok(ErrorEnvelope { error }) = serde_json::from_slice::<ErrorEnvelope>(body) {
+            let first = error.errors.into_iter().next();
+            let reason = first.as_ref().and_then(|e| e.reason.clone()).or(error.status);
+            let message =
+                error.message.or_else(|| first.and_then(|e| e.message)).unwrap_or_else(|| "(no message)".to_string());
+            return GoogleError { status, reason, message: truncate(&message, QUOTE_CHARS) };
+        }
+        GoogleError { status, reason: None, message: quote_body(body) }
+    }
+
+    /// What to do about this error.
+    pub fn class(&self) -> ErrorClass {
+        match (self.status, self.reason.as_deref()) {
+            (409, _) => ErrorClass::AlreadyExists,
+            (_, Some("rateLimitExceeded" | "backendError" | "internalError" | "badGateway")) => ErrorClass::Transient,
+            (408 | 429 | 500 | 502 | 503 | 504, _) => ErrorClass::Transient,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// A body that is not Google's JSON error, as a short readable quote.
+pub fn quote_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        format!("unexpected body: {}", truncate(&text, QUOTE_CHARS))
+    }
+}
+
+/// How an error is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 409: the job id exists — the event was delivered before. Read that job.
+    AlreadyExists,
+    /// 408/429/5xx or a retryable reason: retry the same request after a backoff.
+    Transient,
+    /// Anything else: retrying cannot help; report Google's message.
+    Permanent,
+}
+
+/// A job's state as `jobs.insert` / `jobs.get` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    Done {
+        /// `statistics.load.outputRows`, when present.
+        rows: Option<u64>,
+        /// `status.errorResult`: present means the job failed, whatever the HTTP status said.
+        failure: Option<JobFailure>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub reason: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            Some(reason) => write!(f, "{reason}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct JobResource {
+    status: Option<StatusResource>,
+    statistics: Option<Statistics>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusResource {
+    state: Option<String>,
+    error_result: Option<ErrorProto>,
+    #[serde(default)]
+    errors: Vec<ErrorProto>,
+}
+
+#[derive(Deserialize)]
+struct ErrorProto {
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Statistics {
+    load: Option<LoadStatistics>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadStatistics {
+    output_rows: Option<Int64>,
+}
+
+/// int64 fields arrive as JSON strings; accept numbers too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Int64 {
+    Text(String),
+    Number(u64),
+}
+
+/// Reads a Job resource; the error says what was wrong with the body.
+pub fn parse_job(body: &[u8]) -> Result<JobState, String> {
+    let job: JobResource = serde_json::from_slice(body)
+        .map_err(|e| format!("job resource is not valid JSON ({e}); {}", quote_body(body)))?;
+    let status = job.status.ok_or("job resource has no status")?;
+    match status.state.as_deref() {
+        Some("PENDING") => Ok(JobState::Pending),
+        Some("RUNNING") => Ok(JobState::Running),
+        Some("DONE") => {
+            let failure = status.error_result.map(|e| {
+                // errorResult is often generic ("Error while reading data"); the first of
+                // `errors` usually names the row and column.
+                let detail = status
+                    .errors
+                    .iter()
+                    .filter_map(|e| e.message.as_deref())
+                    .find(|m| Some(*m) != e.message.as_deref());
+                let base = e.message.unwrap_or_else(|| "the load job failed".into());
+                JobFailure {
+                    reason: e.reason,
+                    message: truncate(&detail.map(|d| format!("{base} ({d})")).unwrap_or(base), QUOTE_CHARS),
+                }
+            });
+            let rows = match job.statistics.and_then(|s| s.load).and_then(|l| l.output_rows) {
+                None => None,
+                Some(Int64::Number(n)) => Some(n),
+                Some(Int64::Text(t)) => {
+                    Some(t.parse().map_err(|_| format!("statistics.load.outputRows {t:?} is not an integer"))?)
+                }
+            };
+            Ok(JobState::Done { rows, failure })
+        }
+        Some(other) => Err(format!("job state {:?} is unknown", truncate(other, 40))),
+        None => Err("job resource has no status.state".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_409() {
+        let body = br#"{"error":{"code":409,"message":"Already Exists: Job demo-project:US.gcr_usage_x","errors":[{"domain":"global","reason":"duplicate","message":"Already Exists: Job demo-project:US.gcr_usage_x"}],"status":"ALREADY_EXISTS"}}"#;
+        let e = GoogleError::from_response(409, body);
+        assert_eq!(e.reason.as_deref(), Some("duplicate"));
+        assert_eq!(e.class(), ErrorClass::AlreadyExists);
+        assert!(e.to_string().contains("Already Exists"));
+    }
+
+    #[test]
+    fn retry_classes() {
+        let err = |status, reason: &str| GoogleError { status, reason: Some(reason.into()), message: String::new() };
+        assert_eq!(err(403, "rateLimitExceeded").class(), ErrorClass::Transient);
+        assert_eq!(err(500, "backendError").class(), ErrorClass::Transient);
+        assert_eq!(err(429, "x").class(), ErrorClass::Transient);
+        assert_eq!(err(503, "x").class(), ErrorClass::Transient);
+        assert_eq!(err(403, "accessDenied").class(), ErrorClass::Permanent);
+        assert_eq!(err(403, "quotaExceeded").class(), ErrorClass::Permanent);
+        assert_eq!(err(404, "notFound").class(), ErrorClass::Permanent);
+        assert_eq!(err(400, "invalid").class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn bodies_that_are_not_google_errors() {
+        let html = GoogleError::from_response(502, b"<html><body>\n<h1>502 Bad Gateway</h1></body></html>");
+        assert_eq!(html.reason, None);
+        assert!(html.message.contains("502 Bad Gateway"), "{}", html.message);
+        assert_eq!(html.class(), ErrorClass::Transient);
+        let truncated = GoogleError::from_response(400, br#"{"error":{"code":400,"message":"Inval"#);
+        assert!(truncated.message.starts_with("unexpected body"));
+        let no_errors = GoogleError::from_response(
+            403,
+            br#"{"error":{"code":403,"message":"Access Denied: Dataset","status":"PERMISSION_DENIED"}}"#,
+        );
+        assert_eq!(no_errors.reason.as_deref(), Some("PERMISSION_DENIED"));
+        assert_eq!(no_errors.message, "Access Denied: Dataset");
+        assert_eq!(GoogleError::from_response(500, b"").message, "(empty body)");
+        let long = GoogleError::from_response(500, "x".repeat(10_000).as_bytes());
+        assert!(long.message.chars().count() < 400);
+    }
+
+    #[test]
+    fn job_states() {
+        assert_eq!(parse_job(br#"{"status":{"state":"RUNNING"}}"#), Ok(JobState::Running));
+        assert_eq!(parse_job(br#"{"status":{"state":"PENDING"}}"#), Ok(JobState::Pending));
+        assert_eq!(
+            parse_job(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"42"}}}"#),
+            Ok(JobState::Done { rows: Some(42), failure: None })
+        );
+        assert_eq!(
+            parse_job(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":7}}}"#),
+            Ok(JobState::Done { rows: Some(7), failure: None })
+        );
+        let failed = parse_job(
+            br#"{"status":{"state":"DONE","errorResult":{"reason":"invalid","message":"Error while reading data"},"errors":[{"reason":"invalid","message":"Error while reading data"},{"reason":"invalid","message":"Could not parse 'x' as INT64 for field time_micros (position 0) starting at location 0"}]}}"#,
+        )
+        .unwrap();
+        let JobState::Done { failure: Some(f), .. } = failed else { panic!("{failed:?}") };
+        assert_eq!(f.reason.as_deref(), Some("invalid"));
+        assert!(f.message.contains("Could not parse 'x'"), "{}", f.message);
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            b"{}",
+            br#"{"status":{}}"#,
+            br#"{"status":{"state":"WEIRD"}}"#,
+            br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"x"}}}"#,
+        ] {
+            assert!(parse_job(bad).is_err());
+        }
+    }
+}

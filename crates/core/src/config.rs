@@ -1,0 +1,357 @@
+//! Configuration from environment variables — the one mechanism every Wasm host offers.
+//!
+//! Every rule lives here, and every error names the variable and the rule it breaks, because
+//! the operator reads it in a 500 answer or a log line, far from this code.
+
+use std::time::Duration;
+
+use crate::object::{is_valid_bucket_name, truncate};
+use crate::url::Endpoint;
+
+pub const PROJECT: &str = "GCR_USAGE_PROJECT";
+pub const DATASET: &str = "GCR_USAGE_DATASET";
+pub const USAGE_TABLE: &str = "GCR_USAGE_USAGE_TABLE";
+pub const STORAGE_TABLE: &str = "GCR_USAGE_STORAGE_TABLE";
+pub const LOCATION: &str = "GCR_USAGE_LOCATION";
+pub const BUCKETS: &str = "GCR_USAGE_BUCKETS";
+pub const AUTH: &str = "GCR_USAGE_AUTH";
+pub const TOKEN: &str = "GCR_USAGE_TOKEN";
+pub const WAIT_SECONDS: &str = "GCR_USAGE_WAIT_SECONDS";
+pub const BIGQUERY_ENDPOINT: &str = "GCR_USAGE_BIGQUERY_ENDPOINT";
+pub const STORAGE_ENDPOINT: &str = "GCR_USAGE_STORAGE_ENDPOINT";
+pub const METADATA_HOST: &str = "GCE_METADATA_HOST";
+
+pub const DEFAULT_DATASET: &str = "storageanalysis";
+pub const DEFAULT_USAGE_TABLE: &str = "usage";
+pub const DEFAULT_STORAGE_TABLE: &str = "storage";
+pub const DEFAULT_LOCATION: &str = "US";
+pub const DEFAULT_WAIT_SECONDS: u64 = 30;
+/// Cloud Run's longest request is 60 minutes; waiting longer than that can never be answered.
+pub const MAX_WAIT_SECONDS: u64 = 3600;
+pub const DEFAULT_BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
+pub const DEFAULT_STORAGE_ENDPOINT: &str = "https://storage.googleapis.com";
+pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+
+/// How the loader authenticates to Google APIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Access token from the metadata server (Cloud Run, GCE, GKE): the default.
+    Metadata,
+    /// A fixed bearer token (development: `gcloud auth print-access-token`).
+    Token(String),
+    /// No `Authorization` header (local emulators).
+    None,
+}
+
+/// Which log buckets may trigger loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketAllowList {
+    Any,
+    Only(Vec<String>),
+}
+
+impl BucketAllowList {
+    pub fn allows(&self, bucket: &str) -> bool {
+        match self {
+            BucketAllowList::Any => true,
+            BucketAllowList::Only(list) => list.iter().any(|b| b == bucket),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `None`: ask the metadata server (only possible with [`AuthMode::Metadata`]).
+    pub project: Option<String>,
+    pub dataset: String,
+    pub usage_table: String,
+    pub storage_table: String,
+    pub location: String,
+    pub buckets: BucketAllowList,
+    pub auth: AuthMode,
+    /// Time budget for one event: retries and waiting for the job together.
+    pub wait: Duration,
+    pub bigquery: Endpoint,
+    pub storage: Endpoint,
+    pub metadata: Endpoint,
+}
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+fn error<T>(variable: &'static str, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError { variable, message: message.into() })
+}
+
+impl Config {
+    /// Reads and validates the configuration; `env` looks a variable up (an empty value counts
+    /// as unset, since container tooling often passes `K=` for "no value").
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let or = |name: &str, default: &str| get(name).unwrap_or_else(|| default.to_string());
+
+        let auth = match get(AUTH).as_deref().unwrap_or("metadata") {
+            "metadata" => AuthMode::Metadata,
+            "token" => match get(TOKEN) {
+                Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => AuthMode::Token(token),
+                Some(_) => return error(TOKEN, "must be a bearer token without spaces or control characters"),
+                None => return error(TOKEN, "is required when GCR_USAGE_AUTH=token"),
+            },
+            "none" => AuthMode::None,
+            other => return error(AUTH, format!("{:?} is not one of metadata, token, none", truncate(other, 40))),
+        };
+        let project = match get(PROJECT) {
+            Some(p) => Some(validate_project(&p)?),
+            None if auth == AuthMode::Metadata => None,
+            None => {
+                return error(
+                    PROJECT,
+                    "is required unless GCR_USAGE_AUTH=metadata (then the metadata server supplies it)",
+                );
+            }
+        };
+        let dataset = validate_dataset(DATASET, &or(DATASET, DEFAULT_DATASET))?;
+        let usage_table = validate_table(USAGE_TABLE, &or(USAGE_TABLE, DEFAULT_USAGE_TABLE))?;
+        let storage_table = validate_table(STORAGE_TABLE, &or(STORAGE_TABLE, DEFAULT_STORAGE_TABLE))?;
+        let location = validate_location(&or(LOCATION, DEFAULT_LOCATION))?;
+        let buckets = parse_buckets(get(BUCKETS))?;
+        let wait = parse_wait(get(WAIT_SECONDS))?;
+        let bigquery = Endpoint::parse(&or(BIGQUERY_ENDPOINT, DEFAULT_BIGQUERY_ENDPOINT))
+            .or_else(|m| error(BIGQUERY_ENDPOINT, m))?;
+        let storage =
+            Endpoint::parse(&or(STORAGE_ENDPOINT, DEFAULT_STORAGE_ENDPOINT)).or_else(|m| error(STORAGE_ENDPOINT, m))?;
+        // Google's libraries take a bare host[:port] here and always speak plain HTTP to it.
+        let metadata = Endpoint::parse(&format!("http://{}", or(METADATA_HOST, DEFAULT_METADATA_HOST)))
+            .ok()
+            .filter(|e| e.has_no_path())
+            .ok_or(ConfigError { variable: METADATA_HOST, message: "must be host or host:port".into() })?;
+        Ok(Config {
+            project,
+            dataset,
+            usage_table,
+            storage_table,
+            location,
+            buckets,
+            auth,
+            wait,
+            bigquery,
+            storage,
+            metadata,
+        })
+    }
+}
+
+/// Project ids: 6–30 characters, lower-case letters, digits and hyphens, starting with a letter
+/// and not ending with a hyphen; legacy domain-scoped ids add `example.com:` in front.
+pub fn validate_project(value: &str) -> Result<String, ConfigError> {
+    let (domain, id) = match value.rsplit_once(':') {
+        Some((domain, id)) => (Some(domain), id),
+        None => (None, value),
+    };
+    let domain_ok = domain.is_none_or(|d| {
+        !d.is_empty()
+            && d.len() <= 63
+            && d.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+    });
+    let b = id.as_bytes();
+    let id_ok = (6..=30).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-';
+    if domain_ok && id_ok {
+        Ok(value.to_string())
+    } else {
+        error(
+            PROJECT,
+            format!(
+                "{:?} is not a project id (6–30 lower-case letters, digits or hyphens, starting with a letter, not ending with a hyphen)",
+                truncate(value, 60)
+            ),
+        )
+    }
+}
+
+/// Dataset ids: letters, digits and underscores, at most 1,024 characters.
+fn validate_dataset(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+    if value.len() <= 1024 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(value.to_string())
+    } else {
+        error(
+            variable,
+            format!("{:?} is not a dataset id (letters, digits and underscores, at most 1,024)", truncate(value, 60)),
+        )
+    }
+}
+
+/// Table ids: letters, digits and underscores (BigQuery allows more, but these need no quoting
+/// in SQL and are what the views in `sql/` assume), at most 1,024 characters.
+fn validate_table(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+    if value.len() <= 1024 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(value.to_string())
+    } else {
+        error(
+            variable,
+            format!("{:?} is not a table id (letters, digits and underscores, at most 1,024)", truncate(value, 60)),
+        )
+    }
+}
+
+/// Multi-regions (`US`, `EU`) or a region such as `us-central1`, `europe-west4`,
+/// `northamerica-northeast1`.
+fn validate_location(value: &str) -> Result<String, ConfigError> {
+    let multi = matches!(value.to_ascii_uppercase().as_str(), "US" | "EU");
+    let region = value.split('-').count() >= 2
+        && value.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && value.ends_with(|c: char| c.is_ascii_digit());
+    if multi {
+        Ok(value.to_ascii_uppercase())
+    } else if region {
+        Ok(value.to_string())
+    } else {
+        error(
+            LOCATION,
+            format!("{:?} is not a BigQuery location (US, EU or a region such as us-central1)", truncate(value, 60)),
+        )
+    }
+}
+
+fn parse_buckets(value: Option<String>) -> Result<BucketAllowList, ConfigError> {
+    let Some(value) = value else {
+        return error(
+            BUCKETS,
+            "is required: the comma-separated log buckets whose objects may be loaded (or * for any)",
+        );
+    };
+    let items: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if items == ["*"] {
+        return Ok(BucketAllowList::Any);
+    }
+    if items.is_empty() {
+        return error(BUCKETS, "lists no bucket");
+    }
+    let mut list = Vec::with_capacity(items.len());
+    for item in items {
+        let bucket = item.strip_prefix("gs://").unwrap_or(item).trim_end_matches('/');
+        if item == "*" {
+            return error(BUCKETS, "* must stand alone (it allows every bucket)");
+        }
+        if !is_valid_bucket_name(bucket) {
+            return error(BUCKETS, format!("{:?} is not a valid bucket name", truncate(item, 80)));
+        }
+        list.push(bucket.to_string());
+    }
+    Ok(BucketAllowList::Only(list))
+}
+
+fn parse_wait(value: Option<String>) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_secs(DEFAULT_WAIT_SECONDS)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) if s <= MAX_WAIT_SECONDS => Ok(Duration::from_secs(s)),
+            _ => error(
+                WAIT_SECONDS,
+                format!("{:?} is not a whole number of seconds from 0 to {MAX_WAIT_SECONDS}", truncate(&v, 40)),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_env(|k| map.get(k).cloned())
+    }
+
+    fn var_of(vars: &[(&str, &str)]) -> &'static str {
+        config(vars).unwrap_err().variable
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[(BUCKETS, "logs-bucket")]).unwrap();
+        assert_eq!(c.project, None);
+        assert_eq!(
+            (c.dataset.as_str(), c.usage_table.as_str(), c.storage_table.as_str()),
+            ("storageanalysis", "usage", "storage")
+        );
+        assert_eq!(c.location, "US");
+        assert_eq!(c.auth, AuthMode::Metadata);
+        assert_eq!(c.wait, Duration::from_secs(30));
+        assert_eq!(c.bigquery.base(), "https://bigquery.googleapis.com");
+        assert_eq!(c.metadata.base(), "http://metadata.google.internal");
+        assert!(c.buckets.allows("logs-bucket") && !c.buckets.allows("other"));
+    }
+
+    #[test]
+    fn every_variable_is_validated() {
+        let b = (BUCKETS, "logs-bucket");
+        assert_eq!(var_of(&[]), BUCKETS);
+        assert_eq!(var_of(&[(BUCKETS, " , ")]), BUCKETS);
+        assert_eq!(var_of(&[(BUCKETS, "ok-bucket,Bad_Bucket")]), BUCKETS);
+        assert_eq!(var_of(&[(BUCKETS, "*,x-bucket")]), BUCKETS);
+        assert_eq!(var_of(&[b, (PROJECT, "My Project")]), PROJECT);
+        assert_eq!(var_of(&[b, (PROJECT, "abc")]), PROJECT);
+        assert_eq!(var_of(&[b, (PROJECT, "demo-project-")]), PROJECT);
+        assert_eq!(var_of(&[b, (DATASET, "my-dataset")]), DATASET);
+        assert_eq!(var_of(&[b, (USAGE_TABLE, "usage;drop")]), USAGE_TABLE);
+        assert_eq!(var_of(&[b, (STORAGE_TABLE, "a.b")]), STORAGE_TABLE);
+        assert_eq!(var_of(&[b, (LOCATION, "moon")]), LOCATION);
+        assert_eq!(var_of(&[b, (AUTH, "oauth")]), AUTH);
+        assert_eq!(var_of(&[b, (AUTH, "token"), (PROJECT, "demo-project")]), TOKEN);
+        assert_eq!(var_of(&[b, (AUTH, "token"), (TOKEN, "a b"), (PROJECT, "demo-project")]), TOKEN);
+        assert_eq!(var_of(&[b, (AUTH, "none")]), PROJECT);
+        assert_eq!(var_of(&[b, (WAIT_SECONDS, "-1")]), WAIT_SECONDS);
+        assert_eq!(var_of(&[b, (WAIT_SECONDS, "3601")]), WAIT_SECONDS);
+        assert_eq!(var_of(&[b, (WAIT_SECONDS, "1.5")]), WAIT_SECONDS);
+        assert_eq!(var_of(&[b, (BIGQUERY_ENDPOINT, "ftp://x")]), BIGQUERY_ENDPOINT);
+        assert_eq!(var_of(&[b, (STORAGE_ENDPOINT, "http://")]), STORAGE_ENDPOINT);
+        assert_eq!(var_of(&[b, (METADATA_HOST, "http://x/y")]), METADATA_HOST);
+    }
+
+    #[test]
+    fn messages_name_variable_and_rule() {
+        let e = config(&[(BUCKETS, "logs-bucket"), (WAIT_SECONDS, "soon")]).unwrap_err();
+        assert_eq!(e.to_string(), "GCR_USAGE_WAIT_SECONDS: \"soon\" is not a whole number of seconds from 0 to 3600");
+    }
+
+    #[test]
+    fn accepted_values() {
+        let c = config(&[
+            (BUCKETS, " gs://a-logs/ , b.logs.example.com "),
+            (PROJECT, "example.com:demo-project"),
+            (LOCATION, "europe-west4"),
+            (AUTH, "token"),
+            (TOKEN, "ya29.abc-DEF_123"),
+            (WAIT_SECONDS, "0"),
+            (BIGQUERY_ENDPOINT, "http://127.0.0.1:9050/"),
+            (METADATA_HOST, "127.0.0.1:8181"),
+            (DATASET, ""),
+        ])
+        .unwrap();
+        assert_eq!(c.buckets, BucketAllowList::Only(vec!["a-logs".into(), "b.logs.example.com".into()]));
+        assert_eq!(c.project.as_deref(), Some("example.com:demo-project"));
+        assert_eq!(c.location, "europe-west4");
+        assert_eq!(c.auth, AuthMode::Token("ya29.abc-DEF_123".into()));
+        assert_eq!(c.wait, Duration::ZERO);
+        assert_eq!(c.bigquery.base(), "http://127.0.0.1:9050");
+        assert_eq!(c.metadata.base(), "http://127.0.0.1:8181");
+        assert_eq!(c.dataset, "storageanalysis");
+        assert_eq!(config(&[(BUCKETS, "*"), (LOCATION, "eu")]).unwrap().location, "EU");
+        assert_eq!(config(&[(BUCKETS, "*")]).unwrap().buckets, BucketAllowList::Any);
+    }
+}

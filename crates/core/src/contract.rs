@@ -1,0 +1,160 @@
+//! The HTTP contract: one rule maps every result to a status code, and one JSON shape serves
+//! both the answer body and the log line.
+//!
+//! The rule: **2xx means "done, do not redeliver"** (loaded, duplicate, ignored, submitted);
+//! **4xx means "this request cannot succeed as sent"** (400 malformed, 403 bucket not allowed,
+//! 405/404 wrong method or path, 413 too large, 422 BigQuery rejected the load — the next
+//! delivery submits a fresh attempt); **5xx means "try again later"** (500 configuration,
+//! 502 Google refused the call, 503 Google unavailable until the deadline). Pub/Sub and
+//! Eventarc redeliver every non-2xx answer, so a dead-letter topic should catch the 4xx ones.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::outcome::{LoadError, Outcome, OutcomeKind};
+
+/// A rendered answer: status, JSON body and the one log line for the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub severity: Severity,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+pub fn status_of_outcome(kind: OutcomeKind) -> u16 {
+    match kind {
+        OutcomeKind::Loaded | OutcomeKind::Duplicate | OutcomeKind::Ignored => 200,
+        OutcomeKind::Submitted => 202,
+        OutcomeKind::Failed => 422,
+    }
+}
+
+pub fn status_of_error(error: &LoadError) -> u16 {
+    match error {
+        LoadError::InvalidInput(_) => 400,
+        LoadError::BucketNotAllowed(_) => 403,
+        LoadError::Configuration(_) => 500,
+        LoadError::UpstreamRejected(_) => 502,
+        LoadError::UpstreamUnavailable(_) => 503,
+    }
+}
+
+impl Answer {
+    pub fn from_result(result: &Result<Outcome, LoadError>) -> Answer {
+        match result {
+            Ok(outcome) => Answer::from_outcome(outcome),
+            Err(error) => Answer::from_error(error, None),
+        }
+    }
+
+    pub fn from_outcome(outcome: &Outcome) -> Answer {
+        let body = serde_json::to_value(outcome).expect("an outcome serialises");
+        let object = outcome.object.as_ref().map(|o| o.gs_uri()).unwrap_or_default();
+        let (severity, message) = match outcome.outcome {
+            OutcomeKind::Loaded => (
+                Severity::Info,
+                format!(
+                    "loaded {object} into {} ({} rows)",
+                    outcome.destination.as_deref().unwrap_or("?"),
+                    outcome.rows.map_or("unknown".to_string(), |r| r.to_string())
+                ),
+            ),
+            OutcomeKind::Failed => {
+                (Severity::Error, format!("load of {object} failed: {}", outcome.reason.as_deref().unwrap_or("")))
+            }
+            kind => {
+                (Severity::Info, format!("{} {object}: {}", kind.as_str(), outcome.reason.as_deref().unwrap_or("")))
+            }
+        };
+        Answer { status: status_of_outcome(outcome.outcome), body, severity, message }
+    }
+
+    pub fn from_error(error: &LoadError, object: Option<&crate::ObjectRef>) -> Answer {
+        let status = status_of_error(error);
+        let mut body = Map::new();
+        body.insert("outcome".into(), "error".into());
+        body.insert("error".into(), error.kind().into());
+        if let Some(object) = object {
+            body.insert("object".into(), serde_json::to_value(object).expect("an object serialises"));
+        }
+        body.insert("reason".into(), error.message().into());
+        let severity = if status >= 500 { Severity::Error } else { Severity::Warning };
+        Answer { status, body: Value::Object(body), severity, message: error.to_string() }
+    }
+
+    /// Answers outside the load path (health, routing, size).
+    pub fn plain(status: u16, error: &str, reason: impl Into<String>) -> Answer {
+        let reason = reason.into();
+        let mut body = Map::new();
+        body.insert("outcome".into(), "error".into());
+        body.insert("error".into(), error.into());
+        body.insert("reason".into(), reason.clone().into());
+        let severity = if status >= 500 { Severity::Error } else { Severity::Warning };
+        Answer { status, body: Value::Object(body), severity, message: format!("{error}: {reason}") }
+    }
+
+    pub fn body_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&self.body).expect("JSON serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// One JSON object per line, in the shape Cloud Logging parses (`severity`, `message`),
+    /// carrying the answer's fields so logs and answers can be correlated by job id.
+    pub fn log_line(&self, extra: &[(&str, Value)]) -> String {
+        let mut line = Map::new();
+        line.insert("severity".into(), serde_json::to_value(self.severity).expect("severity serialises"));
+        line.insert("message".into(), self.message.clone().into());
+        line.insert("httpStatus".into(), self.status.into());
+        if let Value::Object(fields) = &self.body {
+            for (k, v) in fields {
+                line.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        for (k, v) in extra {
+            line.insert((*k).to_string(), v.clone());
+        }
+        serde_json::to_string(&Value::Object(line)).expect("JSON serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_status_codes() {
+        assert_eq!(status_of_outcome(OutcomeKind::Loaded), 200);
+        assert_eq!(status_of_outcome(OutcomeKind::Duplicate), 200);
+        assert_eq!(status_of_outcome(OutcomeKind::Ignored), 200);
+        assert_eq!(status_of_outcome(OutcomeKind::Submitted), 202);
+        assert_eq!(status_of_outcome(OutcomeKind::Failed), 422);
+        assert_eq!(status_of_error(&LoadError::InvalidInput(String::new())), 400);
+        assert_eq!(status_of_error(&LoadError::BucketNotAllowed(String::new())), 403);
+        assert_eq!(status_of_error(&LoadError::Configuration(String::new())), 500);
+        assert_eq!(status_of_error(&LoadError::UpstreamRejected(String::new())), 502);
+        assert_eq!(status_of_error(&LoadError::UpstreamUnavailable(String::new())), 503);
+    }
+
+    #[test]
+    fn log_lines_are_single_json_objects_with_severity() {
+        let a = Answer::from_error(&LoadError::Configuration("GCR_USAGE_BUCKETS: is required".into()), None);
+        let line = a.log_line(&[("durationMs", 3.into())]);
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["severity"], "ERROR");
+        assert_eq!(v["httpStatus"], 500);
+        assert_eq!(v["error"], "configuration");
+        assert_eq!(v["durationMs"], 3);
+        assert!(v["message"].as_str().unwrap().contains("GCR_USAGE_BUCKETS"));
+    }
+}

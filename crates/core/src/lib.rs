@@ -1,0 +1,29 @@
+//! The pure core of gcr-usage: every decision the loader makes, with no I/O.
+//!
+//! Hosts (the WASI component, the test harness, a future CLI) only move bytes: they hand this
+//! crate the incoming request, execute the HTTP requests it asks for, sleep when it says so,
+//! and render what it returns. That keeps all behaviour testable natively and fuzzable.
+//!
+//! The path of one event: [`event::parse_event`] → [`plan::plan_load`] (allow-list, log-name
+//! check, destination) → [`session::LoadSession`] (token, `jobs.insert`, `jobs.get`, retries)
+//! → [`contract`] (HTTP status, JSON body, log line).
+
+pub mod backoff;
+pub mod bigquery;
+pub mod config;
+pub mod contract;
+pub mod event;
+pub mod job;
+pub mod log_name;
+pub mod metadata;
+pub mod object;
+pub mod outcome;
+pub mod plan;
+pub mod schema;
+pub mod service;
+pub mod session;
+pub mod url;
+
+pub use config::{Config, ConfigError};
+pub use object::ObjectRef;
+pub use outcome::{LoadError, Outcome, OutcomeKind};

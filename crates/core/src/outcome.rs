@@ -1,0 +1,111 @@
+//! What handling one object ends in: an [`Outcome`] (the event is dealt with) or a
+//! [`LoadError`] (whose fault, and whether a redelivery can help).
+
+use serde::Serialize;
+
+use crate::log_name::LogKind;
+use crate::object::ObjectRef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeKind {
+    /// This delivery submitted the job and it finished: the rows are in the table.
+    Loaded,
+    /// The job already existed (a redelivered event): nothing was loaded twice.
+    Duplicate,
+    /// Submitted (or found) but not finished within GCR_USAGE_WAIT_SECONDS.
+    Submitted,
+    /// Not something gcr-usage loads; `reason` says why.
+    Ignored,
+    /// BigQuery ran the job and rejected it; the next delivery submits a fresh attempt.
+    Failed,
+}
+
+impl OutcomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Loaded => "loaded",
+            OutcomeKind::Duplicate => "duplicate",
+            OutcomeKind::Submitted => "submitted",
+            OutcomeKind::Ignored => "ignored",
+            OutcomeKind::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub outcome: OutcomeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_kind: Option<LogKind>,
+    /// `project:dataset.table`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    pub fn ignored(object: Option<ObjectRef>, reason: impl Into<String>) -> Outcome {
+        Outcome {
+            outcome: OutcomeKind::Ignored,
+            object,
+            log_kind: None,
+            destination: None,
+            job_id: None,
+            rows: None,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Why an object could not be dealt with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The request or object reference is malformed (field and rule in the message).
+    InvalidInput(String),
+    /// The bucket is not in GCR_USAGE_BUCKETS.
+    BucketNotAllowed(String),
+    /// GCR_USAGE_* configuration is missing or invalid (variable in the message).
+    Configuration(String),
+    /// Google kept answering with transient errors until the deadline.
+    UpstreamUnavailable(String),
+    /// Google refused the request for good (Google's message included).
+    UpstreamRejected(String),
+}
+
+impl LoadError {
+    /// The kebab-case name used in JSON answers, log lines and the WIT variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::InvalidInput(_) => "invalid-input",
+            LoadError::BucketNotAllowed(_) => "bucket-not-allowed",
+            LoadError::Configuration(_) => "configuration",
+            LoadError::UpstreamUnavailable(_) => "upstream-unavailable",
+            LoadError::UpstreamRejected(_) => "upstream-rejected",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            LoadError::InvalidInput(m)
+            | LoadError::BucketNotAllowed(m)
+            | LoadError::Configuration(m)
+            | LoadError::UpstreamUnavailable(m)
+            | LoadError::UpstreamRejected(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind(), self.message())
+    }
+}

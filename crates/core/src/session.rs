@@ -1,0 +1,314 @@
+//! One load, as a sans-I/O state machine: it says which HTTP request to send or how long to
+//! sleep, and is told what came back. Hosts drive it (see [`crate::service::drive`]); tests
+//! drive it with scripted answers and a fake clock.
+//!
+//! The sequence: [project id from metadata] → [token from metadata] → `jobs.insert` with the
+//! deterministic job id → (`409 duplicate` → `jobs.get` of that job) → poll `jobs.get` until
+//! DONE or the deadline. Transient failures are retried with jittered backoff, same request,
+//! same job id, until the deadline. A failed job found through 409 leads to the next attempt
+//! id, so a rejected load can be re-run by redelivering the event, with nothing to clean up.
+
+use std::time::Duration;
+
+use crate::backoff::{Backoff, Jitter};
+use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
+use crate::config::{AuthMode, Config};
+use crate::job::{LoadSpec, MAX_ATTEMPTS, TableRef};
+use crate::metadata;
+use crate::outcome::{LoadError, Outcome, OutcomeKind};
+use crate::plan::PlannedLoad;
+
+/// What the host must do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this request; give up on it after `timeout` and report [`Reply::Failed`].
+    Send { request: http::Request<Vec<u8>>, timeout: Duration },
+    /// Sleep, then call [`LoadSession::on_wake`].
+    Sleep(Duration),
+    /// Finished.
+    Done(Result<Outcome, LoadError>),
+}
+
+/// What came back for a [`Step::Send`].
+#[derive(Debug)]
+pub enum Reply {
+    Response(http::Response<Vec<u8>>),
+    /// No HTTP answer: connection refused, DNS, TLS, timeout… (the host's words).
+    Failed(String),
+}
+
+/// Per-request timeout bounds: short enough to leave time for a retry, long enough for a
+/// slow `jobs.insert` even when GCR_USAGE_WAIT_SECONDS is 0.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    ProjectId,
+    Token,
+    Insert,
+    GetJob,
+}
+
+impl Action {
+    fn describe(self) -> &'static str {
+        match self {
+            Action::ProjectId => "metadata server (project id)",
+            Action::Token => "metadata server (access token)",
+            Action::Insert => "BigQuery jobs.insert",
+            Action::GetJob => "BigQuery jobs.get",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LoadSession {
+    config: Config,
+    planned: PlannedLoad,
+    project: Option<String>,
+    token: Option<String>,
+    action: Action,
+    attempt: u32,
+    /// Whether this delivery created the job of the current attempt (loaded vs duplicate,
+    /// and whether a failure is ours to report or a past attempt's to supersede).
+    created: bool,
+    deadline_ms: u64,
+    retries: Backoff,
+    polls: Backoff,
+    jitter: Jitter,
+    transient_failures: u32,
+}
+
+impl LoadSession {
+    /// `now_ms` is the host's monotonic clock; `seed` its randomness (for jitter).
+    pub fn new(config: Config, planned: PlannedLoad, now_ms: u64, seed: u64) -> LoadSession {
+        let token = match &config.auth {
+            AuthMode::Token(t) => Some(t.clone()),
+            AuthMode::Metadata | AuthMode::None => None,
+        };
+        let project = config.project.clone();
+        let action = if project.is_none() {
+            Action::ProjectId
+        } else if config.auth == AuthMode::Metadata {
+            Action::Token
+        } else {
+            Action::Insert
+        };
+        let deadline_ms = now_ms.saturating_add(u64::try_from(config.wait.as_millis()).unwrap_or(u64::MAX));
+        LoadSession {
+            config,
+            planned,
+            project,
+            token,
+            action,
+            attempt: 1,
+            created: false,
+            deadline_ms,
+            retries: Backoff::retries(),
+            polls: Backoff::polling(),
+            jitter: Jitter::new(seed),
+            transient_failures: 0,
+        }
+    }
+
+    /// The first step.
+    pub fn start(&mut self, now_ms: u64) -> Step {
+        self.send(now_ms)
+    }
+
+    /// After a [`Step::Sleep`]: repeat (or continue with) the pending action.
+    pub fn on_wake(&mut self, now_ms: u64) -> Step {
+        self.send(now_ms)
+    }
+
+    /// The answer to the last [`Step::Send`].
+    pub fn on_reply(&mut self, reply: Reply, now_ms: u64) -> Step {
+        let response = match reply {
+            Reply::Response(r) => r,
+            Reply::Failed(why) => return self.transient(format!("{} failed: {why}", self.action.describe()), now_ms),
+        };
+        let status = response.status().as_u16();
+        let body = response.body();
+        if !(200..300).contains(&status) {
+            let error = GoogleError::from_response(status, body);
+            return match (error.class(), self.action) {
+                (ErrorClass::AlreadyExists, Action::Insert) => {
+                    // Delivered before: adopt the existing job instead of failing (the Python
+                    // client raises here; that is what made the seed unsafe to redeliver).
+                    self.created = false;
+                    self.action = Action::GetJob;
+                    self.send(now_ms)
+                }
+                (ErrorClass::Transient, _) => {
+                    self.transient(format!("{} answered {error}", self.action.describe()), now_ms)
+                }
+                _ => Step::Done(Err(LoadError::UpstreamRejected(self.rejected_message(&error)))),
+            };
+        }
+        match self.action {
+            Action::ProjectId => match metadata::parse_project(body) {
+                Ok(project) => {
+                    self.project = Some(project);
+                    self.action = if self.config.auth == AuthMode::Metadata { Action::Token } else { Action::Insert };
+                    self.send(now_ms)
+                }
+                Err(why) => Step::Done(Err(LoadError::UpstreamRejected(why))),
+            },
+            Action::Token => match metadata::parse_token(body) {
+                Ok(token) => {
+                    self.token = Some(token);
+                    self.action = Action::Insert;
+                    self.send(now_ms)
+                }
+                // A garbled token answer is most likely a flaky proxy: worth another try.
+                Err(why) => self.transient(format!("metadata server: {why}"), now_ms),
+            },
+            Action::Insert => {
+                self.created = true;
+                match parse_job(body) {
+                    Ok(state) => self.job_state(state, now_ms),
+                    // The job was accepted but the answer is unreadable: read the job instead.
+                    Err(_) => {
+                        self.action = Action::GetJob;
+                        self.send(now_ms)
+                    }
+                }
+            }
+            Action::GetJob => match parse_job(body) {
+                Ok(state) => self.job_state(state, now_ms),
+                Err(why) => self.transient(format!("BigQuery jobs.get: {why}"), now_ms),
+            },
+        }
+    }
+
+    fn spec(&self) -> LoadSpec {
+        LoadSpec {
+            object: self.planned.object.clone(),
+            kind: self.planned.kind,
+            destination: TableRef {
+                project_id: self.project.clone().unwrap_or_default(),
+                dataset_id: self.config.dataset.clone(),
+                table_id: self.planned.table_id.clone(),
+            },
+            location: self.config.location.clone(),
+        }
+    }
+
+    fn send(&mut self, now_ms: u64) -> Step {
+        let remaining = Duration::from_millis(self.deadline_ms.saturating_sub(now_ms));
+        let timeout = remaining.clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT);
+        let token = self.token.as_deref();
+        let request = match self.action {
+            Action::ProjectId => metadata::project_request(&self.config.metadata),
+            Action::Token => metadata::token_request(&self.config.metadata),
+            Action::Insert => self.spec().insert_request(&self.config.bigquery, self.attempt, token),
+            Action::GetJob => self.spec().get_request(&self.config.bigquery, self.attempt, token),
+        };
+        Step::Send { request, timeout }
+    }
+
+    fn transient(&mut self, what: String, now_ms: u64) -> Step {
+        self.transient_failures += 1;
+        let delay = self.retries.next_delay(self.jitter.next_u64());
+        if now_ms.saturating_add(duration_ms(delay)) > self.deadline_ms {
+            return Step::Done(Err(LoadError::UpstreamUnavailable(format!(
+                "{what} (gave up after {} tries within GCR_USAGE_WAIT_SECONDS={}; the trigger should redeliver)",
+                self.transient_failures,
+                self.config.wait.as_secs()
+            ))));
+        }
+        Step::Sleep(delay)
+    }
+
+    fn job_state(&mut self, state: JobState, now_ms: u64) -> Step {
+        self.retries = Backoff::retries();
+        match state {
+            JobState::Pending | JobState::Running => {
+                let delay = self.polls.next_delay(self.jitter.next_u64());
+                if now_ms.saturating_add(duration_ms(delay)) > self.deadline_ms {
+                    let (kind, reason) = if self.created {
+                        (
+                            OutcomeKind::Submitted,
+                            "the load job was still running when GCR_USAGE_WAIT_SECONDS ran out; BigQuery finishes it on its own",
+                        )
+                    } else {
+                        (
+                            OutcomeKind::Duplicate,
+                            "the load job already existed (redelivered event) and is still running",
+                        )
+                    };
+                    return Step::Done(Ok(self.outcome(kind, None, Some(reason.to_string()))));
+                }
+                self.action = Action::GetJob;
+                Step::Sleep(delay)
+            }
+            JobState::Done { rows, failure: None } => {
+                let (kind, reason) = if self.created {
+                    (OutcomeKind::Loaded, None)
+                } else {
+                    (
+                        OutcomeKind::Duplicate,
+                        Some("the load job already existed (redelivered event); nothing was loaded twice".to_string()),
+                    )
+                };
+                Step::Done(Ok(self.outcome(kind, rows, reason)))
+            }
+            JobState::Done { failure: Some(failure), .. } => self.failed(failure, now_ms),
+        }
+    }
+
+    fn failed(&mut self, failure: JobFailure, now_ms: u64) -> Step {
+        if self.created {
+            let reason = format!(
+                "BigQuery rejected load job attempt {}/{MAX_ATTEMPTS}: {failure}; redelivering the event submits a fresh attempt",
+                self.attempt
+            );
+            return Step::Done(Ok(self.outcome(OutcomeKind::Failed, None, Some(reason))));
+        }
+        if self.attempt >= MAX_ATTEMPTS {
+            let reason = format!("all {MAX_ATTEMPTS} load job attempts for this object failed; the last: {failure}");
+            return Step::Done(Ok(self.outcome(OutcomeKind::Failed, None, Some(reason))));
+        }
+        // A past delivery's job failed (bad data then, or a table fixed since): try afresh
+        // under the next id; load jobs are atomic, so the failed one loaded nothing.
+        self.attempt += 1;
+        self.created = false;
+        self.polls = Backoff::polling();
+        self.action = Action::Insert;
+        self.send(now_ms)
+    }
+
+    fn outcome(&self, kind: OutcomeKind, rows: Option<u64>, reason: Option<String>) -> Outcome {
+        let spec = self.spec();
+        Outcome {
+            outcome: kind,
+            object: Some(spec.object.clone()),
+            log_kind: Some(spec.kind),
+            destination: Some(spec.destination.to_string()),
+            job_id: Some(spec.job_id(self.attempt)),
+            rows,
+            reason,
+        }
+    }
+
+    fn rejected_message(&self, error: &GoogleError) -> String {
+        match self.action {
+            Action::Insert | Action::GetJob => {
+                format!(
+                    "{} refused job {} for {}: {error}",
+                    self.action.describe(),
+                    self.spec().job_id(self.attempt),
+                    self.spec().destination
+                )
+            }
+            _ => format!("{} refused: {error}", self.action.describe()),
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! The session driven through [`crate::service::drive`] by a scripted host with a fake clock.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::*;
+use crate::ObjectRef;
+use crate::log_name::LogKind;
+use crate::service::{Io, drive};
+
+struct Script {
+    now_ms: u64,
+    answers: VecDeque<Result<(u16, String), String>>,
+    sent: Vec<(String, String, String)>,
+    slept: Vec<Duration>,
+}
+
+impl Script {
+    fn new(answers: Vec<Result<(u16, &str), &str>>) -> Script {
+        Script {
+            now_ms: 1_000,
+            answers: answers.into_iter().map(|a| a.map(|(s, b)| (s, b.to_string())).map_err(str::to_string)).collect(),
+            sent: Vec::new(),
+            slept: Vec::new(),
+        }
+    }
+    fn paths(&self) -> Vec<String> {
+        self.sent.iter().map(|(m, u, _)| format!("{m} {}", u.split('?').next().unwrap())).collect()
+    }
+}
+
+impl Io for Script {
+    fn send(&mut self, request: http::Request<Vec<u8>>, _timeout: Duration) -> Reply {
+        let auth = request.headers().get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        self.sent.push((request.method().to_string(), request.uri().to_string(), auth));
+        self.now_ms += 50;
+        match self.answers.pop_front().expect("the session sent more requests than scripted") {
+            Ok((status, body)) => {
+                Reply::Response(http::Response::builder().status(status).body(body.into_bytes()).unwrap())
+            }
+            Err(e) => Reply::Failed(e),
+        }
+    }
+    fn sleep(&mut self, d: Duration) {
+        self.slept.push(d);
+        self.now_ms += d.as_millis() as u64;
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.now_ms
+    }
+    fn random_u64(&mut self) -> u64 {
+        42
+    }
+}
+
+const DONE: &str = r#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"12"}}}"#;
+const RUNNING: &str = r#"{"status":{"state":"RUNNING"}}"#;
+const FAILED: &str =
+    r#"{"status":{"state":"DONE","errorResult":{"reason":"invalid","message":"Error while reading data"}}}"#;
+const DUPLICATE: &str = r#"{"error":{"code":409,"message":"Already Exists: Job demo-project:US.x","errors":[{"reason":"duplicate","message":"Already Exists"}],"status":"ALREADY_EXISTS"}}"#;
+const BACKEND: &str =
+    r#"{"error":{"code":500,"message":"backend","errors":[{"reason":"backendError","message":"backend"}]}}"#;
+const DENIED: &str = r#"{"error":{"code":403,"message":"Access Denied: Dataset demo-project:storageanalysis","errors":[{"reason":"accessDenied","message":"Access Denied"}],"status":"PERMISSION_DENIED"}}"#;
+const TOKEN: &str = r#"{"access_token":"ya29.test","expires_in":3599,"token_type":"Bearer"}"#;
+
+fn config(vars: &[(&str, &str)]) -> Config {
+    Config::from_env(|k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()).or_else(|| match k {
+            "GCR_USAGE_BUCKETS" => Some("demo-gcr-logs".into()),
+            "GCR_USAGE_PROJECT" => Some("demo-project".into()),
+            "GCR_USAGE_AUTH" => Some("none".into()),
+            _ => None,
+        })
+    })
+    .unwrap()
+}
+
+fn planned() -> PlannedLoad {
+    PlannedLoad {
+        object: ObjectRef {
+            bucket: "demo-gcr-logs".into(),
+            name: "accessLog_usage_2019_05_19_18_00_00_00cbe5_v0".into(),
+            generation: Some(9),
+        },
+        kind: LogKind::Usage,
+        table_id: "usage".into(),
+    }
+}
+
+fn run(config: Config, script: &mut Script) -> Result<Outcome, LoadError> {
+    let seed = script.random_u64();
+    let now = script.now_ms;
+    drive(LoadSession::new(config, planned(), now, seed), script)
+}
+
+#[test]
+fn done_at_insert_is_loaded() {
+    let mut s = Script::new(vec![Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!((o.outcome, o.rows), (OutcomeKind::Loaded, Some(12)));
+    assert_eq!(o.destination.as_deref(), Some("demo-project:storageanalysis.usage"));
+    assert_eq!(
+        s.paths(),
+        ["POST http://bigquery.googleapis.com/bigquery/v2/projects/demo-project/jobs".replace("http:", "https:")]
+    );
+}
+
+#[test]
+fn running_job_is_polled_until_done() {
+    let mut s = Script::new(vec![Ok((200, RUNNING)), Ok((200, RUNNING)), Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded);
+    assert_eq!(s.sent.len(), 3);
+    assert!(s.sent[1].1.contains("/jobs/gcr_usage_") && s.sent[1].1.contains("location=US"));
+    assert_eq!(s.slept.len(), 2);
+    assert!(s.slept[1] > s.slept[0] / 2);
+}
+
+#[test]
+fn still_running_at_the_deadline_is_submitted() {
+    let mut s = Script::new(vec![Ok((200, RUNNING)); 100]);
+    let o = run(config(&[("GCR_USAGE_WAIT_SECONDS", "10")]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Submitted);
+    assert!(s.now_ms <= 1_000 + 10_000 + 50, "waited past the deadline: {}", s.now_ms);
+    let mut s = Script::new(vec![Ok((200, RUNNING))]);
+    assert_eq!(run(config(&[("GCR_USAGE_WAIT_SECONDS", "0")]), &mut s).unwrap().outcome, OutcomeKind::Submitted);
+}
+
+#[test]
+fn duplicate_reads_the_existing_job() {
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!((o.outcome, o.rows), (OutcomeKind::Duplicate, Some(12)));
+    assert_eq!(s.sent[0].1.split("/jobs").next(), s.sent[1].1.split("/jobs").next());
+    let id = o.job_id.unwrap();
+    assert!(s.sent[1].1.contains(&format!("/jobs/{id}?")));
+}
+
+#[test]
+fn transient_errors_are_retried_with_the_same_job_id() {
+    let mut s = Script::new(vec![
+        Ok((503, "<html>unavailable</html>")),
+        Err("connection refused"),
+        Ok((500, BACKEND)),
+        Ok((429, "{}")),
+        Ok((200, DONE)),
+    ]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded);
+    assert_eq!(s.sent.len(), 5);
+    assert!(s.sent.iter().all(|(m, u, _)| m == "POST" && *u == s.sent[0].1));
+    // Exponential with jitter in [d/2, d]: 1 s, 2 s, 4 s, 8 s.
+    for (i, d) in s.slept.iter().enumerate() {
+        let full = Duration::from_secs(1 << i);
+        assert!(*d >= full / 2 && *d <= full, "{i}: {d:?}");
+    }
+}
+
+#[test]
+fn transient_errors_until_the_deadline_are_unavailable() {
+    let mut s = Script::new(vec![Ok((503, "busy")); 100]);
+    let e = run(config(&[("GCR_USAGE_WAIT_SECONDS", "20")]), &mut s).unwrap_err();
+    assert_eq!(e.kind(), "upstream-unavailable");
+    assert!(e.message().contains("HTTP 503") && e.message().contains("busy"), "{e}");
+    assert!(s.now_ms <= 1_000 + 20_000 + 50 * s.sent.len() as u64);
+    assert!(s.sent.len() >= 4, "{}", s.sent.len());
+}
+
+#[test]
+fn permanent_errors_carry_googles_message() {
+    let mut s = Script::new(vec![Ok((403, DENIED))]);
+    let e = run(config(&[]), &mut s).unwrap_err();
+    assert_eq!(e.kind(), "upstream-rejected");
+    assert!(e.message().contains("Access Denied: Dataset demo-project:storageanalysis"), "{e}");
+    assert!(e.message().contains("accessDenied"));
+    assert_eq!(s.sent.len(), 1);
+    let mut s = Script::new(vec![Ok((400, r#"{"error":{"code":400,"message":"Invalid"#))]);
+    assert!(run(config(&[]), &mut s).unwrap_err().message().contains("unexpected body"));
+}
+
+#[test]
+fn a_job_we_created_that_fails_is_reported_failed() {
+    let mut s = Script::new(vec![Ok((200, RUNNING)), Ok((200, FAILED))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Failed);
+    assert!(o.reason.as_deref().unwrap().contains("Error while reading data"));
+    assert!(!o.job_id.unwrap().ends_with("_r2"));
+}
+
+#[test]
+fn a_failed_earlier_attempt_leads_to_the_next_attempt() {
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, FAILED)), Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded);
+    assert!(o.job_id.as_deref().unwrap().ends_with("_r2"));
+    assert_eq!(s.paths()[2], s.paths()[0]);
+    // Redelivered again later: attempt 1 failed, attempt 2 exists → duplicate, nothing reloaded.
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, FAILED)), Ok((409, DUPLICATE)), Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Duplicate);
+    assert!(o.job_id.unwrap().ends_with("_r2"));
+}
+
+#[test]
+fn attempts_are_bounded() {
+    let answers: Vec<_> = (0..MAX_ATTEMPTS).flat_map(|_| [Ok((409, DUPLICATE)), Ok((200, FAILED))]).collect();
+    let mut s = Script::new(answers);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Failed);
+    assert!(o.reason.unwrap().contains("all 5 load job attempts"));
+    assert_eq!(s.sent.len(), 2 * MAX_ATTEMPTS as usize);
+}
+
+#[test]
+fn metadata_supplies_project_and_token() {
+    let mut s = Script::new(vec![Ok((200, "meta-project\n")), Ok((200, TOKEN)), Ok((200, DONE))]);
+    let cfg = Config::from_env(|k| (k == "GCR_USAGE_BUCKETS").then(|| "demo-gcr-logs".to_string())).unwrap();
+    let o = run(cfg, &mut s).unwrap();
+    assert_eq!(o.destination.as_deref(), Some("meta-project:storageanalysis.usage"));
+    assert_eq!(s.paths()[0], "GET http://metadata.google.internal/computeMetadata/v1/project/project-id");
+    assert_eq!(
+        s.paths()[1],
+        "GET http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
+    );
+    assert_eq!(s.sent[0].2, "");
+    assert_eq!(s.sent[2].2, "Bearer ya29.test");
+}
+
+#[test]
+fn metadata_failures() {
+    let cfg = || config(&[("GCR_USAGE_AUTH", "metadata")]);
+    let mut s = Script::new(vec![Ok((500, "oops")), Ok((200, TOKEN)), Ok((200, DONE))]);
+    assert_eq!(run(cfg(), &mut s).unwrap().outcome, OutcomeKind::Loaded);
+    let mut s = Script::new(vec![Ok((403, "Missing Metadata-Flavor:Google header."))]);
+    let e = run(cfg(), &mut s).unwrap_err();
+    assert_eq!(e.kind(), "upstream-rejected");
+    assert!(e.message().contains("metadata server (access token) refused"), "{e}");
+    let mut s = Script::new(vec![Err("dns error: metadata.google.internal"); 50]);
+    assert_eq!(run(cfg(), &mut s).unwrap_err().kind(), "upstream-unavailable");
+}
+
+#[test]
+fn token_mode_sends_the_configured_token() {
+    let mut s = Script::new(vec![Ok((200, DONE))]);
+    run(config(&[("GCR_USAGE_AUTH", "token"), ("GCR_USAGE_TOKEN", "ya29.dev")]), &mut s).unwrap();
+    assert_eq!(s.sent[0].2, "Bearer ya29.dev");
+}
+
+#[test]
+fn unreadable_success_answers() {
+    // 200 with garbage from insert: the job probably exists, so it is read back.
+    let mut s = Script::new(vec![Ok((200, "<html>")), Ok((200, DONE))]);
+    assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Loaded);
+    // 200 with garbage from jobs.get: retried until the deadline.
+    let mut answers = vec![Ok((200, RUNNING))];
+    answers.extend(std::iter::repeat_n(Ok((200, "{\"status\":")), 60));
+    let mut s = Script::new(answers);
+    let e = run(config(&[("GCR_USAGE_WAIT_SECONDS", "5")]), &mut s).unwrap_err();
+    assert_eq!(e.kind(), "upstream-unavailable");
+}
