@@ -1,0 +1,170 @@
+//! `cargo xtask <command>`: the only entry points a newcomer or CI needs.
+//!
+//! - `demo`  builds the component, installs what is missing (wasm target, wasmtime-cli,
+//!   the emulators' Python venv), starts fake-gcs-server + local-bigquery + `wasmtime serve`,
+//!   loads the fixture logs through the component and prints per-image statistics.
+//! - `test`  everything CI runs: formatting, lints, native and harness tests, and the
+//!   end-to-end and peer tests against the emulators under a real `wasmtime serve`.
+//! - `bench` the harness benchmark (time and fuel per event) and the component's size.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASMTIME_VERSION: &str = "48.0.8";
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(),
+        Some("build") => build_component().map(|_| ()),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|bench|build>\n  test --no-e2e  skips the emulator tests");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}");
+    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// rustup's auto-install is off on these machines, so the target is added explicitly.
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if let Ok(out) = &installed
+        && String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    step(&format!("rustup target add {WASM_TARGET}"));
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Builds the release component and returns its path.
+fn build_component() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    step("building the component (release, wasm32-wasip2)");
+    run(cargo().args(["build", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release"]))?;
+    let wasm = root().join("target").join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
+    let size = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
+    eprintln!("component: {} ({} KiB)", wasm.display(), size / 1024);
+    Ok(wasm)
+}
+
+/// `wasmtime` 48.0.8 (the last release rustc 1.95 builds): the one on PATH if it is that
+/// version, else installed with cargo (about 13 minutes the first time, then cached).
+fn ensure_wasmtime() -> Result<PathBuf> {
+    let version_of = |bin: &Path| {
+        Command::new(bin).arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let installed = cargo_home.join("bin").join("wasmtime");
+    for candidate in [PathBuf::from("wasmtime"), installed.clone()] {
+        if version_of(&candidate).is_some_and(|v| v.contains(WASMTIME_VERSION)) {
+            return Ok(candidate);
+        }
+    }
+    step(&format!("installing wasmtime-cli {WASMTIME_VERSION} (first run only, ~13 minutes)"));
+    run(cargo().args(["install", "wasmtime-cli", "--version", WASMTIME_VERSION, "--locked"]))?;
+    Ok(installed)
+}
+
+/// local-bigquery needs Python 3.13 or newer.
+fn find_python() -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = ["python3.14", "python3.13"].iter().map(PathBuf::from).collect();
+    if let Ok(out) = Command::new("pyenv").arg("root").output() {
+        let pyenv = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if let Ok(entries) = std::fs::read_dir(pyenv.join("versions")) {
+            let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            versions.sort();
+            versions.reverse();
+            candidates.extend(versions.into_iter().map(|v| v.join("bin").join("python3")));
+        }
+    }
+    for candidate in candidates {
+        let ok = Command::new(&candidate)
+            .args(["-c", "import sys; sys.exit(0 if sys.version_info >= (3, 13) else 1)"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(candidate);
+        }
+    }
+    Err("Python 3.13 or newer is required for the local BigQuery emulator (none found on PATH or under pyenv)".into())
+}
+
+/// The emulators' venv (local-bigquery, fake-gcs-server, google-cloud-bigquery, pytest).
+fn ensure_venv() -> Result<PathBuf> {
+    let venv = root().join("target").join("e2e-venv");
+    step("preparing the emulators' Python environment");
+    run(Command::new(find_python()?).arg("e2e/bootstrap.py").arg(&venv))?;
+    Ok(venv.join("bin").join("python"))
+}
+
+fn demo() -> Result {
+    let wasm = build_component()?;
+    let wasmtime = ensure_wasmtime()?;
+    let python = ensure_venv()?;
+    step("demo: emulators + wasmtime serve + fixture logs");
+    run(Command::new(python).arg("e2e/demo.py").env("GCR_USAGE_WASM", &wasm).env("WASMTIME", &wasmtime))
+}
+
+fn test(args: &[String]) -> Result {
+    let e2e = !args.iter().any(|a| a == "--no-e2e");
+    step("cargo fmt --check");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    let wasm = build_component()?;
+    step("cargo clippy (native crates and the component)");
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["clippy", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release", "--", "-D", "warnings"]))?;
+    step("cargo test (core unit tests, harness tests against the built component)");
+    run(cargo().args(["test", "--workspace"]).env("GCR_USAGE_WASM", &wasm))?;
+    if !e2e {
+        return Ok(());
+    }
+    let wasmtime = ensure_wasmtime()?;
+    let python = ensure_venv()?;
+    step("end-to-end and peer tests (fake-gcs-server, local-bigquery, google-cloud-bigquery, wasmtime serve)");
+    run(Command::new(python)
+        .args(["-m", "pytest", "e2e", "-q", "-p", "no:cacheprovider"])
+        .env("GCR_USAGE_WASM", &wasm)
+        .env("WASMTIME", &wasmtime))
+}
+
+fn bench() -> Result {
+    let wasm = build_component()?;
+    step("harness benchmark");
+    run(cargo()
+        .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "bench"])
+        .env("GCR_USAGE_WASM", &wasm))
+}
