@@ -1,0 +1,79 @@
+//! One `Engine` per process and compiled components cached in memory and on disk.
+//!
+//! Cranelift compiling the loader takes seconds even with optimised dependencies; doing it once
+//! per test would dominate the suite. Components are compiled once per process, and the compiled
+//! artifact is also serialized under `target/host-test-cache/` keyed by the wasm bytes and the
+//! engine's compatibility hash (wasmtime version + settings), so a rerun of the tests with an
+//! unchanged guest skips Cranelift entirely.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+use crate::guest::workspace_root;
+
+/// The engine every harness shares. Fuel metering is on so that tests can bound work
+/// deterministically (and a runaway guest traps instead of hanging the suite).
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(true);
+        Engine::new(&config).expect("wasmtime engine configuration")
+    })
+}
+
+/// The compiled component at `path`, compiled at most once per process.
+pub fn component(path: &Path) -> wasmtime::Result<Component> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Component>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    // Holding the lock while compiling makes concurrent tests wait for one compilation instead of
+    // compiling the same component in parallel on our two cores.
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = cache.get(path) {
+        return Ok(c.clone());
+    }
+    let bytes = std::fs::read(path).map_err(|e| wasmtime::format_err!("reading {}: {e}", path.display()))?;
+    let component = load_or_compile(engine(), &bytes)?;
+    cache.insert(path.to_path_buf(), component.clone());
+    Ok(component)
+}
+
+fn load_or_compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
+    let cached = cache_path(engine, wasm);
+    if cached.is_file() {
+        // SAFETY: the file is one this function serialized with an engine of the same
+        // compatibility hash (part of its name). A corrupt or foreign file fails to deserialize
+        // (wasmtime checks the header and version) and we fall back to compiling.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &cached) } {
+            return Ok(c);
+        }
+    }
+    let component = Component::new(engine, wasm)?;
+    // Best effort: a read-only target dir only costs a recompilation next time.
+    if let Ok(bytes) = component.serialize()
+        && let Some(dir) = cached.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        // Write-then-rename so a concurrent test process never reads half a file.
+        let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &cached);
+        }
+    }
+    Ok(component)
+}
+
+fn cache_path(engine: &Engine, wasm: &[u8]) -> PathBuf {
+    let wasm_hash = Sha256::digest(wasm);
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let key: String = wasm_hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    workspace_root().join("target/host-test-cache").join(format!("{key}-{:016x}.cwasm", h.finish()))
+}

@@ -1,0 +1,72 @@
+//! Where the guest components come from.
+//!
+//! The loader is built with a *nested* cargo into its own target directory
+//! (`target/guest`): the outer `cargo test` holds the lock on `target/`, and a nested build on the
+//! same directory would wait for it forever.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Environment variable that points the harness at a prebuilt loader component.
+pub const WASM_ENV: &str = "GCR_USAGE_WASM";
+
+/// The workspace root (`host-test/..`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host-test lives inside the workspace").to_path_buf()
+}
+
+/// The release loader component: `$GCR_USAGE_WASM` if set, else built once per process.
+pub fn guest_wasm() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os(WASM_ENV) {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "{WASM_ENV}={} is not a file", path.display());
+            return path;
+        }
+        let root = workspace_root();
+        let target_dir = root.join("target/guest");
+        cargo_build(&root, &["-p", "gcr-usage-loader", "--release"], &target_dir);
+        target_dir.join("wasm32-wasip2/release/gcr_usage_loader.wasm")
+    })
+    .clone()
+}
+
+/// The throwaway probe guest (`host-test/test-guests/probe`) the harness self-tests run.
+pub fn probe_wasm() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let root = workspace_root();
+        let dir = root.join("host-test/test-guests/probe");
+        let target_dir = root.join("target/probe-guest");
+        cargo_build(&dir, &["--release"], &target_dir);
+        target_dir.join("wasm32-wasip2/release/probe_guest.wasm")
+    })
+    .clone()
+}
+
+/// `cargo build --target wasm32-wasip2 ARGS --target-dir TARGET_DIR` in `dir`; panics with
+/// cargo's output on failure. Cargo itself decides whether anything needs rebuilding.
+fn cargo_build(dir: &Path, args: &[&str], target_dir: &Path) {
+    // `CARGO` is set by cargo for build scripts and tests: use the same toolchain's cargo.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(dir)
+        .arg("build")
+        .args(["--target", "wasm32-wasip2"])
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir)
+        // Flags meant for the host test build must not leak into the wasm build.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("failed to run cargo");
+    assert!(
+        output.status.success(),
+        "building the guest failed (is `rustup target add wasm32-wasip2` done?)\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

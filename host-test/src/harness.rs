@@ -1,0 +1,376 @@
+//! `Harness`: runs the guest once per call, the way a real host does, on virtual time.
+//!
+//! Each call gets a fresh `Store` and a fresh instance (wasmtime serve and Spin instantiate per
+//! request) from a pre-instantiated component shared by the whole process. Everything the guest
+//! can observe is fixed by the test: env (nothing inherited), clocks (tokio's paused clock, see
+//! `clock.rs`), random bytes (seeded), stdin (closed), no filesystem, no sockets, and HTTP only
+//! through the `FakeUpstream`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::BodyExt;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{Deterministic, WasiCtx};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualMonotonicClock, VirtualTime, VirtualWallClock};
+use crate::error::{HarnessError, HarnessErrorKind};
+use crate::host::{HostState, Prepared, prepared};
+use crate::loader::ObjectRef;
+use crate::request::TestRequest;
+use crate::response::{HarnessResponse, LoadResponse, RunInfo};
+use crate::runtime::assert_paused_current_thread;
+use crate::upstream::{FakeUpstream, describe_unmatched};
+use crate::{engine, guest};
+
+/// Default fuel per call: far above any legitimate run, low enough to stop a runaway loop in
+/// seconds of real time.
+pub const DEFAULT_FUEL: u64 = 20_000_000_000;
+/// Default bound on virtual time per call (a guest waiting on nothing would otherwise park the
+/// test forever).
+pub const DEFAULT_VIRTUAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
+const PIPE_CAPACITY: usize = 16 << 20;
+
+/// A configured guest. Cheap to build; compiles nothing until the first call.
+///
+/// Calls on one harness are meant to be sequential (`.await` each): `RunInfo::outbound` is the
+/// slice of the upstream log a call added, which concurrent calls would interleave.
+pub struct Harness {
+    wasm: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    time: VirtualTime,
+    seed: u64,
+    fuel: u64,
+    memory_limit: usize,
+    timeout: Duration,
+    upstream: FakeUpstream,
+    check_unmatched_on_drop: bool,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness {
+    /// The release loader ([`guest::guest_wasm`]), empty env, wall clock at
+    /// 2026-01-01T00:00:00Z, seed 0, and an upstream with no rules.
+    pub fn new() -> Self {
+        let upstream = FakeUpstream::new();
+        let time = VirtualTime::new(Duration::from_secs(DEFAULT_WALL_START_UNIX_SECS));
+        upstream.attach_time(time.clone());
+        Harness {
+            wasm: None,
+            env: Vec::new(),
+            time,
+            seed: 0,
+            fuel: DEFAULT_FUEL,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            timeout: DEFAULT_VIRTUAL_TIMEOUT,
+            upstream,
+            check_unmatched_on_drop: true,
+        }
+    }
+
+    /// Run another component (e.g. [`guest::probe_wasm`]).
+    pub fn component(mut self, wasm: impl Into<PathBuf>) -> Self {
+        self.wasm = Some(wasm.into());
+        self
+    }
+
+    /// Adds an environment variable. The guest sees exactly the variables set this way.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Wall-clock time the guest sees when the harness first runs (then it advances with
+    /// virtual time).
+    pub fn start_time(self, at: SystemTime) -> Self {
+        let since_epoch = at.duration_since(UNIX_EPOCH).expect("start time before 1970");
+        self.with_time(VirtualTime::new(since_epoch))
+    }
+
+    pub fn start_time_unix(self, secs: u64) -> Self {
+        self.with_time(VirtualTime::new(Duration::from_secs(secs)))
+    }
+
+    fn with_time(mut self, time: VirtualTime) -> Self {
+        self.upstream.attach_time(time.clone());
+        self.time = time;
+        self
+    }
+
+    /// Seed of the guest's secure and insecure random streams.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Fuel per call; running out traps the guest.
+    pub fn fuel(mut self, fuel: u64) -> Self {
+        self.fuel = fuel;
+        self
+    }
+
+    /// Linear memory cap per instance (bytes).
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Virtual-time bound of a call; past it the call fails with [`HarnessErrorKind::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Use this fake upstream (a clone shares its script and log with the test).
+    pub fn upstream(mut self, upstream: FakeUpstream) -> Self {
+        upstream.attach_time(self.time.clone());
+        self.upstream = upstream;
+        self
+    }
+
+    /// Do not fail the test at drop time for unmatched outbound requests.
+    pub fn allow_unmatched(mut self) -> Self {
+        self.check_unmatched_on_drop = false;
+        self
+    }
+
+    pub fn fake_upstream(&self) -> &FakeUpstream {
+        &self.upstream
+    }
+
+    /// Virtual time since this harness first ran a guest.
+    pub fn elapsed(&self) -> Duration {
+        self.time.elapsed()
+    }
+
+    /// Sends one request to `wasi:http/incoming-handler` on a fresh instance and collects the
+    /// whole response. `Err` when the guest traps, never answers, answers with an error code,
+    /// or exceeds the virtual timeout.
+    pub async fn handle(&self, request: TestRequest) -> Result<HarnessResponse, HarnessError> {
+        assert_paused_current_thread();
+        let prepared = self.prepared()?;
+        let pre = prepared
+            .proxy
+            .as_ref()
+            .map_err(|e| HarnessError::setup(format!("no wasi:http/incoming-handler export: {e}")))?;
+        let mut call = self.start_call()?;
+        let instantiated = pre.instantiate_async(&mut call.store).await;
+        let proxy = instantiated.map_err(|e| call.fail(HarnessErrorKind::Trap, e))?;
+        let incoming = call
+            .store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request.into_hyper()?)
+            .map_err(|e| HarnessError::setup(format!("{e:?}")))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let out = call
+            .store
+            .data_mut()
+            .http()
+            .new_response_outparam(tx)
+            .map_err(|e| HarnessError::setup(format!("{e:?}")))?;
+
+        let Call { mut store, pipes, start } = call;
+        let fuel = self.fuel;
+        // The guest and the reader of its response run concurrently, as in a real server: the
+        // guest may set the response first and stream the body afterwards, and would block on a
+        // full body pipe if nobody read it.
+        let guest = async move {
+            let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await;
+            let left = store.get_fuel().unwrap_or(0);
+            // Dropping the store drops the response-outparam if the guest never set it, which
+            // wakes the reader below instead of leaving it waiting forever.
+            drop(store);
+            (result, fuel - left)
+        };
+        let reader = async move {
+            match rx.await {
+                Ok(Ok(response)) => {
+                    let (parts, body) = response.into_parts();
+                    let body = body.collect().await.map(|c| c.to_bytes());
+                    Ok(Some((parts, body)))
+                }
+                Ok(Err(code)) => Err(code),
+                Err(_) => Ok(None),
+            }
+        };
+        let joined = tokio::time::timeout(self.timeout, async { tokio::join!(guest, reader) }).await;
+        let mut run = self.run_info(&pipes, start);
+        let ((guest_result, fuel_consumed), response) = match joined {
+            Ok(j) => j,
+            Err(_) => {
+                return Err(self.error(
+                    HarnessErrorKind::Timeout,
+                    format!("no answer within {:?} of virtual time", self.timeout),
+                    run,
+                ));
+            }
+        };
+        run.fuel_consumed = fuel_consumed;
+        if let Err(e) = guest_result {
+            return Err(self.error(HarnessErrorKind::Trap, format!("{e:?}"), run));
+        }
+        match response {
+            Ok(Some((parts, Ok(body)))) => {
+                Ok(HarnessResponse { status: parts.status.as_u16(), headers: parts.headers, body, run })
+            }
+            Ok(Some((_, Err(e)))) => Err(self.error(HarnessErrorKind::BrokenBody, format!("{e}"), run)),
+            Ok(None) => Err(self.error(
+                HarnessErrorKind::NoResponse,
+                "the guest returned without setting a response".into(),
+                run,
+            )),
+            Err(code) => Err(self.error(HarnessErrorKind::ErrorCode, format!("{code:?}"), run)),
+        }
+    }
+
+    /// Calls the typed export `gcr-usage:loader/loader#load` on a fresh instance.
+    pub async fn call_load(&self, object: ObjectRef) -> Result<LoadResponse, HarnessError> {
+        assert_paused_current_thread();
+        let prepared = self.prepared()?;
+        let pre = prepared
+            .loader
+            .as_ref()
+            .map_err(|e| HarnessError::setup(format!("no gcr-usage:loader/loader export: {e}")))?;
+        let Call { mut store, pipes, start } = self.start_call()?;
+        let fuel = self.fuel;
+        let call = async {
+            let loader = pre.instantiate_async(&mut store).await?;
+            let result = loader.gcr_usage_loader_loader().call_load(&mut store, &object).await;
+            let left = store.get_fuel().unwrap_or(0);
+            result.map(|r| (r, fuel - left))
+        };
+        let outcome = tokio::time::timeout(self.timeout, call).await;
+        let mut run = self.run_info(&pipes, start);
+        match outcome {
+            Ok(Ok((result, fuel_consumed))) => {
+                run.fuel_consumed = fuel_consumed;
+                Ok(LoadResponse { result, run })
+            }
+            Ok(Err(e)) => {
+                run.fuel_consumed = fuel - store.get_fuel().unwrap_or(0);
+                Err(self.error(HarnessErrorKind::Trap, format!("{e:?}"), run))
+            }
+            Err(_) => {
+                run.fuel_consumed = fuel - store.get_fuel().unwrap_or(0);
+                Err(self.error(
+                    HarnessErrorKind::Timeout,
+                    format!("no answer within {:?} of virtual time", self.timeout),
+                    run,
+                ))
+            }
+        }
+    }
+
+    fn prepared(&self) -> Result<Arc<Prepared>, HarnessError> {
+        let path = self.wasm.clone().unwrap_or_else(guest::guest_wasm);
+        prepared(&path)
+    }
+
+    fn start_call(&self) -> Result<Call, HarnessError> {
+        let stdout = MemoryOutputPipe::new(PIPE_CAPACITY);
+        let stderr = MemoryOutputPipe::new(PIPE_CAPACITY);
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&self.env)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(VirtualWallClock(self.time.clone()))
+            .monotonic_clock(VirtualMonotonicClock(self.time.clone()))
+            .secure_random(Deterministic::new(seeded_bytes(self.seed, 1)))
+            .insecure_random(Deterministic::new(seeded_bytes(self.seed, 2)))
+            .insecure_random_seed(u128::from(self.seed) << 64 | 0x6763_722d_7573_6167)
+            // Belt and braces: no preopens, no sockets, no DNS; HTTP goes to the fake only.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = HostState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            upstream: self.upstream.clone(),
+            limits: StoreLimitsBuilder::new().memory_size(self.memory_limit).build(),
+        };
+        let mut store = Store::new(engine::engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(self.fuel).map_err(|e| HarnessError::setup(format!("{e:?}")))?;
+        Ok(Call { store, pipes: (stdout, stderr), start: (self.time.elapsed(), self.upstream.requests().len()) })
+    }
+
+    /// What the call left behind; `fuel_consumed` is filled in by the caller when known.
+    fn run_info(&self, pipes: &(MemoryOutputPipe, MemoryOutputPipe), start: (Duration, usize)) -> RunInfo {
+        RunInfo {
+            stdout: pipes.0.contents().to_vec(),
+            stderr: pipes.1.contents().to_vec(),
+            fuel_consumed: 0,
+            elapsed: self.time.elapsed() - start.0,
+            outbound: self.upstream.requests().split_off(start.1),
+        }
+    }
+
+    fn error(&self, kind: HarnessErrorKind, message: String, run: RunInfo) -> HarnessError {
+        HarnessError { kind, message, run: Box::new(run) }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Unmatched outbound requests fail the test even if it never looked at the upstream,
+        // unless it took them (`take_unmatched`) or opted out. Not while already panicking:
+        // a second panic would abort and hide the first.
+        if self.check_unmatched_on_drop && !std::thread::panicking() {
+            let unmatched = self.upstream.unmatched();
+            if !unmatched.is_empty() {
+                panic!("{}", describe_unmatched(&unmatched));
+            }
+        }
+    }
+}
+
+/// The per-call store and what is needed to report on it afterwards.
+struct Call {
+    store: Store<HostState>,
+    pipes: (MemoryOutputPipe, MemoryOutputPipe),
+    /// Virtual time and upstream log length at the start of the call.
+    start: (Duration, usize),
+}
+
+impl Call {
+    fn fail(&self, kind: HarnessErrorKind, e: wasmtime::Error) -> HarnessError {
+        HarnessError {
+            kind,
+            message: format!("{e:?}"),
+            run: Box::new(RunInfo {
+                stdout: self.pipes.0.contents().to_vec(),
+                stderr: self.pipes.1.contents().to_vec(),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// 64 KiB of SplitMix64 output for `(seed, stream)`; `Deterministic` cycles through it, which is
+/// far more than one guest call draws (ids, jitter, hash seeds).
+fn seeded_bytes(seed: u64, stream: u64) -> Vec<u8> {
+    let mut state = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut out = Vec::with_capacity(64 << 10);
+    while out.len() < 64 << 10 {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
