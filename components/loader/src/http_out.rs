@@ -55,6 +55,9 @@ fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
     let outgoing_body = outgoing.body().map_err(|()| "request body unavailable".to_string())?;
+    // `handle` first: the host drains the body only once the request is under way, so writing
+    // more than one stream buffer (4 KiB in wasmtime) before it would block forever.
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
     if !body.is_empty() {
         let stream = outgoing_body.write().map_err(|()| "request body stream unavailable".to_string())?;
         for chunk in body.chunks(WRITE_CHUNK) {
@@ -63,7 +66,6 @@ fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::
                 .map_err(|e| format!("writing the request body: {}", stream_error(e)))?;
         }
     }
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
     OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
 
     future.subscribe().block();
