@@ -146,7 +146,17 @@ fn test(args: &[String]) -> Result {
     let wasm = build_component()?;
     step("cargo clippy (native crates and the component)");
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo().args(["clippy", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--package",
+        "gcr-usage-loader",
+        "--target",
+        WASM_TARGET,
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     step("cargo test (core unit tests, harness tests against the built component)");
     run(cargo().args(["test", "--workspace"]).env("GCR_USAGE_WASM", &wasm))?;
     if !e2e {
@@ -158,7 +168,9 @@ fn test(args: &[String]) -> Result {
     run(Command::new(python)
         .args(["-m", "pytest", "e2e", "-q", "-p", "no:cacheprovider"])
         .env("GCR_USAGE_WASM", &wasm)
-        .env("WASMTIME", &wasmtime))
+        .env("WASMTIME", &wasmtime)
+        // A component that cannot run must fail the suite, not skip it.
+        .env("GCR_USAGE_E2E_STRICT", "1"))
 }
 
 fn bench() -> Result {

@@ -134,8 +134,11 @@ pub fn build(method: http::Method, url: &str, token: Option<&str>, body: Option<
     if let Some(token) = token {
         builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    if body.is_some() {
-        builder = builder.header(http::header::CONTENT_TYPE, "application/json; charset=UTF-8");
+    if let Some(body) = &body {
+        // An explicit length: some proxies and emulators mishandle chunked request bodies.
+        builder = builder
+            .header(http::header::CONTENT_TYPE, "application/json; charset=UTF-8")
+            .header(http::header::CONTENT_LENGTH, body.len());
     }
     // The URL is built from validated, percent-encoded parts and the token from a validated
     // header-safe string, so the builder cannot fail on them.
@@ -253,6 +256,7 @@ mod tests {
             "https://bigquery.googleapis.com/bigquery/v2/projects/demo-project/jobs?prettyPrint=false"
         );
         assert_eq!(req.headers()["authorization"], "Bearer tok");
+        assert_eq!(req.headers()["content-length"], req.body().len().to_string().as_str());
         let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
         assert_eq!(body["jobReference"]["location"], "US");
         let load = &body["configuration"]["load"];

