@@ -40,7 +40,8 @@ impl Guest for crate::Component {
             {
                 Ok(body) => body,
                 Err(why) => {
-                    let answer = gcr_usage_core::contract::Answer::plain(400, "unreadable-body", why);
+                    let error = gcr_usage_core::LoadError::InvalidInput(format!("body: could not be read ({why})"));
+                    let answer = gcr_usage_core::contract::Answer::from_error(&error, None);
                     crate::log(&answer.log_line(&[]));
                     return respond(response_out, answer.status, &answer.body_bytes());
                 }
@@ -55,7 +56,7 @@ impl Guest for crate::Component {
         );
         let answer = handled.answer;
         // Health checks succeed every few seconds: logging them would drown the events.
-        if !(path.starts_with("/healthz") && answer.status == 200) {
+        if !(path.split('?').next() == Some("/healthz") && answer.status == 200) {
             let mut extra = vec![("durationMs", serde_json::json!(now_ms().saturating_sub(started)))];
             if let Some(shape) = handled.shape {
                 extra.push(("eventShape", shape.as_str().into()));

@@ -69,7 +69,7 @@ impl GoogleError {
         match (self.status, self.reason.as_deref()) {
             (409, _) => ErrorClass::AlreadyExists,
             (_, Some("rateLimitExceeded" | "backendError" | "internalError" | "badGateway")) => ErrorClass::Transient,
-            (408 | 429 | 500 | 502 | 503 | 504, _) => ErrorClass::Transient,
+            (408 | 429 | 500..=599, _) => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
         }
     }
@@ -91,7 +91,7 @@ pub fn quote_body(body: &[u8]) -> String {
 pub enum ErrorClass {
     /// 409: the job id exists — the event was delivered before. Read that job.
     AlreadyExists,
-    /// 408/429/5xx or a retryable reason: retry the same request after a backoff.
+    /// 408, 429, any 5xx, or a retryable reason: retry the same request after a backoff.
     Transient,
     /// Anything else: retrying cannot help; report Google's message.
     Permanent,

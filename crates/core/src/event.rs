@@ -72,14 +72,16 @@ const PUBSUB_OTHER: [&str; 3] = ["OBJECT_METADATA_UPDATE", "OBJECT_DELETE", "OBJ
 
 /// Parses one delivered event. `headers` are the request headers (names are case-insensitive).
 pub fn parse_event(headers: &HeaderMap, body: &[u8]) -> Result<(EventShape, EventDecision), InvalidEvent> {
-    if headers.keys().any(|k| k.as_str().starts_with("ce-")) {
-        return binary_cloudevent(headers, body).map(|d| (EventShape::CloudEventBinary, d));
-    }
-    let root = parse_json_object(body)?;
+    // The CloudEvents HTTP binding picks the mode by Content-Type first: a structured event may
+    // carry ce-* headers too, and only without that media type do ce-* headers mean binary mode.
     let structured = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/cloudevents+json"));
+    if !structured && headers.keys().any(|k| k.as_str().starts_with("ce-")) {
+        return binary_cloudevent(headers, body).map(|d| (EventShape::CloudEventBinary, d));
+    }
+    let root = parse_json_object(body)?;
     if structured || root.contains_key("specversion") {
         structured_cloudevent(&root).map(|d| (EventShape::CloudEventStructured, d))
     } else if root.contains_key("message") {

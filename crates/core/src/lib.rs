@@ -23,6 +23,7 @@ pub mod schema;
 pub mod service;
 pub mod session;
 pub mod url;
+pub mod usage;
 
 pub use config::{Config, ConfigError};
 pub use object::ObjectRef;

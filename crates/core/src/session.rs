@@ -37,9 +37,12 @@ pub enum Reply {
     Failed(String),
 }
 
-/// Per-request timeout bounds: short enough to leave time for a retry, long enough for a
-/// slow `jobs.insert` even when GCR_USAGE_WAIT_SECONDS is 0.
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time an event gets for its requests and retries, even with
+/// GCR_USAGE_WAIT_SECONDS=0 ("do not wait for the job"): submitting still takes a round trip
+/// or three, and a transient error deserves a retry or two.
+pub const MIN_BUDGET: Duration = Duration::from_secs(10);
+/// Per-request timeout bounds: a request never outlives the budget, but always gets a moment.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +75,16 @@ pub struct LoadSession {
     /// Whether this delivery created the job of the current attempt (loaded vs duplicate,
     /// and whether a failure is ours to report or a past attempt's to supersede).
     created: bool,
+    /// GCR_USAGE_WAIT_SECONDS from the start: how long to wait for a running job.
     deadline_ms: u64,
+    /// max(wait, MIN_BUDGET) from the start: no request is sent and no retry slept past it,
+    /// so slow but successful answers cannot stretch an event beyond its budget either.
+    budget_ms: u64,
+    /// `jobs.insert` requests sent for the current attempt: after an ambiguous failure (timeout,
+    /// 5xx) a 409 on the retry most likely means our own first request got through.
+    inserts_sent: u32,
+    /// The current attempt's job was seen PENDING/RUNNING (it exists and had not failed).
+    seen_running: bool,
     retries: Backoff,
     polls: Backoff,
     jitter: Jitter,
@@ -94,7 +106,8 @@ impl LoadSession {
         } else {
             Action::Insert
         };
-        let deadline_ms = now_ms.saturating_add(u64::try_from(config.wait.as_millis()).unwrap_or(u64::MAX));
+        let deadline_ms = now_ms.saturating_add(duration_ms(config.wait));
+        let budget_ms = now_ms.saturating_add(duration_ms(config.wait.max(MIN_BUDGET)));
         LoadSession {
             config,
             planned,
@@ -104,6 +117,9 @@ impl LoadSession {
             attempt: 1,
             created: false,
             deadline_ms,
+            budget_ms,
+            inserts_sent: 0,
+            seen_running: false,
             retries: Backoff::retries(),
             polls: Backoff::polling(),
             jitter: Jitter::new(seed),
@@ -135,7 +151,7 @@ impl LoadSession {
                 (ErrorClass::AlreadyExists, Action::Insert) => {
                     // Delivered before: adopt the existing job instead of failing (the Python
                     // client raises here; that is what made the seed unsafe to redeliver).
-                    self.created = false;
+                    self.created = self.inserts_sent > 1;
                     self.action = Action::GetJob;
                     self.send(now_ms)
                 }
@@ -195,8 +211,14 @@ impl LoadSession {
     }
 
     fn send(&mut self, now_ms: u64) -> Step {
-        let remaining = Duration::from_millis(self.deadline_ms.saturating_sub(now_ms));
+        if now_ms >= self.budget_ms {
+            return self.out_of_time();
+        }
+        let remaining = Duration::from_millis(self.budget_ms - now_ms);
         let timeout = remaining.clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT);
+        if self.action == Action::Insert {
+            self.inserts_sent += 1;
+        }
         let token = self.token.as_deref();
         let request = match self.action {
             Action::ProjectId => metadata::project_request(&self.config.metadata),
@@ -210,18 +232,41 @@ impl LoadSession {
     fn transient(&mut self, what: String, now_ms: u64) -> Step {
         self.transient_failures += 1;
         let delay = self.retries.next_delay(self.jitter.next_u64());
-        if now_ms.saturating_add(duration_ms(delay)) > self.deadline_ms {
+        if now_ms.saturating_add(duration_ms(delay)) > self.budget_ms {
             return Step::Done(Err(LoadError::UpstreamUnavailable(format!(
-                "{what} (gave up after {} tries within GCR_USAGE_WAIT_SECONDS={}; the trigger should redeliver)",
+                "{what} (gave up after {} tries within the event's {} s budget; the trigger should redeliver)",
                 self.transient_failures,
-                self.config.wait.as_secs()
+                self.config.wait.max(MIN_BUDGET).as_secs()
             ))));
         }
         Step::Sleep(delay)
     }
 
+    /// The budget is spent before the next request: say what is known, and let the trigger
+    /// redeliver whenever the job's fate is unknown.
+    fn out_of_time(&self) -> Step {
+        match self.action {
+            Action::GetJob if self.created => Step::Done(Ok(self.outcome(
+                OutcomeKind::Submitted,
+                None,
+                Some("the load job was submitted but GCR_USAGE_WAIT_SECONDS ran out before it finished; BigQuery finishes it on its own".into()),
+            ))),
+            Action::GetJob if self.seen_running => Step::Done(Ok(self.outcome(
+                OutcomeKind::Duplicate,
+                None,
+                Some("the load job already existed (redelivered event) and is still running".into()),
+            ))),
+            action => Step::Done(Err(LoadError::UpstreamUnavailable(format!(
+                "GCR_USAGE_WAIT_SECONDS={} ran out before {} could be asked; the trigger should redeliver",
+                self.config.wait.as_secs(),
+                action.describe()
+            )))),
+        }
+    }
+
     fn job_state(&mut self, state: JobState, now_ms: u64) -> Step {
         self.retries = Backoff::retries();
+        self.seen_running = matches!(state, JobState::Pending | JobState::Running);
         match state {
             JobState::Pending | JobState::Running => {
                 let delay = self.polls.next_delay(self.jitter.next_u64());
@@ -273,6 +318,8 @@ impl LoadSession {
         // under the next id; load jobs are atomic, so the failed one loaded nothing.
         self.attempt += 1;
         self.created = false;
+        self.inserts_sent = 0;
+        self.seen_running = false;
         self.polls = Backoff::polling();
         self.action = Action::Insert;
         self.send(now_ms)

@@ -13,6 +13,7 @@ struct Script {
     answers: VecDeque<Result<(u16, String), String>>,
     sent: Vec<(String, String, String)>,
     slept: Vec<Duration>,
+    latency_ms: u64,
 }
 
 impl Script {
@@ -22,6 +23,7 @@ impl Script {
             answers: answers.into_iter().map(|a| a.map(|(s, b)| (s, b.to_string())).map_err(str::to_string)).collect(),
             sent: Vec::new(),
             slept: Vec::new(),
+            latency_ms: 50,
         }
     }
     fn paths(&self) -> Vec<String> {
@@ -33,7 +35,7 @@ impl Io for Script {
     fn send(&mut self, request: http::Request<Vec<u8>>, _timeout: Duration) -> Reply {
         let auth = request.headers().get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         self.sent.push((request.method().to_string(), request.uri().to_string(), auth));
-        self.now_ms += 50;
+        self.now_ms += self.latency_ms;
         match self.answers.pop_front().expect("the session sent more requests than scripted") {
             Ok((status, body)) => {
                 Reply::Response(http::Response::builder().status(status).body(body.into_bytes()).unwrap())
@@ -257,4 +259,44 @@ fn unreadable_success_answers() {
     let mut s = Script::new(answers);
     let e = run(config(&[("GCR_USAGE_WAIT_SECONDS", "5")]), &mut s).unwrap_err();
     assert_eq!(e.kind(), "upstream-unavailable");
+}
+
+#[test]
+fn slow_answers_cannot_stretch_an_event_past_its_budget() {
+    // Every answer takes 4 s: the chain 409 → failed → _r2 … would run for ~40 s unchecked.
+    let answers: Vec<_> = (0..MAX_ATTEMPTS).flat_map(|_| [Ok((409, DUPLICATE)), Ok((200, FAILED))]).collect();
+    let mut s = Script::new(answers);
+    s.latency_ms = 4_000;
+    let e = run(config(&[("GCR_USAGE_WAIT_SECONDS", "5")]), &mut s).unwrap_err();
+    assert_eq!(e.kind(), "upstream-unavailable");
+    assert!(e.message().contains("ran out before BigQuery jobs."), "{e}");
+    // The budget is max(wait, 10 s): no request is *sent* after it, one may straddle it.
+    assert!(s.now_ms <= 1_000 + 10_000 + 4_000, "{}", s.now_ms);
+}
+
+#[test]
+fn out_of_time_with_our_job_submitted_is_submitted() {
+    let mut s = Script::new(vec![Ok((200, RUNNING)); 10]);
+    s.latency_ms = 6_000;
+    let o = run(config(&[("GCR_USAGE_WAIT_SECONDS", "0")]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Submitted);
+}
+
+#[test]
+fn a_409_after_an_ambiguous_insert_failure_is_our_own_job() {
+    let mut s = Script::new(vec![Err("connection reset"), Ok((409, DUPLICATE)), Ok((200, DONE))]);
+    assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Loaded);
+    // …and if that job failed, it is our failure to report, not a past attempt to supersede.
+    let mut s = Script::new(vec![Ok((503, "busy")), Ok((409, DUPLICATE)), Ok((200, FAILED))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Failed);
+    assert!(!o.job_id.unwrap().ends_with("_r2"));
+}
+
+#[test]
+fn every_5xx_is_transient() {
+    for status in [507, 520, 599] {
+        let mut s = Script::new(vec![Ok((status, "?")), Ok((200, DONE))]);
+        assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Loaded, "{status}");
+    }
 }

@@ -1,0 +1,335 @@
+//! Streaming usage-log reader: one record at a time from any `io::Read`, never the whole object.
+//!
+//! The csv crate splits records (RFC 4180 quoting, `""` escapes, quoted commas and newlines,
+//! LF / CRLF / CR line ends, a missing final newline, blank lines skipped); this module decides
+//! what a record means. Nothing a single row can contain stops the read: a malformed row is
+//! counted with its line number and reason and skipped. Only an I/O error, or a first line
+//! that is a header of some *other* file (a storage log), ends it.
+//!
+//! Header rule, applied to the first record (a UTF-8 byte-order mark before it is ignored):
+//! 1. equal to the documented header → skipped, columns in documented order;
+//! 2. otherwise, if it *looks like* a header (every field a non-empty `[A-Za-z0-9_]` name and
+//!    the first not a number): if it names all 17 documented columns, the columns are taken by
+//!    name (any order; extra columns ignored: a future format version stays readable) —
+//!    if it does not, the file is not a usage log → [`ReadError::NotAUsageLog`];
+//! 3. otherwise there is no header: the record is data, columns in documented order.
+//!
+//! Later records equal to the documented header (files joined with `cat`) are skipped and
+//! counted as `repeated_headers`, not reported as malformed.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::lines::LineTracker;
+use super::row::{COLUMNS, Layout, MalformedReason, UsageRow};
+
+/// The documented header line, without its line end.
+pub const HEADER_LINE: &str = "\"time_micros\",\"c_ip\",\"c_ip_type\",\"c_ip_region\",\"cs_method\",\"cs_uri\",\
+\"sc_status\",\"cs_bytes\",\"sc_bytes\",\"time_taken_micros\",\"cs_host\",\"cs_referer\",\"cs_user_agent\",\
+\"s_request_id\",\"cs_operation\",\"cs_bucket\",\"cs_object\"";
+
+/// How many malformed rows are kept with their reasons; the rest are only counted.
+pub const DEFAULT_MALFORMED_SAMPLES: usize = 20;
+
+/// How duplicate `s_request_id`s within one file are found.
+///
+/// Memory trade-off: `Exact` keeps a 64-bit hash of every request id seen, about 8 bytes per
+/// row plus hash-table slack (~16 bytes/row, ~16 MB for a million-row hour) — it grows with the
+/// file. `Window(n)` keeps only the last `n` distinct ids (bounded memory, but a duplicate more
+/// than `n` rows after its original is missed). `Off` keeps nothing. Duplicates also occur
+/// *across* files (the same record delivered in two objects of an hour), so whatever this
+/// reader drops, queries must still count distinct request ids; in-file dropping only keeps
+/// obvious duplicates out of the table. A 64-bit hash can collide: two different ids in one
+/// file collide with probability ≈ n²/2⁶⁵ (≈ 3·10⁻⁸ for a million rows), dropping one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedup {
+    Exact,
+    Window(usize),
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderOptions {
+    pub dedup: Dedup,
+    pub malformed_samples: usize,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions { dedup: Dedup::Exact, malformed_samples: DEFAULT_MALFORMED_SAMPLES }
+    }
+}
+
+/// What the first record turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderKind {
+    /// Nothing read yet, or the object is empty (zero records).
+    None,
+    /// The documented header.
+    Documented,
+    /// A header naming the documented columns differently ordered or with extra columns.
+    ByName,
+    /// No header: the first record is data.
+    Missing,
+}
+
+/// A malformed record: where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Malformed {
+    pub line: u64,
+    pub row: u64,
+    pub reason: MalformedReason,
+}
+
+/// Per-file counts. `records = rows + malformed + duplicates` once the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadStats {
+    /// Data records (after the header, repeated headers excluded).
+    pub records: u64,
+    /// Rows handed out.
+    pub rows: u64,
+    pub malformed: u64,
+    pub duplicates: u64,
+    /// Rows handed out whose text was decoded lossily.
+    pub invalid_utf8: u64,
+    pub repeated_headers: u64,
+    pub header: HeaderKind,
+    /// The first malformed records (up to `ReaderOptions::malformed_samples`).
+    pub malformed_samples: Vec<Malformed>,
+}
+
+/// What ends a read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The underlying reader failed.
+    Io(std::io::Error),
+    /// The first line is a header of another kind of file; `missing` are the usage columns it lacks.
+    NotAUsageLog { missing: Vec<&'static str> },
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "reading the log object failed: {e}"),
+            ReadError::NotAUsageLog { missing } => {
+                write!(f, "line 1: not a usage log header (missing columns: {})", missing.join(", "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads usage-log rows incrementally from `R` (memory: one record, plus the dedup set).
+pub struct UsageLogReader<R> {
+    csv: csv::Reader<LineTracker<R>>,
+    record: csv::ByteRecord,
+    layout: Option<Layout>,
+    options: ReaderOptions,
+    seen: HashSet<u64, BuildHasherDefault<PassThrough>>,
+    window: VecDeque<u64>,
+    stats: ReadStats,
+    done: bool,
+}
+
+impl<R: Read> UsageLogReader<R> {
+    pub fn new(input: R) -> Self {
+        Self::with_options(input, ReaderOptions::default())
+    }
+
+    pub fn with_options(input: R, options: ReaderOptions) -> Self {
+        let csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(LineTracker::new(input));
+        UsageLogReader {
+            csv,
+            record: csv::ByteRecord::new(),
+            layout: None,
+            options,
+            seen: HashSet::default(),
+            window: VecDeque::new(),
+            stats: ReadStats {
+                records: 0,
+                rows: 0,
+                malformed: 0,
+                duplicates: 0,
+                invalid_utf8: 0,
+                repeated_headers: 0,
+                header: HeaderKind::None,
+                malformed_samples: Vec::new(),
+            },
+            done: false,
+        }
+    }
+
+    pub fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    pub fn into_stats(self) -> ReadStats {
+        self.stats
+    }
+
+    /// Reads the next good row into `row` (its strings' buffers are reused). `Ok(false)` at
+    /// the end; after an `Err` the reader stays ended.
+    pub fn read_row(&mut self, row: &mut UsageRow) -> Result<bool, ReadError> {
+        while !self.done {
+            let previous_end = self.csv.position().byte();
+            let more = self.csv.read_byte_record(&mut self.record).map_err(|e| {
+                self.done = true;
+                // Byte records with `flexible` fail only on I/O; keep the io::Error's kind.
+                match e.into_kind() {
+                    csv::ErrorKind::Io(io) => ReadError::Io(io),
+                    other => ReadError::Io(std::io::Error::other(format!("{other:?}"))),
+                }
+            })?;
+            if !more {
+                self.done = true;
+                break;
+            }
+            let line = self.csv.get_mut().line_at_or_after(previous_end);
+            if self.layout.is_none() {
+                match self.first_record() {
+                    Ok(true) => continue, // it was a header
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.done = true;
+                        return Err(e);
+                    }
+                }
+            } else if is_documented_header(&self.record) {
+                self.stats.repeated_headers += 1;
+                continue;
+            }
+            let Some(layout) = &self.layout else { continue }; // always set by `first_record`
+            self.stats.records += 1;
+            let row_number = self.stats.records;
+            if let Err(reason) = layout.fill(&self.record, row) {
+                self.stats.malformed += 1;
+                if self.stats.malformed_samples.len() < self.options.malformed_samples {
+                    self.stats.malformed_samples.push(Malformed { line, row: row_number, reason });
+                }
+                continue;
+            }
+            if self.is_duplicate(&row.s_request_id) {
+                self.stats.duplicates += 1;
+                continue;
+            }
+            (row.line, row.row) = (line, row_number);
+            self.stats.rows += 1;
+            self.stats.invalid_utf8 += u64::from(row.invalid_utf8);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Applies the header rule to the first record; `Ok(true)` if it was a header.
+    fn first_record(&mut self) -> Result<bool, ReadError> {
+        strip_bom(&mut self.record);
+        if is_documented_header(&self.record) {
+            self.stats.header = HeaderKind::Documented;
+            self.layout = Some(Layout::documented());
+            return Ok(true);
+        }
+        let fields: Vec<&[u8]> = self.record.iter().collect();
+        let is_name = |f: &&[u8]| !f.is_empty() && f.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        if fields.iter().all(is_name) && !fields[0].iter().all(u8::is_ascii_digit) {
+            let layout = Layout::from_header(&fields).map_err(|missing| ReadError::NotAUsageLog { missing })?;
+            self.stats.header = HeaderKind::ByName;
+            self.layout = Some(layout);
+            return Ok(true);
+        }
+        self.stats.header = HeaderKind::Missing;
+        self.layout = Some(Layout::documented());
+        Ok(false)
+    }
+
+    fn is_duplicate(&mut self, id: &str) -> bool {
+        if id.is_empty() || self.options.dedup == Dedup::Off {
+            return false; // an empty id identifies nothing
+        }
+        let hash = hash_id(id.as_bytes());
+        if !self.seen.insert(hash) {
+            return true;
+        }
+        if let Dedup::Window(n) = self.options.dedup {
+            self.window.push_back(hash);
+            if self.window.len() > n.max(1)
+                && let Some(old) = self.window.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+        false
+    }
+}
+
+impl<R: Read> Iterator for UsageLogReader<R> {
+    type Item = Result<UsageRow, ReadError>;
+
+    /// Allocates a fresh row per item; [`UsageLogReader::read_row`] reuses one.
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut row = UsageRow::default();
+        match self.read_row(&mut row) {
+            Ok(true) => Some(Ok(row)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Field-by-field comparison with the documented names (the quotes are already gone).
+fn is_documented_header(record: &csv::ByteRecord) -> bool {
+    record.len() == COLUMNS.len() && record.iter().zip(COLUMNS).all(|(f, c)| f == c.as_bytes())
+}
+
+/// Drops a UTF-8 byte-order mark (and the quotes it kept from being read as quotes) from the
+/// first field: `\u{feff}"time_micros"` is parsed as an unquoted field with literal quotes.
+fn strip_bom(record: &mut csv::ByteRecord) {
+    let Some(first) = record.get(0).and_then(|f| f.strip_prefix(b"\xef\xbb\xbf")) else { return };
+    let first = first.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(first).to_vec();
+    let mut fixed = csv::ByteRecord::new();
+    fixed.push_field(&first);
+    record.iter().skip(1).for_each(|f| fixed.push_field(f));
+    *record = fixed;
+}
+
+/// FNV-1a over the id, then a 64-bit finaliser (MurmurHash3's) so every bit of the result is
+/// mixed: the set uses it as is. Deterministic across runs and targets (no random seed needed
+/// inside the component), and request ids are not attacker-chosen keys.
+fn hash_id(id: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// A hasher for keys that already are well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `HashSet<u64>`; fold anything else in for correctness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[cfg(test)]
+#[path = "reader_tests.rs"]
+mod tests;

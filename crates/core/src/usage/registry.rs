@@ -1,0 +1,201 @@
+//! What the Container Registry layout tells about a log row: the registry host and project
+//! behind a bucket name, the digest behind an object name, and the repository behind a Referer.
+//!
+//! All three are plain string shapes, matched by hand rather than with regular expressions:
+//! the core is compiled into a small WASI component and these run once per log row.
+
+use std::borrow::Cow;
+
+/// The four Container Registry hosts, each backed by one bucket per project.
+pub const REGISTRY_HOSTS: [(&str, &str); 4] =
+    [("", "gcr.io"), ("us.", "us.gcr.io"), ("eu.", "eu.gcr.io"), ("asia.", "asia.gcr.io")];
+
+/// Where blobs live inside a registry bucket; nothing else there is image content.
+pub const BLOB_PREFIX: &str = "containers/images/";
+
+/// A registry bucket: `[us.|eu.|asia.]artifacts.PROJECT.appspot.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryBucket<'a> {
+    /// `gcr.io`, `us.gcr.io`, `eu.gcr.io` or `asia.gcr.io`.
+    pub host: &'static str,
+    /// The project id. Domain-scoped projects (`example.com:my-project`) follow App Engine's
+    /// bucket naming, `artifacts.my-project.example.com.a.appspot.com`, so the id is rebuilt.
+    pub project: Cow<'a, str>,
+}
+
+/// Recognises a registry bucket by its name; any other bucket is an ordinary bucket.
+pub fn registry_bucket(bucket: &str) -> Option<RegistryBucket<'_>> {
+    let (rest, host) = REGISTRY_HOSTS
+        .iter()
+        .rev() // regional prefixes first: "" matches everything
+        .find_map(|(prefix, host)| Some((bucket.strip_prefix(prefix)?, *host)))?;
+    let middle = rest.strip_prefix("artifacts.")?.strip_suffix(".appspot.com")?;
+    if is_project_id(middle) {
+        return Some(RegistryBucket { host, project: Cow::Borrowed(middle) });
+    }
+    // Domain-scoped: `PROJECT.DOMAIN.a` → `DOMAIN:PROJECT`.
+    let (project, domain) = middle.strip_suffix(".a")?.split_once('.')?;
+    let domain_ok = domain.split('.').all(|label| !label.is_empty() && is_project_id(label));
+    (is_project_id(project) && domain_ok && domain.contains('.'))
+        .then(|| RegistryBucket { host, project: Cow::Owned(format!("{domain}:{project}")) })
+}
+
+/// Project ids are lower-case letters, digits and hyphens (the length rules are not checked:
+/// a bucket that exists names a project that exists).
+fn is_project_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `sha256:` followed by 64 lower-case hex digits: the only digest form Container Registry
+/// stored (it never supported other algorithms).
+pub fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// The digest of a blob object `containers/images/sha256:<hex>`; `None` for any other name
+/// (the decoded `cs_object` is used, so a `%3A` in `cs_uri` does not matter).
+pub fn blob_digest(object: &str) -> Option<&str> {
+    object.strip_prefix(BLOB_PREFIX).filter(|d| is_digest(d))
+}
+
+/// What a registry client's Referer says: it followed a redirect from
+/// `https://HOST/v2/REPOSITORY/blobs/DIGEST` to the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobReferer<'a> {
+    /// The host the client asked (`gcr.io`, `eu.gcr.io`, or another `*.gcr.io` name).
+    pub host: &'a str,
+    /// The whole repository path, nested components kept (`project/team/api/server`).
+    pub repository: &'a str,
+    pub digest: &'a str,
+}
+
+/// Parses a Referer of a registry blob redirect. Rules:
+/// - scheme `https://` (or `http://`), host `gcr.io` or any `*.gcr.io` (ASCII case-insensitive,
+///   no port, no user info): vanity hosts such as `k8s.gcr.io` were served the same way;
+/// - path `/v2/` + repository + `/blobs/` + digest, a query or fragment is ignored;
+/// - the repository is one or more non-empty components of `[a-z0-9._-]` (Docker's name
+///   grammar, loosely): anything else is not a registry URL and attributes nothing.
+pub fn parse_blob_referer(referer: &str) -> Option<BlobReferer<'_>> {
+    let rest = referer.strip_prefix("https://").or_else(|| referer.strip_prefix("http://"))?;
+    let (host, path) = rest.split_at(rest.find('/')?);
+    let h = host.as_bytes();
+    let host_ok = h.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+        && (host.eq_ignore_ascii_case("gcr.io") || (h.len() > 7 && h[h.len() - 7..].eq_ignore_ascii_case(b".gcr.io")));
+    if !host_ok {
+        return None;
+    }
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let (repository, digest) = path.strip_prefix("/v2/")?.rsplit_once("/blobs/")?;
+    let component_ok = |c: &str| {
+        !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    (is_digest(digest) && repository.split('/').all(component_ok)).then_some(BlobReferer { host, repository, digest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:c1ee13b9a1a3b38904c3fc2dd6a908b762cd9ad6b666e7d02f7419deba78d4e4";
+
+    #[test]
+    fn registry_buckets_per_host() {
+        for (bucket, host) in [
+            ("artifacts.demo-project.appspot.com", "gcr.io"),
+            ("us.artifacts.demo-project.appspot.com", "us.gcr.io"),
+            ("eu.artifacts.demo-project.appspot.com", "eu.gcr.io"),
+            ("asia.artifacts.demo-project.appspot.com", "asia.gcr.io"),
+        ] {
+            let b = registry_bucket(bucket).unwrap();
+            assert_eq!((b.host, b.project.as_ref()), (host, "demo-project"), "{bucket}");
+        }
+    }
+
+    #[test]
+    fn domain_scoped_project_is_rebuilt() {
+        let b = registry_bucket("artifacts.my-project.example.com.a.appspot.com").unwrap();
+        assert_eq!((b.host, b.project.as_ref()), ("gcr.io", "example.com:my-project"));
+        let b = registry_bucket("eu.artifacts.proj.corp.example.co.uk.a.appspot.com").unwrap();
+        assert_eq!((b.host, b.project.as_ref()), ("eu.gcr.io", "corp.example.co.uk:proj"));
+    }
+
+    #[test]
+    fn ordinary_buckets_are_not_registries() {
+        for bucket in [
+            "demo-project.appspot.com",
+            "staging.demo-project.appspot.com",
+            "artifacts.demo-project.appspot.com.evil",
+            "us.artifacts..appspot.com",
+            "artifacts.appspot.com",
+            "uk.artifacts.demo-project.appspot.com",
+            "artifacts.Demo.appspot.com",
+            "artifacts.p.x.appspot.com",
+            "release-bucket",
+            "",
+        ] {
+            assert_eq!(registry_bucket(bucket), None, "{bucket}");
+        }
+    }
+
+    #[test]
+    fn blob_digests_come_only_from_blob_objects() {
+        assert_eq!(blob_digest(&format!("containers/images/{D}")), Some(D));
+        for object in [
+            "containers/images/sha256:c1ee",
+            &format!("containers/images/{}", D.to_uppercase()),
+            &format!("containers/images/{D}/extra"),
+            &format!("containers/repositories/{D}"),
+            &format!("containers/images/sha512:{}", &D[7..]),
+            D,
+            "",
+        ] {
+            assert_eq!(blob_digest(object), None, "{object}");
+        }
+    }
+
+    #[test]
+    fn referer_keeps_nested_paths_and_regional_hosts() {
+        for (referer, host, repository) in [
+            (format!("https://gcr.io/v2/demo-project/app/blobs/{D}"), "gcr.io", "demo-project/app"),
+            (
+                format!("https://eu.gcr.io/v2/demo-project/team/api/server/blobs/{D}"),
+                "eu.gcr.io",
+                "demo-project/team/api/server",
+            ),
+            (
+                format!("https://asia.gcr.io/v2/example.com/proj/img/blobs/{D}?ns=x"),
+                "asia.gcr.io",
+                "example.com/proj/img",
+            ),
+            (format!("https://k8s.gcr.io/v2/pause/blobs/{D}#f"), "k8s.gcr.io", "pause"),
+            (format!("https://US.GCR.IO/v2/p/app/blobs/{D}"), "US.GCR.IO", "p/app"),
+        ] {
+            let r = parse_blob_referer(&referer).unwrap();
+            assert_eq!((r.host, r.repository, r.digest), (host, repository, D), "{referer}");
+        }
+    }
+
+    #[test]
+    fn referer_rejects_everything_else() {
+        for referer in [
+            "",
+            "https://console.cloud.google.com/",
+            &format!("https://gcr.io/v2/blobs/{D}"),
+            &format!("https://gcr.io/v2//app/blobs/{D}"),
+            &format!("https://gcr.io/v2/p/app/manifests/{D}"),
+            &format!("https://gcr.io/v2/p/App/blobs/{D}"),
+            "https://gcr.io/v2/p/app/blobs/sha256:abc",
+            &format!("https://evilgcr.io/v2/p/app/blobs/{D}"),
+            &format!("https://gcr.io.evil.com/v2/p/app/blobs/{D}"),
+            &format!("https://user@gcr.io/v2/p/app/blobs/{D}"),
+            &format!("https://europe-docker.pkg.dev/v2/p/r/app/blobs/{D}"),
+            &format!("ftp://gcr.io/v2/p/app/blobs/{D}"),
+            &format!("https://gcr.io/p/app/blobs/{D}"),
+            &format!("https://abc.io/v2/p/app/blobs/{D}"),
+            &format!("https://.gcr.io/v2/p/app/blobs/{D}"),
+        ] {
+            assert_eq!(parse_blob_referer(referer), None, "{referer}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! One usage-log record, typed: the 17 documented columns turned into numbers and strings.
+//!
+//! Text fields are decoded as UTF-8 and, where a field is not valid UTF-8 (real logs carry such
+//! `cs_object` values), decoded *lossily*: each invalid sequence becomes U+FFFD and the row is
+//! kept with `invalid_utf8` set. The row still counts and classifies (the digest and referer
+//! are ASCII), and what leaves the core — NDJSON for BigQuery — must be UTF-8 anyway; BigQuery's
+//! own CSV load of the raw row makes the same replacement.
+
+use serde::Serialize;
+
+/// The documented columns, in order (`cloud_storage_usage_schema_v0.json`).
+pub const COLUMNS: [&str; 17] = [
+    "time_micros",
+    "c_ip",
+    "c_ip_type",
+    "c_ip_region",
+    "cs_method",
+    "cs_uri",
+    "sc_status",
+    "cs_bytes",
+    "sc_bytes",
+    "time_taken_micros",
+    "cs_host",
+    "cs_referer",
+    "cs_user_agent",
+    "s_request_id",
+    "cs_operation",
+    "cs_bucket",
+    "cs_object",
+];
+
+/// BigQuery's TIMESTAMP range (0001-01-01 to 9999-12-31 UTC) in microseconds: a time outside
+/// it could not be loaded, so the row is malformed rather than an event at a nonsense time.
+pub const MIN_TIME_MICROS: i64 = -62_135_596_800_000_000;
+pub const MAX_TIME_MICROS: i64 = 253_402_300_799_999_999;
+
+/// A usage-log request record (`c_ip_region`, reserved and always empty, is not kept). Reused by [`super::UsageLogReader::read_row`] to avoid one
+/// allocation per field per row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// Physical line (1-based, the header is line 1) where the record starts.
+    pub line: u64,
+    /// Data record number (1-based): every record after the header counts, malformed and
+    /// duplicate ones included, so the number is stable whatever the reader drops.
+    pub row: u64,
+    pub time_micros: i64,
+    pub c_ip: String,
+    /// 1 = IPv4, 2 = IPv6; `None` when empty.
+    pub c_ip_type: Option<u8>,
+    pub cs_method: String,
+    pub cs_uri: String,
+    pub sc_status: u16,
+    pub cs_bytes: u64,
+    pub sc_bytes: u64,
+    pub time_taken_micros: u64,
+    pub cs_host: String,
+    pub cs_referer: String,
+    pub cs_user_agent: String,
+    pub s_request_id: String,
+    pub cs_operation: String,
+    pub cs_bucket: String,
+    pub cs_object: String,
+    /// Some field held invalid UTF-8 and was decoded lossily.
+    pub invalid_utf8: bool,
+}
+
+/// Why a record is not a row. Always names the column, so a report says what to look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MalformedReason {
+    /// The record has a different number of fields than the header.
+    ColumnCount { found: usize, expected: usize },
+    /// A numeric column is empty, not a number, or out of its type's range.
+    Number { column: &'static str, value: String },
+    /// `time_micros` is a number but not a loadable timestamp.
+    TimeOutOfRange { value: i64 },
+}
+
+impl std::fmt::Display for MalformedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MalformedReason::ColumnCount { found, expected } => {
+                write!(f, "{found} columns where the header has {expected}")
+            }
+            MalformedReason::Number { column, value } if value.is_empty() => write!(f, "{column}: empty"),
+            MalformedReason::Number { column, value } => write!(f, "{column}: {value:?} is not a valid number"),
+            MalformedReason::TimeOutOfRange { value } => {
+                write!(f, "time_micros: {value} is outside 0001-01-01..9999-12-31")
+            }
+        }
+    }
+}
+
+/// Where each documented column sits in the file's records, and how wide a record must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub index: [usize; 17],
+    pub width: usize,
+}
+
+impl Layout {
+    pub fn documented() -> Layout {
+        Layout { index: std::array::from_fn(|i| i), width: COLUMNS.len() }
+    }
+
+    /// A layout from a header naming every documented column (any order, extra columns
+    /// ignored, names compared ASCII case-insensitively). `Err` lists the missing names.
+    pub fn from_header(names: &[&[u8]]) -> Result<Layout, Vec<&'static str>> {
+        let position = |col: &str| names.iter().position(|n| n.trim_ascii().eq_ignore_ascii_case(col.as_bytes()));
+        let found: Vec<Option<usize>> = COLUMNS.iter().map(|c| position(c)).collect();
+        let missing: Vec<&'static str> =
+            COLUMNS.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(c, _)| *c).collect();
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        Ok(Layout { index: std::array::from_fn(|i| found[i].unwrap_or(i)), width: names.len() })
+    }
+
+    /// Fills `row` from `record` (fields already split); line/row numbers are set by the caller.
+    pub fn fill(&self, record: &csv::ByteRecord, row: &mut UsageRow) -> Result<(), MalformedReason> {
+        if record.len() != self.width {
+            return Err(MalformedReason::ColumnCount { found: record.len(), expected: self.width });
+        }
+        let field = |i: usize| &record[self.index[i]];
+        row.time_micros = number::<i64>(field(0), COLUMNS[0])?;
+        if !(MIN_TIME_MICROS..=MAX_TIME_MICROS).contains(&row.time_micros) {
+            return Err(MalformedReason::TimeOutOfRange { value: row.time_micros });
+        }
+        row.c_ip_type = match field(2) {
+            b"" => None,
+            v => Some(number::<u8>(v, COLUMNS[2])?),
+        };
+        row.sc_status = number::<u16>(field(6), COLUMNS[6])?;
+        row.cs_bytes = number::<u64>(field(7), COLUMNS[7])?;
+        row.sc_bytes = number::<u64>(field(8), COLUMNS[8])?;
+        row.time_taken_micros = number::<u64>(field(9), COLUMNS[9])?;
+        let mut valid = true;
+        for (i, target) in [
+            (1, &mut row.c_ip),
+            (4, &mut row.cs_method),
+            (5, &mut row.cs_uri),
+            (10, &mut row.cs_host),
+            (11, &mut row.cs_referer),
+            (12, &mut row.cs_user_agent),
+            (13, &mut row.s_request_id),
+            (14, &mut row.cs_operation),
+            (15, &mut row.cs_bucket),
+            (16, &mut row.cs_object),
+        ] {
+            valid &= set_text(target, field(i));
+        }
+        row.invalid_utf8 = !valid;
+        Ok(())
+    }
+}
+
+/// Replaces `target`'s contents with `bytes` decoded as UTF-8 (lossily); false if lossy.
+fn set_text(target: &mut String, bytes: &[u8]) -> bool {
+    target.clear();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            target.push_str(s);
+            true
+        }
+        Err(_) => {
+            target.push_str(&String::from_utf8_lossy(bytes));
+            false
+        }
+    }
+}
+
+/// Decimal integers only: no sign for unsigned types, no spaces, no `+`, no exponent. Values
+/// are quoted strings in the file, so Rust's parser sees exactly what the log holds.
+fn number<T: std::str::FromStr>(bytes: &[u8], column: &'static str) -> Result<T, MalformedReason> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let parsed = (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+        .then(|| std::str::from_utf8(bytes).ok()?.parse::<T>().ok())
+        .flatten();
+    parsed.ok_or_else(|| MalformedReason::Number {
+        column,
+        value: crate::object::truncate(&String::from_utf8_lossy(bytes), 40),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &[&[u8]]) -> csv::ByteRecord {
+        csv::ByteRecord::from(fields.to_vec())
+    }
+
+    fn sample() -> Vec<Vec<u8>> {
+        let v = [
+            "1710166032118406",
+            "198.51.100.23",
+            "1",
+            "",
+            "GET",
+            "/b/o",
+            "200",
+            "0",
+            "7023",
+            "1002",
+            "storage.googleapis.com",
+            "",
+            "ua",
+            "id-1",
+            "GET_Object",
+            "b",
+            "o",
+        ];
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    fn fill(fields: &[Vec<u8>]) -> Result<UsageRow, MalformedReason> {
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let mut row = UsageRow::default();
+        Layout::documented().fill(&record(&refs), &mut row).map(|()| row)
+    }
+
+    #[test]
+    fn typed_fields() {
+        let row = fill(&sample()).unwrap();
+        assert_eq!((row.time_micros, row.c_ip_type, row.sc_status), (1710166032118406, Some(1), 200));
+        assert_eq!((row.cs_bytes, row.sc_bytes, row.time_taken_micros), (0, 7023, 1002));
+        assert_eq!((row.cs_method.as_str(), row.cs_object.as_str(), row.invalid_utf8), ("GET", "o", false));
+    }
+
+    #[test]
+    fn numbers_name_their_column() {
+        for (i, value, column) in [
+            (0, "", "time_micros"),
+            (0, "17e9", "time_micros"),
+            (6, "20O", "sc_status"),
+            (6, "70000", "sc_status"),
+            (7, "-1", "cs_bytes"),
+            (8, " 12", "sc_bytes"),
+            (9, "+5", "time_taken_micros"),
+            (2, "x", "c_ip_type"),
+            (8, "18446744073709551616", "sc_bytes"),
+        ] {
+            let mut f = sample();
+            f[i] = value.as_bytes().to_vec();
+            let err = fill(&f).unwrap_err();
+            assert_eq!(err, MalformedReason::Number { column, value: value.into() }, "{column}={value}");
+            assert!(err.to_string().starts_with(column), "{err}");
+        }
+    }
+
+    #[test]
+    fn time_outside_bigquery_range() {
+        let mut f = sample();
+        f[0] = b"253402300800000000".to_vec();
+        assert_eq!(fill(&f).unwrap_err(), MalformedReason::TimeOutOfRange { value: 253402300800000000 });
+        f[0] = b"-1".to_vec(); // before 1970 is fine
+        assert_eq!(fill(&f).unwrap().time_micros, -1);
+    }
+
+    #[test]
+    fn empty_ip_type_and_lossy_text() {
+        let mut f = sample();
+        f[2] = Vec::new();
+        f[16] = b"containers/\xff\xfeobj".to_vec();
+        let row = fill(&f).unwrap();
+        assert_eq!(
+            (row.c_ip_type, row.cs_object.as_str(), row.invalid_utf8),
+            (None, "containers/\u{fffd}\u{fffd}obj", true)
+        );
+    }
+
+    #[test]
+    fn column_count() {
+        let mut f = sample();
+        f.pop();
+        assert_eq!(fill(&f).unwrap_err(), MalformedReason::ColumnCount { found: 16, expected: 17 });
+        f.extend([b"o".to_vec(), b"".to_vec()]);
+        assert_eq!(fill(&f).unwrap_err().to_string(), "18 columns where the header has 17");
+    }
+
+    #[test]
+    fn header_by_name() {
+        let mut names: Vec<&[u8]> = COLUMNS.iter().rev().map(|c| c.as_bytes()).collect();
+        names.push(b"future_column");
+        let layout = Layout::from_header(&names).unwrap();
+        assert_eq!((layout.index[0], layout.index[16], layout.width), (16, 0, 18));
+        assert_eq!(Layout::from_header(&[b"bucket", b"storage_byte_hours"]).unwrap_err().len(), 17);
+    }
+}
