@@ -121,9 +121,9 @@ impl Config {
                 );
             }
         };
-        let dataset = validate_dataset(DATASET, &or(DATASET, DEFAULT_DATASET))?;
-        let usage_table = validate_table(USAGE_TABLE, &or(USAGE_TABLE, DEFAULT_USAGE_TABLE))?;
-        let storage_table = validate_table(STORAGE_TABLE, &or(STORAGE_TABLE, DEFAULT_STORAGE_TABLE))?;
+        let dataset = validate_id(DATASET, "dataset", &or(DATASET, DEFAULT_DATASET))?;
+        let usage_table = validate_id(USAGE_TABLE, "table", &or(USAGE_TABLE, DEFAULT_USAGE_TABLE))?;
+        let storage_table = validate_id(STORAGE_TABLE, "table", &or(STORAGE_TABLE, DEFAULT_STORAGE_TABLE))?;
         let location = validate_location(&or(LOCATION, DEFAULT_LOCATION))?;
         let buckets = parse_buckets(get(BUCKETS))?;
         let wait = parse_wait(get(WAIT_SECONDS))?;
@@ -182,27 +182,15 @@ pub fn validate_project(value: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// Dataset ids: letters, digits and underscores, at most 1,024 characters.
-fn validate_dataset(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+/// Dataset and table ids: letters, digits and underscores, at most 1,024 characters. (BigQuery
+/// allows more in table ids, but these need no quoting in SQL and are what `sql/` assumes.)
+fn validate_id(variable: &'static str, what: &str, value: &str) -> Result<String, ConfigError> {
     if value.len() <= 1024 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         Ok(value.to_string())
     } else {
         error(
             variable,
-            format!("{:?} is not a dataset id (letters, digits and underscores, at most 1,024)", truncate(value, 60)),
-        )
-    }
-}
-
-/// Table ids: letters, digits and underscores (BigQuery allows more, but these need no quoting
-/// in SQL and are what the views in `sql/` assume), at most 1,024 characters.
-fn validate_table(variable: &'static str, value: &str) -> Result<String, ConfigError> {
-    if value.len() <= 1024 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        Ok(value.to_string())
-    } else {
-        error(
-            variable,
-            format!("{:?} is not a table id (letters, digits and underscores, at most 1,024)", truncate(value, 60)),
+            format!("{:?} is not a {what} id (letters, digits and underscores, at most 1,024)", truncate(value, 60)),
         )
     }
 }
