@@ -89,7 +89,10 @@ fn ensure_wasmtime() -> Result<PathBuf> {
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .ok_or("neither CARGO_HOME nor HOME is set")?;
     let installed = cargo_home.join("bin").join("wasmtime");
-    for candidate in [PathBuf::from("wasmtime"), installed.clone()] {
+    // Absolute paths only: the Python side is handed this path and checks that it exists.
+    let on_path = env::var_os("PATH").into_iter().flat_map(|p| env::split_paths(&p).collect::<Vec<_>>());
+    let candidates = on_path.map(|dir| dir.join("wasmtime")).filter(|p| p.is_file()).chain([installed.clone()]);
+    for candidate in candidates {
         if version_of(&candidate).is_some_and(|v| v.contains(WASMTIME_VERSION)) {
             return Ok(candidate);
         }
