@@ -11,6 +11,7 @@ mod lines;
 pub mod reader;
 pub mod registry;
 pub mod row;
+pub mod stats;
 pub mod user_agent;
 
 pub use classify::classify;

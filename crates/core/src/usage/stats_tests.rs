@@ -1,0 +1,344 @@
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const MIN: i64 = 60 * 1_000_000;
+/// 2024-03-11T00:00:00Z
+const DAY0: i64 = 1_710_115_200_000_000;
+
+fn source() -> ObjectRef {
+    ObjectRef { bucket: "logs".into(), name: "test_usage_2024_03_11_14_00_00_00_v0".into(), generation: None }
+}
+
+fn digest(n: u64) -> String {
+    format!("sha256:{n:064x}")
+}
+
+/// A blob GET of `repository`'s blob `n` by `ip` at `t` from `gcr.io`, with status `status`.
+fn blob(ip: &str, t: i64, repository: &str, n: u64, status: u16) -> UsageRow {
+    blob_from("gcr.io", ip, t, repository, n, status)
+}
+
+fn blob_from(host: &str, ip: &str, t: i64, repository: &str, n: u64, status: u16) -> UsageRow {
+    let d = digest(n);
+    UsageRow {
+        time_micros: t,
+        c_ip: ip.into(),
+        cs_method: "GET".into(),
+        cs_uri: format!("/artifacts.demo.appspot.com/containers/images/{d}"),
+        sc_status: status,
+        sc_bytes: 1000 + n,
+        cs_host: "storage.googleapis.com".into(),
+        cs_referer: format!("https://{host}/v2/{repository}/blobs/{d}"),
+        cs_user_agent: "docker/24.0.7 go/go1.20.10,gzip(gfe)".into(),
+        s_request_id: format!("req-{ip}-{t}-{n}-{status}"),
+        cs_operation: "GET_Object".into(),
+        cs_bucket: "artifacts.demo.appspot.com".into(),
+        cs_object: format!("containers/images/{d}"),
+        ..UsageRow::default()
+    }
+}
+
+fn stats_of(rows: &[UsageRow]) -> UsageStats {
+    let mut stats = UsageStats::default();
+    let source = source();
+    for row in rows {
+        stats.add(&classify(row, &source));
+    }
+    stats
+}
+
+fn pulls(rows: &[UsageRow]) -> u64 {
+    stats_of(rows).report(None).summary.pulls
+}
+
+/// Rule 3 applied literally: sort each group's times, count gaps over 5 minutes.
+fn reference_pulls(times: &[i64]) -> u64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let new_pulls = sorted.windows(2).filter(|w| w[1] - w[0] > PULL_GAP_MICROS).count();
+    if sorted.is_empty() { 0 } else { new_pulls as u64 + 1 }
+}
+
+#[test]
+fn one_pull_is_many_blob_downloads() {
+    let rows = [blob("10.0.0.1", DAY0, "p/app", 1, 200), blob("10.0.0.1", DAY0 + 500_000, "p/app", 2, 200)];
+    let report = stats_of(&rows).report(None);
+    assert_eq!(report.summary.pulls, 1);
+    assert_eq!(report.summary.blob_downloads, 2);
+    let image = &report.images[0];
+    assert_eq!((image.registry_host.as_str(), image.repository.as_str()), ("gcr.io", "p/app"));
+    assert_eq!((image.pulls, image.blob_downloads, image.bytes_served, image.clients), (1, 2, 2003, 1));
+}
+
+#[test]
+fn a_gap_of_exactly_five_minutes_continues_the_pull_and_one_microsecond_more_starts_another() {
+    let at = |t| blob("10.0.0.1", t, "p/app", 1, 200);
+    assert_eq!(pulls(&[at(DAY0), at(DAY0 + 5 * MIN)]), 1);
+    assert_eq!(pulls(&[at(DAY0), at(DAY0 + 5 * MIN + 1)]), 2);
+    assert_eq!(pulls(&[at(DAY0), at(DAY0)]), 1, "equal times (distinct request ids) are one pull");
+    // The gap is measured from the previous download, not from the pull's first one.
+    assert_eq!(pulls(&[at(DAY0), at(DAY0 + 4 * MIN), at(DAY0 + 8 * MIN), at(DAY0 + 12 * MIN)]), 1);
+    assert_eq!(pulls(&[at(DAY0), at(DAY0 + 4 * MIN), at(DAY0 + 10 * MIN), at(DAY0 + 12 * MIN)]), 2);
+}
+
+#[test]
+fn out_of_order_rows_give_the_sorted_answer() {
+    let at = |t| blob("10.0.0.1", t, "p/app", 1, 200);
+    // Two pulls 8 minutes apart, then a download in between bridges them into one.
+    assert_eq!(pulls(&[at(DAY0), at(DAY0 + 8 * MIN)]), 2);
+    assert_eq!(pulls(&[at(DAY0), at(DAY0 + 8 * MIN), at(DAY0 + 4 * MIN)]), 1);
+    // A download before the first one extends the pull backwards; the first is then later.
+    let stats = stats_of(&[at(DAY0 + 20 * MIN), at(DAY0 + 10 * MIN), at(DAY0 + 15 * MIN), at(DAY0)]);
+    assert_eq!(stats.report(None).summary.pulls, 2);
+    let kept: Vec<(i64, i64, u64)> = stats.groups.values().flatten().map(|p| (p.first, p.last, p.downloads)).collect();
+    assert_eq!(kept, [(DAY0, DAY0, 1), (DAY0 + 10 * MIN, DAY0 + 20 * MIN, 3)]);
+    // Rows of an earlier hour arriving last (as in a later log object).
+    assert_eq!(pulls(&[at(DAY0 + 60 * MIN), at(DAY0 + 61 * MIN), at(DAY0 - 60 * MIN)]), 2);
+}
+
+#[test]
+fn clients_and_images_are_separate_groups() {
+    let rows = [
+        blob("10.0.0.1", DAY0, "p/app", 1, 200),
+        blob("10.0.0.2", DAY0, "p/app", 1, 200),
+        blob("10.0.0.1", DAY0 + 1000, "p/other", 3, 200),
+        blob("10.0.0.1", DAY0 + 2000, "p/app/nested", 4, 200),
+        blob_from("eu.gcr.io", "10.0.0.1", DAY0 + 3000, "p/app", 5, 200),
+        // The host is compared case-insensitively: the same image as the row above.
+        blob_from("EU.GCR.IO", "10.0.0.1", DAY0 + 4000, "p/app", 6, 200),
+    ];
+    let report = stats_of(&rows).report(None);
+    let images: Vec<(&str, &str, u64, u64, u64)> = report
+        .images
+        .iter()
+        .map(|i| (i.registry_host.as_str(), i.repository.as_str(), i.pulls, i.blob_downloads, i.clients))
+        .collect();
+    assert_eq!(
+        images,
+        [
+            ("gcr.io", "p/app", 2, 2, 2),
+            ("eu.gcr.io", "p/app", 1, 2, 1),
+            ("gcr.io", "p/app/nested", 1, 1, 1),
+            ("gcr.io", "p/other", 1, 1, 1),
+        ]
+    );
+    assert_eq!(report.summary.pulls, 5);
+    assert_eq!(report.summary.pulling_clients, 2);
+    let top = &report.clients_by_pulls[0];
+    assert_eq!((top.client_ip.as_str(), top.pulls, top.blob_downloads, top.images), ("10.0.0.1", 4, 5, 4));
+    assert_eq!(top.client_families, "docker");
+}
+
+#[test]
+fn failures_heads_and_unattributed_reads_are_not_downloads() {
+    let mut head = blob("10.0.0.1", DAY0, "p/app", 1, 200);
+    head.cs_method = "HEAD".into();
+    head.cs_operation = "GET_Object_Metadata".into();
+    let mut no_referer = blob("10.0.0.3", DAY0, "p/app", 2, 200);
+    no_referer.cs_referer.clear();
+    let mut wrong_digest = blob("10.0.0.4", DAY0, "p/app", 3, 200);
+    wrong_digest.cs_referer = format!("https://gcr.io/v2/p/app/blobs/{}", digest(9));
+    let rows = [
+        blob("10.0.0.1", DAY0, "p/app", 1, 403),
+        blob("10.0.0.1", DAY0, "p/app", 2, 404),
+        blob("10.0.0.1", DAY0 + 1, "p/app", 1, 503),
+        blob("10.0.0.1", DAY0 + 2, "p/app", 1, 302),
+        head,
+        no_referer,
+        wrong_digest,
+    ];
+    let report = stats_of(&rows).report(None);
+    assert_eq!((report.summary.pulls, report.summary.blob_downloads, report.summary.images), (0, 0, 0));
+    assert!(report.images.is_empty() && report.clients_by_pulls.is_empty());
+    assert_eq!((report.summary.unattributed_blob_downloads, report.summary.unattributed_bytes), (2, 1002 + 1003));
+    let failures: Vec<(u16, &str, u64)> = report.failures.iter().map(|f| (f.status, f.action, f.count)).collect();
+    assert_eq!(failures, [(302, "pull", 1), (403, "pull", 1), (404, "pull", 1), (503, "pull", 1)]);
+    assert_eq!(report.summary.failures, 4);
+    assert_eq!(report.buckets[0].failures, 4);
+    assert_eq!(report.buckets[0].content_reads, 2);
+}
+
+#[test]
+fn not_modified_counts_as_a_download() {
+    let report = stats_of(&[blob("10.0.0.1", DAY0, "p/app", 1, 304)]).report(None);
+    assert_eq!((report.summary.pulls, report.summary.blob_downloads, report.summary.failures), (1, 1, 0));
+}
+
+#[test]
+fn duplicates_across_files_count_once_and_never_change_pulls() {
+    let rows = [blob("10.0.0.1", DAY0, "p/app", 1, 200), blob("10.0.0.1", DAY0 + MIN, "p/app", 2, 200)];
+    let source = source();
+    let read = ReadStats {
+        records: 2,
+        rows: 2,
+        malformed: 0,
+        duplicates: 0,
+        invalid_utf8: 0,
+        repeated_headers: 0,
+        header: super::super::reader::HeaderKind::Documented,
+        malformed_samples: Vec::new(),
+    };
+    for (dedup, downloads) in [(true, 2), (false, 4)] {
+        let mut stats = UsageStats::new(StatsOptions { dedup_across_files: dedup, ..StatsOptions::default() });
+        for file in ["a", "b"] {
+            for row in &rows {
+                stats.add(&classify(row, &source));
+            }
+            stats.finish_file(file, &read);
+        }
+        let report = stats.report(None);
+        assert_eq!((report.summary.pulls, report.summary.blob_downloads), (1, downloads), "dedup {dedup}");
+        let per_file: Vec<(u64, u64)> = report.files.iter().map(|f| (f.events, f.duplicates_across_files)).collect();
+        assert_eq!(per_file, if dedup { [(2, 0), (0, 2)] } else { [(2, 0), (2, 0)] });
+        assert_eq!(report.summary.events, downloads);
+    }
+}
+
+#[test]
+fn a_pull_across_midnight_counts_on_its_first_day() {
+    let rows = [blob("10.0.0.1", DAY0 - MIN, "p/app", 1, 200), blob("10.0.0.1", DAY0 + MIN, "p/app", 2, 200)];
+    let report = stats_of(&rows).report(None);
+    let daily: Vec<(&str, u64, u64, u64)> =
+        report.daily.iter().map(|d| (d.day.as_str(), d.pulls, d.blob_downloads, d.bytes_served)).collect();
+    assert_eq!(daily, [("2024-03-10", 1, 1, 1001), ("2024-03-11", 0, 1, 1002)]);
+}
+
+#[test]
+fn pushes_and_buckets() {
+    let mut push = blob("10.0.0.9", DAY0, "p/app", 1, 200);
+    push.cs_method = "PUT".into();
+    push.cs_operation = "PUT_Object".into();
+    push.cs_referer.clear();
+    push.cs_bytes = 4096;
+    let mut failed_push = push.clone();
+    failed_push.sc_status = 403;
+    failed_push.s_request_id = "other".into();
+    let mut download = blob("10.0.0.9", DAY0, "p/app", 2, 200);
+    download.cs_bucket = "releases".into();
+    download.cs_object = "v1/tool.tar.gz".into();
+    download.cs_uri = "/releases/v1/tool.tar.gz".into();
+    let report = stats_of(&[push, failed_push, download]).report(None);
+    let p = &report.pushes[0];
+    assert_eq!(
+        (p.bucket.as_str(), p.registry_host.as_deref(), p.repository.as_deref()),
+        ("artifacts.demo.appspot.com", Some("gcr.io"), None)
+    );
+    assert_eq!((p.pushes, p.failed, p.bytes_received, p.clients), (1, 1, 4096, 1));
+    assert_eq!(report.summary.pushes, 1);
+    let buckets: Vec<(&str, u64, u64, u64, u64)> =
+        report.buckets.iter().map(|b| (b.bucket.as_str(), b.events, b.content_reads, b.writes, b.failures)).collect();
+    assert_eq!(buckets, [("artifacts.demo.appspot.com", 2, 0, 1, 1), ("releases", 1, 1, 0, 0)]);
+    assert!(report.images.is_empty(), "an object download in another bucket is not an image pull");
+}
+
+#[test]
+fn top_limits_the_client_lists_and_orders_them() {
+    let rows = [
+        blob("10.0.0.1", DAY0, "p/app", 1, 200),
+        blob("10.0.0.1", DAY0 + 10 * MIN, "p/app", 1, 200),
+        blob("10.0.0.2", DAY0, "p/app", 50, 200),
+        blob("10.0.0.3", DAY0, "p/app", 2, 200),
+    ];
+    let report = stats_of(&rows).report(Some(2));
+    let by_pulls: Vec<&str> = report.clients_by_pulls.iter().map(|c| c.client_ip.as_str()).collect();
+    let by_bytes: Vec<&str> = report.clients_by_bytes.iter().map(|c| c.client_ip.as_str()).collect();
+    assert_eq!(by_pulls, ["10.0.0.1", "10.0.0.2"]);
+    assert_eq!(by_bytes, ["10.0.0.1", "10.0.0.2"]);
+    assert_eq!(report.clients_by_bytes[0].bytes_served, 2002);
+    assert_eq!(report.clients_by_bytes[1].bytes_served, 1050);
+    assert_eq!(stats_of(&rows).report(None).clients_by_pulls.len(), 3);
+}
+
+#[test]
+fn pull_timeline_buckets_pulls_by_their_first_download() {
+    let rows = [
+        blob("10.0.0.1", DAY0 + 59 * MIN, "p/app", 1, 200),
+        blob("10.0.0.1", DAY0 + 62 * MIN, "p/app", 2, 200),
+        blob("10.0.0.2", DAY0 + 61 * MIN, "p/app", 2, 200),
+    ];
+    let timeline = stats_of(&rows).pull_timeline(60 * MIN);
+    let expected = PullSeries {
+        registry_host: "gcr.io".into(),
+        repository: "p/app".into(),
+        buckets: vec![(DAY0, 1), (DAY0 + 60 * MIN, 1)],
+    };
+    assert_eq!(timeline, [expected]);
+}
+
+proptest! {
+    /// Whatever order the downloads of one group arrive in, the pulls are the sorted rule's.
+    #[test]
+    fn grouping_is_order_independent(times in prop::collection::vec(0i64..120, 0..40), seed in any::<u64>()) {
+        // Minutes within two hours: dense enough for gaps on both sides of 5 minutes.
+        let times: Vec<i64> = times.iter().map(|m| DAY0 + m * MIN + m % 7).collect();
+        let mut shuffled = times.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let rows: Vec<UsageRow> =
+            shuffled.iter().enumerate().map(|(n, &t)| blob("10.0.0.1", t, "p/app", n as u64, 200)).collect();
+        let stats = stats_of(&rows);
+        prop_assert_eq!(stats.report(None).summary.pulls, reference_pulls(&times));
+        for group in stats.groups.values() {
+            prop_assert!(group.windows(2).all(|w| w[1].first - w[0].last > PULL_GAP_MICROS));
+            prop_assert_eq!(group.iter().map(|p| p.downloads).sum::<u64>(), times.len() as u64);
+        }
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/logs")
+}
+
+/// `fixtures/logs/README.md`'s image table: blob downloads, bytes and clients per image, and
+/// its config downloads (one per pull in these fixtures) as the expected pulls.
+#[test]
+fn fixture_logs_give_the_readme_numbers() {
+    let mut stats = UsageStats::default();
+    let mut names: Vec<String> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("_usage_"))
+        .collect();
+    names.sort();
+    for name in &names {
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
+        let source = ObjectRef { bucket: String::new(), name: name.clone(), generation: None };
+        stats.read_log(&source, bytes.as_slice(), ReaderOptions::default()).unwrap();
+    }
+    let report = stats.report(None);
+    let got: Vec<(String, u64, u64, u64, u64)> = report
+        .images
+        .iter()
+        .map(|i| {
+            (format!("{}/{}", i.registry_host, i.repository), i.pulls, i.blob_downloads, i.bytes_served, i.clients)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("gcr.io/demo-project/app".to_string(), 3, 8, 61307353, 3),
+            ("gcr.io/demo-project/team/api/server".to_string(), 2, 4, 33822787, 2),
+            ("us.gcr.io/demo-project/batch/worker".to_string(), 2, 4, 18885392, 2),
+            ("eu.gcr.io/demo-project/app".to_string(), 2, 3, 18575384, 2),
+            ("eu.gcr.io/demo-project/team/api/server".to_string(), 1, 1, 4198, 1),
+        ]
+    );
+    let s = &report.summary;
+    assert_eq!((s.files_read, s.records, s.rows, s.events, s.duplicates_across_files), (5, 31, 31, 30, 1));
+    assert_eq!((s.unattributed_blob_downloads, s.failures), (2, 3));
+    // The README's table, cross-checked so that a fixture change cannot leave this test stale.
+    let readme = std::fs::read_to_string(fixtures().join("README.md")).unwrap();
+    for (image, _, downloads, bytes, clients) in &got {
+        let (host, repository) = image.split_once('/').unwrap();
+        let line = format!("| {host} | {repository} | {downloads} | {bytes} | {clients} |");
+        assert!(readme.contains(&line), "README lacks {line}");
+    }
+}
