@@ -10,6 +10,7 @@ pub mod event;
 mod lines;
 pub mod reader;
 pub mod registry;
+mod request_ids;
 pub mod row;
 pub mod stats;
 pub mod user_agent;

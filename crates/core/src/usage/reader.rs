@@ -17,8 +17,9 @@
 //! Later records equal to the documented header (files joined with `cat`) are skipped and
 //! counted as `repeated_headers`, not reported as malformed.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
+
+use super::request_ids::{RequestIdSet, hash_id};
 use std::io::Read;
 
 use serde::Serialize;
@@ -130,7 +131,7 @@ pub struct UsageLogReader<R> {
     record: csv::ByteRecord,
     layout: Option<Layout>,
     options: ReaderOptions,
-    seen: HashSet<u64, BuildHasherDefault<PassThrough>>,
+    seen: RequestIdSet,
     window: VecDeque<u64>,
     stats: ReadStats,
     done: bool,
@@ -148,7 +149,7 @@ impl<R: Read> UsageLogReader<R> {
             record: csv::ByteRecord::new(),
             layout: None,
             options,
-            seen: HashSet::default(),
+            seen: RequestIdSet::default(),
             window: VecDeque::new(),
             stats: ReadStats {
                 records: 0,
@@ -294,40 +295,6 @@ fn strip_bom(record: &mut csv::ByteRecord) {
     fixed.push_field(&first);
     record.iter().skip(1).for_each(|f| fixed.push_field(f));
     *record = fixed;
-}
-
-/// FNV-1a over the id, then a 64-bit finaliser (MurmurHash3's) so every bit of the result is
-/// mixed: the set uses it as is. Deterministic across runs and targets (no random seed needed
-/// inside the component), and request ids are not attacker-chosen keys.
-fn hash_id(id: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// A hasher for keys that already are well-mixed 64-bit hashes.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `HashSet<u64>`; fold anything else in for correctness.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 #[cfg(test)]

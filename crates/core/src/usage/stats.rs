@@ -58,7 +58,8 @@
 //! the same time as its original). The reader still drops duplicates within one file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+
+use super::request_ids::{RequestIdSet, hash_id};
 use std::io::Read;
 
 use serde::Serialize;
@@ -201,7 +202,7 @@ pub struct UsageStats {
     pushes: BTreeMap<(String, Option<String>), PushAcc>,
     failures: HashMap<(u16, Action), u64>,
     buckets: BTreeMap<String, BucketAcc>,
-    seen: HashSet<u64, BuildHasherDefault<PassThrough>>,
+    seen: RequestIdSet,
     unattributed_downloads: u64,
     unattributed_bytes: u64,
     events: u64,
@@ -230,7 +231,7 @@ impl UsageStats {
             pushes: BTreeMap::new(),
             failures: HashMap::new(),
             buckets: BTreeMap::new(),
-            seen: HashSet::default(),
+            seen: RequestIdSet::default(),
             unattributed_downloads: 0,
             unattributed_bytes: 0,
             events: 0,
@@ -633,37 +634,6 @@ fn family_name(family: ClientFamily) -> String {
     match serde_json::to_value(family) {
         Ok(serde_json::Value::String(s)) => s,
         _ => format!("{family:?}"),
-    }
-}
-
-/// FNV-1a, then MurmurHash3's 64-bit finaliser so every bit is mixed (the set uses it as is).
-fn hash_id(id: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// A hasher for keys that already are well-mixed 64-bit hashes.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
