@@ -6,6 +6,11 @@
 //! begins; the record that starts at or after the previous record's end byte is on that line.
 //! Memory is bounded by the parser's read-ahead (a few KiB of lines), not by the file.
 //!
+//! It drops a leading UTF-8 byte-order mark before the parser sees anything: csv-core strips
+//! one only when its first buffer happens to hold all three bytes (and a first read of exactly
+//! those three bytes then looks like the end of input), so the result depended on how the
+//! stream was chunked — found by the `usage_reader` fuzz target.
+//!
 //! It also bounds the parser's record buffer: a line longer than [`MAX_LINE_BYTES`] (real lines
 //! are a few KiB: URLs, user agents and object names all have small limits) is an I/O error
 //! rather than a buffer that grows with a corrupt, newline-free object.
@@ -25,6 +30,9 @@ pub(crate) struct LineTracker<R> {
     after_cr: bool,
     /// `(byte offset, line)` of the first byte of each line that has content, oldest first.
     starts: VecDeque<(u64, u64)>,
+    /// The first bytes of the stream while checking for a byte-order mark: `None` until checked,
+    /// then what is still to be handed out (empty once served).
+    head: Option<Vec<u8>>,
 }
 
 impl<R: Read> LineTracker<R> {
@@ -37,6 +45,40 @@ impl<R: Read> LineTracker<R> {
             at_line_start: true,
             after_cr: false,
             starts: VecDeque::new(),
+            head: None,
+        }
+    }
+
+    /// Reads up to three bytes however the stream is chunked; keeps them unless they are a BOM.
+    fn check_bom(&mut self) -> std::io::Result<()> {
+        let mut head = [0u8; 3];
+        let mut filled = 0;
+        while filled < head.len() {
+            match self.inner.read(&mut head[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let head = &head[..filled];
+        self.head = Some(if head == b"\xef\xbb\xbf" { Vec::new() } else { head.to_vec() });
+        Ok(())
+    }
+
+    /// Bytes from the checked head first, then from the stream.
+    fn read_inner(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.head.is_none() {
+            self.check_bom()?;
+        }
+        match self.head.as_mut() {
+            Some(head) if !head.is_empty() => {
+                let n = head.len().min(buf.len());
+                buf[..n].copy_from_slice(&head[..n]);
+                head.drain(..n);
+                Ok(n)
+            }
+            _ => self.inner.read(buf),
         }
     }
 
@@ -52,7 +94,7 @@ impl<R: Read> LineTracker<R> {
 
 impl<R: Read> Read for LineTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.read_inner(buf)?;
         let data = &buf[..n];
         let mut i = 0;
         while i < n {

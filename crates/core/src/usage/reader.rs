@@ -228,7 +228,6 @@ impl<R: Read> UsageLogReader<R> {
 
     /// Applies the header rule to the first record; `Ok(true)` if it was a header.
     fn first_record(&mut self) -> Result<bool, ReadError> {
-        strip_bom(&mut self.record);
         if is_documented_header(&self.record) {
             self.stats.header = HeaderKind::Documented;
             self.layout = Some(Layout::documented());
@@ -284,17 +283,6 @@ impl<R: Read> Iterator for UsageLogReader<R> {
 /// Field-by-field comparison with the documented names (the quotes are already gone).
 fn is_documented_header(record: &csv::ByteRecord) -> bool {
     record.len() == COLUMNS.len() && record.iter().zip(COLUMNS).all(|(f, c)| f == c.as_bytes())
-}
-
-/// Drops a UTF-8 byte-order mark (and the quotes it kept from being read as quotes) from the
-/// first field: `\u{feff}"time_micros"` is parsed as an unquoted field with literal quotes.
-fn strip_bom(record: &mut csv::ByteRecord) {
-    let Some(first) = record.get(0).and_then(|f| f.strip_prefix(b"\xef\xbb\xbf")) else { return };
-    let first = first.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(first).to_vec();
-    let mut fixed = csv::ByteRecord::new();
-    fixed.push_field(&first);
-    record.iter().skip(1).for_each(|f| fixed.push_field(f));
-    *record = fixed;
 }
 
 #[cfg(test)]

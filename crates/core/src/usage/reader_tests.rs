@@ -272,3 +272,37 @@ mod properties {
         }
     }
 }
+
+/// Hands out at most `chunk` bytes per read, like a network stream may.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.chunk.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn chunking_never_changes_the_result_even_around_a_byte_order_mark() {
+    // Found by the usage_reader fuzz target: a first read of exactly the three BOM bytes made
+    // the csv parser see the end of input, so a whole log read as empty.
+    let body = format!("{HEADER_LINE}\r\n{}\r\n{}\n", line("a", "200"), line("b", "404"));
+    for input in [format!("\u{feff}{body}"), body.clone(), format!("\u{feff}{}", line("c", "200"))] {
+        let (rows, stats) = read(input.as_bytes());
+        for chunk in [1, 2, 3, 4, 7, 64] {
+            let mut reader = UsageLogReader::new(Chunked { data: input.as_bytes(), chunk });
+            let chunked: Vec<UsageRow> = reader.by_ref().map(Result::unwrap).collect();
+            assert_eq!(ids(&chunked), ids(&rows), "chunk {chunk}");
+            assert_eq!(reader.stats().records, stats.records, "chunk {chunk}");
+            assert_eq!(reader.stats().header, stats.header, "chunk {chunk}");
+        }
+    }
+    let (_, stats) = read(b"\xef\xbb\xbf");
+    assert_eq!(stats.records, 0);
+}
