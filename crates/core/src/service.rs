@@ -75,6 +75,9 @@ pub struct Request<'a> {
 pub struct Handled {
     pub answer: Answer,
     pub shape: Option<EventShape>,
+    /// Whether to write the log line: successful health checks arrive every few seconds and
+    /// would drown the events.
+    pub log: bool,
 }
 
 /// Whether the host should read the body at all (a declared oversized body is refused unread).
@@ -88,18 +91,22 @@ pub fn declared_too_large(headers: &HeaderMap) -> bool {
 
 pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>, io: &mut impl Io) -> Handled {
     let path = request.path_and_query.split('?').next().unwrap_or("");
-    let plain = |answer| Handled { answer, shape: None };
+    let plain = |answer| Handled { answer, shape: None, log: true };
     match (request.method, path) {
         ("GET" | "HEAD", "/healthz") => {
-            return plain(match config {
-                Ok(_) => Answer {
-                    status: 200,
-                    body: serde_json::json!({"status": "ok"}),
-                    severity: crate::contract::Severity::Info,
-                    message: "healthy".into(),
+            return match config {
+                Ok(_) => Handled {
+                    answer: Answer {
+                        status: 200,
+                        body: serde_json::json!({"status": "ok"}),
+                        severity: crate::contract::Severity::Info,
+                        message: "healthy".into(),
+                    },
+                    shape: None,
+                    log: false,
                 },
-                Err(e) => Answer::from_error(&LoadError::Configuration(e.to_string()), None),
-            });
+                Err(e) => plain(Answer::from_error(&LoadError::Configuration(e.to_string()), None)),
+            };
         }
         (_, "/healthz") => return plain(Answer::plain(405, "method-not-allowed", "use GET /healthz")),
         ("POST", _) => {}
@@ -137,5 +144,5 @@ pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>,
             }
         }
     };
-    Handled { answer, shape: Some(shape) }
+    Handled { answer, shape: Some(shape), log: true }
 }
