@@ -91,7 +91,7 @@ impl JobRef {
         r
     }
 
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         match &self.location {
             Some(loc) => format!("{}:{}.{}", self.project, loc, self.job_id),
             None => format!("{}:{}", self.project, self.job_id),

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::BodyExt;
@@ -20,7 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualMonotonicClock, VirtualTime, VirtualWallClock};
 use crate::error::{HarnessError, HarnessErrorKind};
-use crate::host::{HostState, Prepared, prepared};
+use crate::host::{HostState, MemoryLimits, Prepared, prepared};
 use crate::loader::ObjectRef;
 use crate::request::TestRequest;
 use crate::response::{HarnessResponse, LoadResponse, RunInfo};
@@ -182,7 +183,7 @@ impl Harness {
             .new_response_outparam(tx)
             .map_err(|e| HarnessError::setup(format!("{e:?}")))?;
 
-        let Call { mut store, pipes, start } = call;
+        let Call { mut store, pipes, start, peak } = call;
         let fuel = self.fuel;
         // The guest and the reader of its response run concurrently, as in a real server: the
         // guest may set the response first and stream the body afterwards, and would block on a
@@ -207,7 +208,7 @@ impl Harness {
             }
         };
         let joined = tokio::time::timeout(self.timeout, async { tokio::join!(guest, reader) }).await;
-        let mut run = self.run_info(&pipes, start);
+        let mut run = self.run_info(&pipes, start, &peak);
         let ((guest_result, fuel_consumed), response) = match joined {
             Ok(j) => j,
             Err(_) => {
@@ -244,7 +245,7 @@ impl Harness {
             .loader
             .as_ref()
             .map_err(|e| HarnessError::setup(format!("no gcr-usage:loader/loader export: {e}")))?;
-        let Call { mut store, pipes, start } = self.start_call()?;
+        let Call { mut store, pipes, start, peak } = self.start_call()?;
         let fuel = self.fuel;
         let call = async {
             let loader = pre.instantiate_async(&mut store).await?;
@@ -253,7 +254,7 @@ impl Harness {
             result.map(|r| (r, fuel - left))
         };
         let outcome = tokio::time::timeout(self.timeout, call).await;
-        let mut run = self.run_info(&pipes, start);
+        let mut run = self.run_info(&pipes, start, &peak);
         match outcome {
             Ok(Ok((result, fuel_consumed))) => {
                 run.fuel_consumed = fuel_consumed;
@@ -295,22 +296,32 @@ impl Harness {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let peak = Arc::new(AtomicUsize::new(0));
         let state = HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             upstream: self.upstream.clone(),
-            limits: StoreLimitsBuilder::new().memory_size(self.memory_limit).build(),
+            limits: MemoryLimits {
+                limits: StoreLimitsBuilder::new().memory_size(self.memory_limit).build(),
+                peak: peak.clone(),
+            },
         };
         let mut store = Store::new(engine::engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_fuel(self.fuel).map_err(|e| HarnessError::setup(format!("{e:?}")))?;
-        Ok(Call { store, pipes: (stdout, stderr), start: (self.time.elapsed(), self.upstream.requests().len()) })
+        Ok(Call { store, pipes: (stdout, stderr), start: (self.time.elapsed(), self.upstream.requests().len()), peak })
     }
 
     /// What the call left behind; `fuel_consumed` is filled in by the caller when known.
-    fn run_info(&self, pipes: &(MemoryOutputPipe, MemoryOutputPipe), start: (Duration, usize)) -> RunInfo {
+    fn run_info(
+        &self,
+        pipes: &(MemoryOutputPipe, MemoryOutputPipe),
+        start: (Duration, usize),
+        peak: &AtomicUsize,
+    ) -> RunInfo {
         RunInfo {
+            peak_memory: peak.load(Ordering::Relaxed),
             stdout: pipes.0.contents().to_vec(),
             stderr: pipes.1.contents().to_vec(),
             fuel_consumed: 0,
@@ -344,6 +355,7 @@ struct Call {
     pipes: (MemoryOutputPipe, MemoryOutputPipe),
     /// Virtual time and upstream log length at the start of the call.
     start: (Duration, usize),
+    peak: Arc<AtomicUsize>,
 }
 
 impl Call {

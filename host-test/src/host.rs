@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use wasmtime::StoreLimits;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -25,7 +27,7 @@ pub(crate) struct HostState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub upstream: FakeUpstream,
-    pub limits: StoreLimits,
+    pub limits: MemoryLimits,
 }
 
 impl WasiView for HostState {
@@ -70,4 +72,25 @@ pub(crate) fn prepared(path: &PathBuf) -> Result<Arc<Prepared>, HarnessError> {
     });
     map.insert(path.clone(), p.clone());
     Ok(p)
+}
+
+/// The store's limits, plus the largest linear memory the guest grew to (what a host must
+/// provision per instance; shared so the harness can read it after the store is gone).
+pub(crate) struct MemoryLimits {
+    pub limits: StoreLimits,
+    pub peak: Arc<AtomicUsize>,
+}
+
+impl ResourceLimiter for MemoryLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak.fetch_max(desired, Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
 }

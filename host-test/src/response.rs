@@ -16,6 +16,8 @@ pub struct RunInfo {
     /// Fuel (≈ wasm instructions) the call consumed, instantiation included: deterministic for a
     /// given guest build, a good regression bar.
     pub fuel_consumed: u64,
+    /// The largest linear memory the instance grew to, in bytes (instantiation included).
+    pub peak_memory: usize,
     /// Virtual time the call took (sleeps, scripted delays, timeouts).
     pub elapsed: Duration,
     /// The outbound requests made during this call, in arrival order.

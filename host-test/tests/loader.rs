@@ -8,6 +8,8 @@ mod common;
 
 #[path = "loader/auth.rs"]
 mod auth;
+#[path = "loader/classified.rs"]
+mod classified;
 #[path = "loader/config.rs"]
 mod config;
 #[path = "loader/events.rs"]

@@ -3,15 +3,20 @@
 
 use std::time::Duration;
 
+use gcr_usage_core::service::Streamed;
 use gcr_usage_core::session::Reply;
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
-use wasip2::io::streams::StreamError;
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use wasip2::io::streams::{InputStream, StreamError};
 
 /// Answers from Google APIs are a few KiB; anything far larger is not an answer we can use.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// wasi:io output streams accept at most 4 KiB per blocking write.
 const WRITE_CHUNK: usize = 4096;
+/// Reads of a streamed body ask the host for this much at a time: few host calls per MB.
+const STREAM_READ: usize = 256 * 1024;
 
 pub fn send(request: http::Request<Vec<u8>>, timeout: Duration) -> Reply {
     match try_send(request, timeout) {
@@ -20,7 +25,67 @@ pub fn send(request: http::Request<Vec<u8>>, timeout: Duration) -> Reply {
     }
 }
 
+/// Sends the request; the answer's body is read as the caller consumes it.
+pub fn open(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, String> {
+    let response = start(request, timeout)?;
+    let status = response.status();
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in response.headers().entries() {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_bytes(&value))
+        {
+            headers.append(name, value);
+        }
+    }
+    let body = response.consume().map_err(|()| "response body unavailable".to_string())?;
+    let stream = body.stream().map_err(|()| "body stream unavailable".to_string())?;
+    let reader = BodyReader { stream, _body: body, _response: response };
+    Ok(Streamed { status, headers, body: Box::new(std::io::BufReader::with_capacity(STREAM_READ, reader)) })
+}
+
+/// An incoming body as `io::Read`. Field order is drop order: the stream is a child of the
+/// body, which must outlive it (wasi:http traps otherwise).
+struct BodyReader {
+    stream: InputStream,
+    _body: IncomingBody,
+    _response: IncomingResponse,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.stream.blocking_read(buf.len() as u64) {
+                // An empty read is not the end (the host had nothing yet): ask again.
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => {
+                    buf[..chunk.len()].copy_from_slice(&chunk);
+                    return Ok(chunk.len());
+                }
+                Err(StreamError::Closed) => return Ok(0),
+                Err(e) => return Err(std::io::Error::other(stream_error(e))),
+            }
+        }
+    }
+}
+
 fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::Response<Vec<u8>>, String> {
+    let response = start(request, timeout)?;
+    let status = response.status();
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in response.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let incoming = response.consume().map_err(|()| "response body unavailable".to_string())?;
+    let bytes =
+        read_body(incoming, MAX_RESPONSE_BYTES).map_err(|e| format!("reading the response (HTTP {status}): {e}"))?;
+    if bytes.len() > MAX_RESPONSE_BYTES {
+        return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+    }
+    builder.body(bytes).map_err(|e| format!("malformed response: {e}"))
+}
+
+/// Sends the request (body included) and waits for the answer's head.
+fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingResponse, String> {
     let (parts, body) = request.into_parts();
     let headers = Fields::new();
     for (name, value) in &parts.headers {
@@ -69,23 +134,11 @@ fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::
     OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
 
     future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
-        Some(Err(())) | None => return Err("the host lost the response".to_string()),
-    };
-    let status = response.status();
-    let mut builder = http::Response::builder().status(status);
-    for (name, value) in response.headers().entries() {
-        builder = builder.header(name, value);
+    match future.get() {
+        Some(Ok(Ok(response))) => Ok(response),
+        Some(Ok(Err(code))) => Err(format!("{code:?}")),
+        Some(Err(())) | None => Err("the host lost the response".to_string()),
     }
-    let incoming = response.consume().map_err(|()| "response body unavailable".to_string())?;
-    let bytes =
-        read_body(incoming, MAX_RESPONSE_BYTES).map_err(|e| format!("reading the response (HTTP {status}): {e}"))?;
-    if bytes.len() > MAX_RESPONSE_BYTES {
-        return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
-    }
-    builder.body(bytes).map_err(|e| format!("malformed response: {e}"))
 }
 
 /// Reads a body to its end, or to `limit + 1` bytes (enough to know it is too large).

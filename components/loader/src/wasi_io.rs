@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gcr_usage_core::service::Io;
+use gcr_usage_core::service::{Io, Streamed};
 use gcr_usage_core::session::Reply;
 use wasip2::clocks::monotonic_clock;
 
@@ -11,6 +11,10 @@ pub struct WasiIo;
 impl Io for WasiIo {
     fn send(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Reply {
         crate::http_out::send(request, timeout)
+    }
+
+    fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, String> {
+        crate::http_out::open(request, timeout)
     }
 
     fn sleep(&mut self, duration: Duration) {

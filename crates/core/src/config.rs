@@ -20,6 +20,9 @@ pub const WAIT_SECONDS: &str = "GCR_USAGE_WAIT_SECONDS";
 pub const BIGQUERY_ENDPOINT: &str = "GCR_USAGE_BIGQUERY_ENDPOINT";
 pub const STORAGE_ENDPOINT: &str = "GCR_USAGE_STORAGE_ENDPOINT";
 pub const METADATA_HOST: &str = "GCE_METADATA_HOST";
+pub const MODE: &str = "GCR_USAGE_MODE";
+pub const EVENTS_TABLE: &str = "GCR_USAGE_EVENTS_TABLE";
+pub const UPLOAD_CHUNK_KIB: &str = "GCR_USAGE_UPLOAD_CHUNK_KIB";
 
 pub const DEFAULT_DATASET: &str = "storageanalysis";
 pub const DEFAULT_USAGE_TABLE: &str = "usage";
@@ -31,6 +34,34 @@ pub const MAX_WAIT_SECONDS: u64 = 3600;
 pub const DEFAULT_BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
 pub const DEFAULT_STORAGE_ENDPOINT: &str = "https://storage.googleapis.com";
 pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+pub const DEFAULT_EVENTS_TABLE: &str = "registry_events";
+/// Resumable uploads take chunks in multiples of 256 KiB.
+pub const UPLOAD_CHUNK_UNIT: usize = 256 * 1024;
+/// 4 MiB: few enough requests for an hour's log, small enough for the smallest instance. The
+/// chunk is most of the component's memory (see `ARCHITECTURE.md`).
+pub const DEFAULT_UPLOAD_CHUNK_KIB: usize = 4096;
+pub const MAX_UPLOAD_CHUNK_KIB: usize = 64 * 1024;
+
+/// What the loader does with a usage log. Storage logs (one row a day, nothing to classify)
+/// always load raw into the storage table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// BigQuery reads the CSV from `gs://` into the usage table (the default; no download).
+    Raw,
+    /// The loader downloads the log, classifies each row and uploads the events.
+    Classified,
+    /// Both, one after the other; the answer reports both.
+    Both,
+}
+
+impl Mode {
+    pub fn raw(self) -> bool {
+        matches!(self, Mode::Raw | Mode::Both)
+    }
+    pub fn classified(self) -> bool {
+        matches!(self, Mode::Classified | Mode::Both)
+    }
+}
 
 /// How the loader authenticates to Google APIs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +106,10 @@ pub struct Config {
     pub bigquery: Endpoint,
     pub storage: Endpoint,
     pub metadata: Endpoint,
+    pub mode: Mode,
+    pub events_table: String,
+    /// Bytes per resumable-upload chunk (a multiple of [`UPLOAD_CHUNK_UNIT`]).
+    pub upload_chunk: usize,
 }
 
 /// A configuration problem: which variable, and what is wrong with it.
@@ -136,6 +171,14 @@ impl Config {
             .ok()
             .filter(|e| e.has_no_path())
             .ok_or(ConfigError { variable: METADATA_HOST, message: "must be host or host:port".into() })?;
+        let mode = match get(MODE).as_deref().unwrap_or("raw") {
+            "raw" => Mode::Raw,
+            "classified" => Mode::Classified,
+            "both" => Mode::Both,
+            other => return error(MODE, format!("{:?} is not one of raw, classified, both", truncate(other, 40))),
+        };
+        let events_table = validate_id(EVENTS_TABLE, "table", &or(EVENTS_TABLE, DEFAULT_EVENTS_TABLE))?;
+        let upload_chunk = parse_chunk(get(UPLOAD_CHUNK_KIB))?;
         Ok(Config {
             project,
             dataset,
@@ -148,6 +191,9 @@ impl Config {
             bigquery,
             storage,
             metadata,
+            mode,
+            events_table,
+            upload_chunk,
         })
     }
 }
@@ -255,6 +301,20 @@ fn parse_wait(value: Option<String>) -> Result<Duration, ConfigError> {
     }
 }
 
+fn parse_chunk(value: Option<String>) -> Result<usize, ConfigError> {
+    let Some(v) = value else { return Ok(DEFAULT_UPLOAD_CHUNK_KIB * 1024) };
+    match v.parse::<usize>() {
+        Ok(kib) if kib > 0 && kib <= MAX_UPLOAD_CHUNK_KIB && (kib * 1024) % UPLOAD_CHUNK_UNIT == 0 => Ok(kib * 1024),
+        _ => error(
+            UPLOAD_CHUNK_KIB,
+            format!(
+                "{:?} is not a multiple of 256 from 256 to {MAX_UPLOAD_CHUNK_KIB} (KiB; resumable uploads take 256 KiB units)",
+                truncate(&v, 40)
+            ),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +343,22 @@ mod tests {
         assert_eq!(c.bigquery.base(), "https://bigquery.googleapis.com");
         assert_eq!(c.metadata.base(), "http://metadata.google.internal");
         assert!(c.buckets.allows("logs-bucket") && !c.buckets.allows("other"));
+        assert_eq!((c.mode, c.events_table.as_str(), c.upload_chunk), (Mode::Raw, "registry_events", 4 << 20));
+    }
+
+    #[test]
+    fn modes_and_chunks() {
+        let b = (BUCKETS, "logs-bucket");
+        let c = config(&[b, (MODE, "both"), (UPLOAD_CHUNK_KIB, "256"), (EVENTS_TABLE, "events")]).unwrap();
+        assert_eq!((c.mode, c.upload_chunk, c.events_table.as_str()), (Mode::Both, 256 * 1024, "events"));
+        assert!(c.mode.raw() && c.mode.classified());
+        let c = config(&[b, (MODE, "classified"), (UPLOAD_CHUNK_KIB, "65536")]).unwrap();
+        assert!(!c.mode.raw() && c.mode.classified());
+        assert_eq!(c.upload_chunk, 64 << 20);
+        assert_eq!(
+            config(&[b, (MODE, "Events")]).unwrap_err().to_string(),
+            "GCR_USAGE_MODE: \"Events\" is not one of raw, classified, both"
+        );
     }
 
     #[test]
@@ -309,6 +385,11 @@ mod tests {
         assert_eq!(var_of(&[b, (BIGQUERY_ENDPOINT, "ftp://x")]), BIGQUERY_ENDPOINT);
         assert_eq!(var_of(&[b, (STORAGE_ENDPOINT, "http://")]), STORAGE_ENDPOINT);
         assert_eq!(var_of(&[b, (METADATA_HOST, "http://x/y")]), METADATA_HOST);
+        assert_eq!(var_of(&[b, (MODE, "events")]), MODE);
+        assert_eq!(var_of(&[b, (EVENTS_TABLE, "registry-events")]), EVENTS_TABLE);
+        for chunk in ["0", "100", "255", "65792", "1e3", "-256"] {
+            assert_eq!(var_of(&[b, (UPLOAD_CHUNK_KIB, chunk)]), UPLOAD_CHUNK_KIB, "{chunk}");
+        }
     }
 
     #[test]

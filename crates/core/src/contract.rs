@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::outcome::{LoadError, Outcome, OutcomeKind};
+use crate::service::ObjectResult;
 
 /// A rendered answer: status, JSON body and the one log line for the event.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +23,8 @@ pub struct Answer {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
     Info,
@@ -53,6 +55,32 @@ impl Answer {
         match result {
             Ok(outcome) => Answer::from_outcome(outcome),
             Err(error) => Answer::from_error(error, None),
+        }
+    }
+
+    /// One object's answer. In `both` mode the events load's answer rides along as `events`,
+    /// and the status is the graver of the two (a higher code is never milder here: 2xx < 4xx
+    /// < 5xx, and within each class the codes grow with the trouble), so a load that needs a
+    /// redelivery gets one; the other load answers `duplicate` then.
+    pub fn from_object_result(result: &ObjectResult, object: &crate::ObjectRef) -> Answer {
+        let first = match &result.load {
+            Ok(outcome) => Answer::from_outcome(outcome),
+            Err(error) => Answer::from_error(error, Some(object)),
+        };
+        let Some(events) = &result.events else { return first };
+        let second = match events {
+            Ok(outcome) => Answer::from_outcome(outcome),
+            Err(error) => Answer::from_error(error, None),
+        };
+        let mut body = first.body;
+        if let Value::Object(map) = &mut body {
+            map.insert("events".into(), second.body);
+        }
+        Answer {
+            status: first.status.max(second.status),
+            body,
+            severity: first.severity.max(second.severity),
+            message: format!("{}; events: {}", first.message, second.message),
         }
     }
 

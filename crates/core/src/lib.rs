@@ -6,10 +6,13 @@
 //!
 //! The path of one event: [`event::parse_event`] → [`plan::plan_load`] (allow-list, log-name
 //! check, destination) → [`session::LoadSession`] (token, `jobs.insert`, `jobs.get`, retries)
-//! → [`contract`] (HTTP status, JSON body, log line).
+//! → [`contract`] (HTTP status, JSON body, log line). Classified loads add
+//! [`classified::run_upload`]: [`storage`] download → [`usage`] reader and classifier →
+//! [`upload`] resumable NDJSON chunks.
 
 pub mod backoff;
 pub mod bigquery;
+pub mod classified;
 pub mod config;
 pub mod contract;
 pub mod event;
@@ -22,6 +25,8 @@ pub mod plan;
 pub mod schema;
 pub mod service;
 pub mod session;
+pub mod storage;
+pub mod upload;
 pub mod url;
 pub mod usage;
 

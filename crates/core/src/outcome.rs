@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::log_name::LogKind;
 use crate::object::ObjectRef;
+use crate::usage::{Malformed, ReadStats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +51,43 @@ pub struct Outcome {
     pub rows: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What reading the object found (classified loads that read it in this delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<FileCounts>,
+}
+
+/// Per-file counts of a classified load. `records = events + malformed + duplicates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCounts {
+    /// Size of the object as downloaded.
+    pub bytes: u64,
+    /// Data records (the header and repeated headers excluded).
+    pub records: u64,
+    /// Events uploaded: one per good row.
+    pub events: u64,
+    pub malformed: u64,
+    /// Rows dropped for repeating an earlier row's request id.
+    pub duplicates: u64,
+    /// Events whose text had invalid UTF-8 replaced.
+    pub invalid_utf8: u64,
+    /// The first malformed rows, with line numbers and reasons.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub first_malformed: Vec<Malformed>,
+}
+
+impl FileCounts {
+    pub fn new(stats: &ReadStats, bytes: u64) -> FileCounts {
+        FileCounts {
+            bytes,
+            records: stats.records,
+            events: stats.rows,
+            malformed: stats.malformed,
+            duplicates: stats.duplicates,
+            invalid_utf8: stats.invalid_utf8,
+            first_malformed: stats.malformed_samples.clone(),
+        }
+    }
 }
 
 impl Outcome {
@@ -62,6 +100,7 @@ impl Outcome {
             job_id: None,
             rows: None,
             reason: Some(reason.into()),
+            counts: None,
         }
     }
 }

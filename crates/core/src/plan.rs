@@ -1,6 +1,7 @@
 //! Deciding what to do with an object before any I/O: allow-list, log-name check, destination.
 
 use crate::config::Config;
+use crate::job::LoadFormat;
 use crate::log_name::{LogKind, LogObjectName};
 use crate::object::ObjectRef;
 use crate::outcome::{LoadError, Outcome};
@@ -11,13 +12,15 @@ use crate::outcome::{LoadError, Outcome};
 pub struct PlannedLoad {
     pub object: ObjectRef,
     pub kind: LogKind,
+    pub format: LoadFormat,
     pub table_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    Load(PlannedLoad),
-    Ignore(Outcome),
+    /// One load, or two in `GCR_USAGE_MODE=both` (raw first: it needs no download).
+    Load(Vec<PlannedLoad>),
+    Ignore(Box<Outcome>),
 }
 
 /// The allow-list comes first: an event from a foreign bucket is a misrouted trigger (or a
@@ -31,20 +34,35 @@ pub fn plan_load(config: &Config, object: ObjectRef) -> Result<Plan, LoadError> 
     }
     let name = match LogObjectName::parse(&object.name) {
         Ok(name) => name,
-        Err(not_log) => return Ok(Plan::Ignore(Outcome::ignored(Some(object), not_log.0))),
+        Err(not_log) => return Ok(Plan::Ignore(Box::new(Outcome::ignored(Some(object), not_log.0)))),
+    };
+    let formats: &[LoadFormat] = match name.kind {
+        // Storage logs hold one row a day: nothing to classify.
+        LogKind::Storage => &[LoadFormat::RawCsv],
+        LogKind::Usage if !config.mode.classified() => &[LoadFormat::RawCsv],
+        LogKind::Usage if !config.mode.raw() => &[LoadFormat::Events],
+        LogKind::Usage => &[LoadFormat::RawCsv, LoadFormat::Events],
     };
     // BigQuery reads `*` in a source URI as a wildcard: such a name would load other objects.
-    if object.name.contains('*') {
-        return Ok(Plan::Ignore(Outcome::ignored(
+    // (Events are downloaded by exact name, so only loads by URI are affected.)
+    if formats.contains(&LoadFormat::RawCsv) && object.name.contains('*') {
+        return Ok(Plan::Ignore(Box::new(Outcome::ignored(
             Some(object),
             "object names containing * cannot be loaded by URI (BigQuery treats * as a wildcard)",
-        )));
+        ))));
     }
-    let table_id = match name.kind {
-        LogKind::Usage => config.usage_table.clone(),
-        LogKind::Storage => config.storage_table.clone(),
-    };
-    Ok(Plan::Load(PlannedLoad { object, kind: name.kind, table_id }))
+    let loads = formats
+        .iter()
+        .map(|&format| {
+            let table_id = match (name.kind, format) {
+                (_, LoadFormat::Events) => config.events_table.clone(),
+                (LogKind::Usage, LoadFormat::RawCsv) => config.usage_table.clone(),
+                (LogKind::Storage, LoadFormat::RawCsv) => config.storage_table.clone(),
+            };
+            PlannedLoad { object: object.clone(), kind: name.kind, format, table_id }
+        })
+        .collect();
+    Ok(Plan::Load(loads))
 }
 
 #[cfg(test)]
@@ -53,8 +71,13 @@ mod tests {
     use crate::outcome::OutcomeKind;
 
     fn config(buckets: &str) -> Config {
+        config_mode(buckets, "raw")
+    }
+
+    fn config_mode(buckets: &str, mode: &str) -> Config {
         Config::from_env(|k| match k {
             "GCR_USAGE_BUCKETS" => Some(buckets.to_string()),
+            "GCR_USAGE_MODE" => Some(mode.to_string()),
             "GCR_USAGE_STORAGE_TABLE" => Some("sizes".to_string()),
             _ => None,
         })
@@ -68,16 +91,31 @@ mod tests {
     #[test]
     fn routes_logs_to_their_tables() {
         let c = config("demo-gcr-logs");
-        let Ok(Plan::Load(p)) = plan_load(&c, obj("demo-gcr-logs", "accessLog_usage_2019_05_19_18_00_00_00cbe5_v0"))
-        else {
+        let tables = |c: &Config, name: &str| match plan_load(c, obj("demo-gcr-logs", name)) {
+            Ok(Plan::Load(loads)) => loads.into_iter().map(|p| (p.kind, p.format, p.table_id)).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let usage = "accessLog_usage_2019_05_19_18_00_00_00cbe5_v0";
+        let storage = "accessLog_storage_2019_05_19_07_00_00_00cbe5_v0";
+        let raw = (LogKind::Usage, LoadFormat::RawCsv, "usage".to_string());
+        let events = (LogKind::Usage, LoadFormat::Events, "registry_events".to_string());
+        let sizes = vec![(LogKind::Storage, LoadFormat::RawCsv, "sizes".to_string())];
+        assert_eq!(tables(&c, usage), vec![raw.clone()]);
+        assert_eq!(tables(&c, storage), sizes);
+        let classified = config_mode("demo-gcr-logs", "classified");
+        assert_eq!(tables(&classified, usage), vec![events.clone()]);
+        assert_eq!(tables(&classified, storage), sizes, "storage logs always load raw");
+        assert_eq!(tables(&config_mode("demo-gcr-logs", "both"), usage), vec![raw, events]);
+    }
+
+    #[test]
+    fn wildcards_only_matter_to_loads_by_uri() {
+        let name = "a*b_usage_2019_05_19_18_00_00_00cbe5_v0";
+        let Ok(Plan::Load(loads)) = plan_load(&config_mode("*", "classified"), obj("any-bucket", name)) else {
             panic!()
         };
-        assert_eq!((p.kind, p.table_id.as_str()), (LogKind::Usage, "usage"));
-        let Ok(Plan::Load(p)) = plan_load(&c, obj("demo-gcr-logs", "accessLog_storage_2019_05_19_07_00_00_00cbe5_v0"))
-        else {
-            panic!()
-        };
-        assert_eq!((p.kind, p.table_id.as_str()), (LogKind::Storage, "sizes"));
+        assert_eq!(loads[0].format, LoadFormat::Events);
+        assert!(matches!(plan_load(&config_mode("*", "both"), obj("any-bucket", name)), Ok(Plan::Ignore(_))));
     }
 
     #[test]

@@ -43,9 +43,84 @@ pub const USAGE: [Field; 17] = [
 pub const STORAGE: [Field; 2] =
     [field("bucket", "STRING", "REQUIRED"), field("storage_byte_hours", "INTEGER", "REQUIRED")];
 
+/// Classified usage events (`registry_events`): one field per [`crate::usage::UsageEvent`]
+/// member, in its serialisation order. `sql/registry_events.sql` is the DDL of the same table;
+/// a test keeps the three in step.
+pub const EVENTS: [Field; 30] = [
+    field("event_time", "TIMESTAMP", "NULLABLE"),
+    field("time_micros", "INTEGER", "NULLABLE"),
+    field("registry_host", "STRING", "NULLABLE"),
+    field("project", "STRING", "NULLABLE"),
+    field("repository", "STRING", "NULLABLE"),
+    field("image", "STRING", "NULLABLE"),
+    field("digest", "STRING", "NULLABLE"),
+    field("target", "STRING", "NULLABLE"),
+    field("action", "STRING", "NULLABLE"),
+    field("success", "BOOLEAN", "NULLABLE"),
+    field("status", "INTEGER", "NULLABLE"),
+    field("method", "STRING", "NULLABLE"),
+    field("operation", "STRING", "NULLABLE"),
+    field("bucket", "STRING", "NULLABLE"),
+    field("object", "STRING", "NULLABLE"),
+    field("client_family", "STRING", "NULLABLE"),
+    field("client_version", "STRING", "NULLABLE"),
+    field("user_agent", "STRING", "NULLABLE"),
+    field("caller_class", "STRING", "NULLABLE"),
+    field("client_ip", "STRING", "NULLABLE"),
+    field("request_bytes", "INTEGER", "NULLABLE"),
+    field("response_bytes", "INTEGER", "NULLABLE"),
+    field("time_taken_micros", "INTEGER", "NULLABLE"),
+    field("request_id", "STRING", "NULLABLE"),
+    field("invalid_utf8", "BOOLEAN", "NULLABLE"),
+    field("source_bucket", "STRING", "NULLABLE"),
+    field("source_object", "STRING", "NULLABLE"),
+    field("source_generation", "INTEGER", "NULLABLE"),
+    field("source_row", "INTEGER", "NULLABLE"),
+    field("source_line", "INTEGER", "NULLABLE"),
+];
+
+/// Day partitions on the event time: "pulls per image per day" reads one partition a day.
+pub const EVENTS_PARTITION_FIELD: &str = "event_time";
+/// Clustering for the common filters (which registry, which repository, which client). A load
+/// into an existing table must name exactly the table's clustering, so this mirrors the DDL.
+pub const EVENTS_CLUSTERING: [&str; 3] = ["registry_host", "repository", "client_ip"];
+
 pub fn fields(kind: LogKind) -> &'static [Field] {
     match kind {
         LogKind::Usage => &USAGE,
         LogKind::Storage => &STORAGE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The DDL in `sql/registry_events.sql` declares the same columns, types, partitioning and
+    /// clustering as the load job (a table created by either must accept the other's rows).
+    #[test]
+    fn events_schema_matches_the_ddl() {
+        let ddl = include_str!("../../../sql/registry_events.sql");
+        let body = ddl.split("registry_events` (").nth(1).expect("CREATE TABLE registry_events");
+        let columns: Vec<(String, String)> = body
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with(')'))
+            .filter(|l| !l.is_empty() && !l.starts_with("--"))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next().unwrap().to_string(), words.next().unwrap().trim_end_matches(',').to_string())
+            })
+            .collect();
+        let sql_type = |t: &'static str| match t {
+            "INTEGER" => "INT64",
+            "BOOLEAN" => "BOOL",
+            other => other,
+        };
+        let expected: Vec<(String, String)> =
+            EVENTS.iter().map(|f| (f.name.to_string(), sql_type(f.field_type).to_string())).collect();
+        assert_eq!(columns, expected);
+        assert!(ddl.contains(&format!("PARTITION BY DATE({EVENTS_PARTITION_FIELD})")));
+        assert!(ddl.contains(&format!("CLUSTER BY {}", EVENTS_CLUSTERING.join(", "))));
     }
 }

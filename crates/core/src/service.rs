@@ -1,6 +1,7 @@
 //! The whole request path, written once against a tiny [`Io`] trait: the component implements
 //! it with wasi:http and wasi:clocks, native tests with a script. Nothing here touches the world.
 
+use std::io::Read;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -13,10 +14,34 @@ use crate::outcome::{LoadError, Outcome};
 use crate::plan::{Plan, plan_load};
 use crate::session::{LoadSession, Reply, Step};
 
+/// A response whose body is read as it arrives (a log download can be hundreds of MB).
+pub struct Streamed {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// Read errors are the host's words for a broken transfer.
+    pub body: Box<dyn Read>,
+}
+
 /// The host services a load needs.
 pub trait Io {
     /// Send a request, giving up after `timeout`.
     fn send(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Reply;
+    /// Send a request whose answer is read incrementally; `Err` carries the host's words when
+    /// no answer came. The default reads the whole answer through [`Io::send`] (enough for
+    /// tests); the component streams.
+    fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, String> {
+        match self.send(request, timeout) {
+            Reply::Response(response) => {
+                let (parts, body) = response.into_parts();
+                Ok(Streamed {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    body: Box::new(std::io::Cursor::new(body)),
+                })
+            }
+            Reply::Failed(why) => Err(why),
+        }
+    }
     fn sleep(&mut self, duration: Duration);
     /// Monotonic milliseconds.
     fn now_ms(&mut self) -> u64;
@@ -39,27 +64,51 @@ pub fn drive(mut session: LoadSession, io: &mut impl Io) -> Result<Outcome, Load
                 let now = io.now_ms();
                 session.on_wake(now)
             }
+            Step::Upload(plan) => {
+                let report = crate::classified::run_upload(*plan, io);
+                let now = io.now_ms();
+                session.on_upload(report, now)
+            }
             Step::Done(result) => return result,
         }
     }
 }
 
-/// Loads one object (the typed `gcr-usage:loader/loader#load` export, and the HTTP path after
-/// event parsing).
-pub fn load_object(
-    config: Result<Config, crate::ConfigError>,
-    object: ObjectRef,
-    io: &mut impl Io,
-) -> Result<Outcome, LoadError> {
-    let config = config.map_err(|e| LoadError::Configuration(e.to_string()))?;
-    match plan_load(&config, object)? {
-        Plan::Ignore(outcome) => Ok(outcome),
-        Plan::Load(planned) => {
-            let now = io.now_ms();
-            let seed = io.random_u64();
-            drive(LoadSession::new(config, planned, now, seed), io)
-        }
+/// What handling one object came to: its load, and in `GCR_USAGE_MODE=both` the events load
+/// beside the raw one (`load` is then the raw load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectResult {
+    pub load: Result<Outcome, LoadError>,
+    pub events: Option<Result<Outcome, LoadError>>,
+}
+
+impl ObjectResult {
+    fn single(load: Result<Outcome, LoadError>) -> ObjectResult {
+        ObjectResult { load, events: None }
     }
+}
+
+/// Loads one object (the typed `gcr-usage:loader/loader#load` export, and the HTTP path after
+/// event parsing). In `both` mode the two loads run one after the other, each with its own
+/// budget, and neither depends on the other's success: both are idempotent, so a redelivery
+/// caused by one failing is a duplicate for the other.
+pub fn load_object(config: Result<Config, crate::ConfigError>, object: ObjectRef, io: &mut impl Io) -> ObjectResult {
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => return ObjectResult::single(Err(LoadError::Configuration(e.to_string()))),
+    };
+    let loads = match plan_load(&config, object) {
+        Err(error) => return ObjectResult::single(Err(error)),
+        Ok(Plan::Ignore(outcome)) => return ObjectResult::single(Ok(*outcome)),
+        Ok(Plan::Load(loads)) => loads,
+    };
+    let mut results = loads.into_iter().map(|planned| {
+        let now = io.now_ms();
+        let seed = io.random_u64();
+        drive(LoadSession::new(config.clone(), planned, now, seed), io)
+    });
+    let load = results.next().expect("a plan has at least one load");
+    ObjectResult { load, events: results.next() }
 }
 
 /// An incoming HTTP request as the host read it. `body` holds at most `MAX_EVENT_BYTES + 1`
@@ -138,10 +187,7 @@ pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>,
         EventDecision::Ignore { object, reason } => Answer::from_outcome(&Outcome::ignored(object, reason)),
         EventDecision::Object(object) => {
             let for_errors = object.clone();
-            match load_object(Ok(config), object, io) {
-                Ok(outcome) => Answer::from_outcome(&outcome),
-                Err(error) => Answer::from_error(&error, Some(&for_errors)),
-            }
+            Answer::from_object_result(&load_object(Ok(config), object, io), &for_errors)
         }
     };
     Handled { answer, shape: Some(shape), log: true }

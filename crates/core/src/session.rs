@@ -7,15 +7,21 @@
 //! DONE or the deadline. Transient failures are retried with jittered backoff, same request,
 //! same job id, until the deadline. A failed job found through 409 leads to the next attempt
 //! id, so a rejected load can be re-run by redelivering the event, with nothing to clean up.
+//!
+//! Classified loads ([`LoadFormat::Events`]) differ in one place: instead of `jobs.insert`
+//! they first *probe* with `jobs.get` (a redelivery must not download and upload the log
+//! again just to hear 409), and on 404 hand the host a [`Step::Upload`]; the upload's final
+//! answer then comes back as if it were the `jobs.insert` answer.
 
 use std::time::Duration;
 
 use crate::backoff::{Backoff, Jitter};
 use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
+use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
-use crate::job::{LoadSpec, MAX_ATTEMPTS, TableRef};
+use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
 use crate::metadata;
-use crate::outcome::{LoadError, Outcome, OutcomeKind};
+use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind};
 use crate::plan::PlannedLoad;
 
 /// What the host must do next.
@@ -25,6 +31,8 @@ pub enum Step {
     Send { request: http::Request<Vec<u8>>, timeout: Duration },
     /// Sleep, then call [`LoadSession::on_wake`].
     Sleep(Duration),
+    /// Run [`crate::classified::run_upload`] with this plan, then call [`LoadSession::on_upload`].
+    Upload(Box<UploadPlan>),
     /// Finished.
     Done(Result<Outcome, LoadError>),
 }
@@ -49,19 +57,11 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 enum Action {
     ProjectId,
     Token,
+    /// `jobs.get` before an upload: does this attempt's job exist already?
+    Probe,
+    /// `jobs.insert`, or the upload for classified loads.
     Insert,
     GetJob,
-}
-
-impl Action {
-    fn describe(self) -> &'static str {
-        match self {
-            Action::ProjectId => "metadata server (project id)",
-            Action::Token => "metadata server (access token)",
-            Action::Insert => "BigQuery jobs.insert",
-            Action::GetJob => "BigQuery jobs.get",
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -85,6 +85,8 @@ pub struct LoadSession {
     inserts_sent: u32,
     /// The current attempt's job was seen PENDING/RUNNING (it exists and had not failed).
     seen_running: bool,
+    /// What reading the object found, once an upload read it.
+    counts: Option<FileCounts>,
     retries: Backoff,
     polls: Backoff,
     jitter: Jitter,
@@ -104,7 +106,7 @@ impl LoadSession {
         } else if config.auth == AuthMode::Metadata {
             Action::Token
         } else {
-            Action::Insert
+            first_job_action(planned.format)
         };
         let deadline_ms = now_ms.saturating_add(duration_ms(config.wait));
         let budget_ms = now_ms.saturating_add(duration_ms(config.wait.max(MIN_BUDGET)));
@@ -120,6 +122,7 @@ impl LoadSession {
             budget_ms,
             inserts_sent: 0,
             seen_running: false,
+            counts: None,
             retries: Backoff::retries(),
             polls: Backoff::polling(),
             jitter: Jitter::new(seed),
@@ -137,14 +140,31 @@ impl LoadSession {
         self.send(now_ms)
     }
 
+    /// How a [`Step::Upload`] ended.
+    pub fn on_upload(&mut self, report: UploadReport, now_ms: u64) -> Step {
+        if report.counts.is_some() {
+            self.counts = report.counts;
+        }
+        match report.end {
+            UploadEnd::Answered(reply) => self.on_reply(*reply, now_ms),
+            UploadEnd::Transient(why) => self.transient(why, now_ms),
+            UploadEnd::Fatal(error) => Step::Done(Err(error)),
+        }
+    }
+
     /// The answer to the last [`Step::Send`].
     pub fn on_reply(&mut self, reply: Reply, now_ms: u64) -> Step {
         let response = match reply {
             Reply::Response(r) => r,
-            Reply::Failed(why) => return self.transient(format!("{} failed: {why}", self.action.describe()), now_ms),
+            Reply::Failed(why) => return self.transient(format!("{} failed: {why}", self.describe()), now_ms),
         };
         let status = response.status().as_u16();
         let body = response.body();
+        if self.action == Action::Probe && status == 404 {
+            // No job for this attempt yet: this delivery uploads it.
+            self.action = Action::Insert;
+            return self.send(now_ms);
+        }
         if !(200..300).contains(&status) {
             let error = GoogleError::from_response(status, body);
             return match (error.class(), self.action) {
@@ -155,9 +175,7 @@ impl LoadSession {
                     self.action = Action::GetJob;
                     self.send(now_ms)
                 }
-                (ErrorClass::Transient, _) => {
-                    self.transient(format!("{} answered {error}", self.action.describe()), now_ms)
-                }
+                (ErrorClass::Transient, _) => self.transient(format!("{} answered {error}", self.describe()), now_ms),
                 _ => Step::Done(Err(LoadError::UpstreamRejected(self.rejected_message(&error)))),
             };
         }
@@ -165,7 +183,11 @@ impl LoadSession {
             Action::ProjectId => match metadata::parse_project(body) {
                 Ok(project) => {
                     self.project = Some(project);
-                    self.action = if self.config.auth == AuthMode::Metadata { Action::Token } else { Action::Insert };
+                    self.action = if self.config.auth == AuthMode::Metadata {
+                        Action::Token
+                    } else {
+                        first_job_action(self.planned.format)
+                    };
                     self.send(now_ms)
                 }
                 Err(why) => Step::Done(Err(LoadError::UpstreamRejected(why))),
@@ -173,7 +195,7 @@ impl LoadSession {
             Action::Token => match metadata::parse_token(body) {
                 Ok(token) => {
                     self.token = Some(token);
-                    self.action = Action::Insert;
+                    self.action = first_job_action(self.planned.format);
                     self.send(now_ms)
                 }
                 // A garbled token answer is most likely a flaky proxy: worth another try.
@@ -190,10 +212,20 @@ impl LoadSession {
                     }
                 }
             }
-            Action::GetJob => match parse_job(body) {
+            Action::GetJob | Action::Probe => match parse_job(body) {
                 Ok(state) => self.job_state(state, now_ms),
                 Err(why) => self.transient(format!("BigQuery jobs.get: {why}"), now_ms),
             },
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match (self.action, self.planned.format) {
+            (Action::ProjectId, _) => "metadata server (project id)",
+            (Action::Token, _) => "metadata server (access token)",
+            (Action::Insert, LoadFormat::RawCsv) => "BigQuery jobs.insert",
+            (Action::Insert, LoadFormat::Events) => "BigQuery upload (jobs.insert)",
+            (Action::GetJob | Action::Probe, _) => "BigQuery jobs.get",
         }
     }
 
@@ -201,6 +233,7 @@ impl LoadSession {
         LoadSpec {
             object: self.planned.object.clone(),
             kind: self.planned.kind,
+            format: self.planned.format,
             destination: TableRef {
                 project_id: self.project.clone().unwrap_or_default(),
                 dataset_id: self.config.dataset.clone(),
@@ -220,11 +253,25 @@ impl LoadSession {
             self.inserts_sent += 1;
         }
         let token = self.token.as_deref();
-        let request = match self.action {
-            Action::ProjectId => metadata::project_request(&self.config.metadata),
-            Action::Token => metadata::token_request(&self.config.metadata),
-            Action::Insert => self.spec().insert_request(&self.config.bigquery, self.attempt, token),
-            Action::GetJob => self.spec().get_request(&self.config.bigquery, self.attempt, token),
+        let request = match (self.action, self.planned.format) {
+            (Action::ProjectId, _) => metadata::project_request(&self.config.metadata),
+            (Action::Token, _) => metadata::token_request(&self.config.metadata),
+            (Action::Insert, LoadFormat::RawCsv) => {
+                self.spec().insert_request(&self.config.bigquery, self.attempt, token)
+            }
+            (Action::Insert, LoadFormat::Events) => {
+                return Step::Upload(Box::new(UploadPlan {
+                    initiate: self.spec().upload_request(&self.config.bigquery, self.attempt, token),
+                    download: crate::storage::download_request(&self.config.storage, &self.planned.object, token),
+                    object: self.planned.object.clone(),
+                    bigquery: self.config.bigquery.clone(),
+                    token: self.token.clone(),
+                    chunk: self.config.upload_chunk,
+                    budget_ms: self.budget_ms,
+                    seed: self.jitter.next_u64(),
+                }));
+            }
+            (Action::GetJob | Action::Probe, _) => self.spec().get_request(&self.config.bigquery, self.attempt, token),
         };
         Step::Send { request, timeout }
     }
@@ -256,10 +303,10 @@ impl LoadSession {
                 None,
                 Some("the load job already existed (redelivered event) and is still running".into()),
             ))),
-            action => Step::Done(Err(LoadError::UpstreamUnavailable(format!(
+            _ => Step::Done(Err(LoadError::UpstreamUnavailable(format!(
                 "GCR_USAGE_WAIT_SECONDS={} ran out before {} could be asked; the trigger should redeliver",
                 self.config.wait.as_secs(),
-                action.describe()
+                self.describe()
             )))),
         }
     }
@@ -321,7 +368,7 @@ impl LoadSession {
         self.inserts_sent = 0;
         self.seen_running = false;
         self.polls = Backoff::polling();
-        self.action = Action::Insert;
+        self.action = first_job_action(self.planned.format);
         self.send(now_ms)
     }
 
@@ -335,21 +382,30 @@ impl LoadSession {
             job_id: Some(spec.job_id(self.attempt)),
             rows,
             reason,
+            counts: self.counts.clone(),
         }
     }
 
     fn rejected_message(&self, error: &GoogleError) -> String {
         match self.action {
-            Action::Insert | Action::GetJob => {
+            Action::Insert | Action::GetJob | Action::Probe => {
                 format!(
                     "{} refused job {} for {}: {error}",
-                    self.action.describe(),
+                    self.describe(),
                     self.spec().job_id(self.attempt),
                     self.spec().destination
                 )
             }
-            _ => format!("{} refused: {error}", self.action.describe()),
+            _ => format!("{} refused: {error}", self.describe()),
         }
+    }
+}
+
+/// Loads by URI insert the job straight away (a duplicate costs one 409); uploads look first.
+fn first_job_action(format: LoadFormat) -> Action {
+    match format {
+        LoadFormat::RawCsv => Action::Insert,
+        LoadFormat::Events => Action::Probe,
     }
 }
 

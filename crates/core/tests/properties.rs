@@ -2,7 +2,7 @@
 //! and deterministic, percent-encoding round-trips, and backoff stays within its bounds.
 
 use gcr_usage_core::event::parse_event;
-use gcr_usage_core::job::{LoadSpec, TableRef};
+use gcr_usage_core::job::{LoadFormat, LoadSpec, TableRef};
 use gcr_usage_core::log_name::{LogKind, LogObjectName};
 use gcr_usage_core::{Config, ObjectRef};
 use proptest::prelude::*;
@@ -11,6 +11,7 @@ fn spec(bucket: String, name: String, generation: Option<u64>) -> LoadSpec {
     LoadSpec {
         object: ObjectRef { bucket, name, generation },
         kind: LogKind::Usage,
+        format: LoadFormat::RawCsv,
         destination: TableRef {
             project_id: "demo-project".into(),
             dataset_id: "storageanalysis".into(),

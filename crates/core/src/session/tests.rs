@@ -85,6 +85,7 @@ fn planned() -> PlannedLoad {
             generation: Some(9),
         },
         kind: LogKind::Usage,
+        format: crate::job::LoadFormat::RawCsv,
         table_id: "usage".into(),
     }
 }

@@ -49,6 +49,10 @@ impl<R: Read> LineTracker<R> {
         }
     }
 
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Reads up to three bytes however the stream is chunked; keeps them unless they are a BOM.
     fn check_bom(&mut self) -> std::io::Result<()> {
         let mut head = [0u8; 3];

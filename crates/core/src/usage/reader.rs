@@ -173,6 +173,11 @@ impl<R: Read> UsageLogReader<R> {
         self.stats
     }
 
+    /// The input back (e.g. to verify a checksum over everything read), with the counts.
+    pub fn into_parts(self) -> (R, ReadStats) {
+        (self.csv.into_inner().into_inner(), self.stats)
+    }
+
     /// Reads the next good row into `row` (its strings' buffers are reused). `Ok(false)` at
     /// the end; after an `Err` the reader stays ended.
     pub fn read_row(&mut self, row: &mut UsageRow) -> Result<bool, ReadError> {

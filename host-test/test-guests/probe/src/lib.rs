@@ -52,6 +52,8 @@ impl LoaderGuest for Probe {
                 job_id: None,
                 rows: Some(body.len() as u64),
                 reason: None,
+                counts: None,
+                events: None,
             }),
             Ok((status, _)) => Err(LoadError::UpstreamRejected(format!("status {status}"))),
             Err(e) => Err(LoadError::UpstreamUnavailable(e)),

@@ -1,0 +1,281 @@
+//! The classified load's upload: download the log object, classify each row as it streams,
+//! and send the events as newline-delimited JSON through a resumable upload session.
+//!
+//! Memory is bounded whatever the object's size: one download read buffer, one chunk of
+//! NDJSON (`GCR_USAGE_UPLOAD_CHUNK_KIB`), one row, and a window of recent request ids. The
+//! last chunk — the one that creates the job — is sent only after the whole object was read
+//! and its CRC32C and length matched what Cloud Storage promised, so a corrupted or truncated
+//! download loads nothing: the half-filled session is simply abandoned.
+//!
+//! [`crate::session::LoadSession`] decides *whether* to upload (its probe found no job) and
+//! interprets BigQuery's final answer (job, 409, errors) exactly like a `jobs.insert` answer.
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::backoff::{Backoff, Jitter};
+use crate::bigquery::{ErrorClass, GoogleError};
+use crate::object::ObjectRef;
+use crate::outcome::{FileCounts, LoadError};
+use crate::service::{Io, Streamed};
+use crate::session::Reply;
+use crate::storage::{Checked, Expected};
+use crate::upload;
+use crate::url::Endpoint;
+use crate::usage::{Dedup, ReadError, ReaderOptions, UsageLogReader, UsageRow, classify};
+
+/// Duplicate request ids are looked for among the last this many rows (~10 MB of log, ~400 KB
+/// of memory): the reader's exact mode would grow with the file, and the views count distinct
+/// ids anyway (`registry_events_unique`), so a duplicate further apart is still counted once.
+pub const DEDUP_WINDOW: usize = 16_384;
+/// Malformed rows named in the answer (the rest are counted).
+const MALFORMED_SAMPLES: usize = 5;
+/// Tries per chunk before the whole upload is given up (and retried by the session).
+const CHUNK_TRIES: u32 = 4;
+/// Error bodies from Cloud Storage are read up to this size for the message.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything one upload needs, prepared by the session.
+#[derive(Debug)]
+pub struct UploadPlan {
+    /// Opens the session: `LoadSpec::upload_request`.
+    pub initiate: http::Request<Vec<u8>>,
+    /// The pinned download: `storage::download_request`.
+    pub download: http::Request<Vec<u8>>,
+    pub object: ObjectRef,
+    pub bigquery: Endpoint,
+    pub token: Option<String>,
+    pub chunk: usize,
+    /// No request is started at or after this monotonic time.
+    pub budget_ms: u64,
+    pub seed: u64,
+}
+
+/// How an upload ended, for the session to interpret.
+#[derive(Debug)]
+pub enum UploadEnd {
+    /// BigQuery's answer to the session request or to the last chunk (the job, a 409, an error):
+    /// interpreted like a `jobs.insert` answer.
+    Answered(Box<Reply>),
+    /// Worth another try from the start (download or chunk trouble); no job was created.
+    Transient(String),
+    /// Another try cannot help.
+    Fatal(LoadError),
+}
+
+#[derive(Debug)]
+pub struct UploadReport {
+    pub end: UploadEnd,
+    /// Present once the object was read to its end.
+    pub counts: Option<FileCounts>,
+}
+
+pub fn run_upload(plan: UploadPlan, io: &mut impl Io) -> UploadReport {
+    let mut uploader = Uploader { jitter: Jitter::new(plan.seed), plan, counts: None };
+    let end = match uploader.run(io) {
+        Ok(end) | Err(end) => end,
+    };
+    UploadReport { end, counts: uploader.counts }
+}
+
+struct Uploader {
+    plan: UploadPlan,
+    jitter: Jitter,
+    counts: Option<FileCounts>,
+}
+
+/// Where the chunks go and how far the server has them.
+struct Session {
+    url: String,
+    /// Bytes of the upload the server holds.
+    persisted: u64,
+}
+
+impl Uploader {
+    fn run(&mut self, io: &mut impl Io) -> Result<UploadEnd, UploadEnd> {
+        let timeout = self.timeout(io)?;
+        let initiate = std::mem::replace(&mut self.plan.initiate, http::Request::new(Vec::new()));
+        let response = match io.send(initiate, timeout) {
+            Reply::Response(r) if r.status().is_success() => r,
+            Reply::Failed(why) => return Err(UploadEnd::Transient(format!("BigQuery upload session: {why}"))),
+            answer => return Ok(UploadEnd::Answered(Box::new(answer))),
+        };
+        let url = upload::session_url(&response, &self.plan.bigquery)
+            .map_err(|why| UploadEnd::Fatal(LoadError::UpstreamRejected(format!("BigQuery upload session: {why}"))))?;
+        let mut session = Session { url, persisted: 0 };
+
+        let streamed = self.open_download(io)?;
+        let expected = Expected::from_headers(&streamed.headers);
+        let options = ReaderOptions { dedup: Dedup::Window(DEDUP_WINDOW), malformed_samples: MALFORMED_SAMPLES };
+        let mut reader = UsageLogReader::with_options(Checked::new(streamed.body), options);
+        let mut row = UsageRow::default();
+        let chunk = self.plan.chunk;
+        let mut buffer: Vec<u8> = Vec::with_capacity(chunk + chunk / 4);
+        loop {
+            match reader.read_row(&mut row) {
+                Ok(true) => {
+                    let event = classify(&row, &self.plan.object);
+                    serde_json::to_writer(&mut buffer, &event).expect("an event serialises");
+                    buffer.push(b'\n');
+                    while buffer.len() >= chunk {
+                        self.send_chunk(io, &mut session, &buffer[..chunk], None)?;
+                        buffer.drain(..chunk);
+                    }
+                }
+                Ok(false) => break,
+                Err(ReadError::Io(e)) => {
+                    return Err(UploadEnd::Transient(format!(
+                        "reading {} failed after {} records: {e}",
+                        self.plan.object.gs_uri(),
+                        reader.stats().records
+                    )));
+                }
+                Err(not_usage @ ReadError::NotAUsageLog { .. }) => {
+                    return Err(UploadEnd::Fatal(LoadError::InvalidInput(format!(
+                        "{}: {not_usage}",
+                        self.plan.object.gs_uri()
+                    ))));
+                }
+            }
+        }
+        let (checked, stats) = reader.into_parts();
+        let bytes = checked.bytes_read();
+        checked
+            .verify(&expected)
+            .map_err(|why| UploadEnd::Transient(format!("{}: {why}; nothing was loaded", self.plan.object.gs_uri())))?;
+        self.counts = Some(FileCounts::new(&stats, bytes));
+        let total = session.persisted + buffer.len() as u64;
+        let answer = self.send_chunk(io, &mut session, &buffer, Some(total))?;
+        Ok(UploadEnd::Answered(Box::new(Reply::Response(answer.expect("the last chunk is answered with the job")))))
+    }
+
+    fn open_download(&mut self, io: &mut impl Io) -> Result<Streamed, UploadEnd> {
+        let timeout = self.timeout(io)?;
+        let download = std::mem::replace(&mut self.plan.download, http::Request::new(Vec::new()));
+        let uri = self.plan.object.gs_uri();
+        let mut streamed = io
+            .open(download, timeout)
+            .map_err(|why| UploadEnd::Transient(format!("Cloud Storage download of {uri}: {why}")))?;
+        if (200..300).contains(&streamed.status) {
+            return Ok(streamed);
+        }
+        let mut body = Vec::new();
+        let _ = (&mut streamed.body).take(ERROR_BODY_BYTES as u64).read_to_end(&mut body);
+        let error = GoogleError::from_response(streamed.status, &body);
+        let generation = self.plan.object.generation.map_or(String::new(), |g| format!(" generation {g}"));
+        Err(match (streamed.status, error.class()) {
+            (_, ErrorClass::Transient) => {
+                UploadEnd::Transient(format!("Cloud Storage download of {uri} answered {error}"))
+            }
+            (404, _) => UploadEnd::Fatal(LoadError::UpstreamRejected(format!(
+                "Cloud Storage has no {uri}{generation} (deleted or replaced before it was read): {error}"
+            ))),
+            (401 | 403, _) => UploadEnd::Fatal(LoadError::UpstreamRejected(format!(
+                "Cloud Storage refused to read {uri}: {error}; the loader's service account needs roles/storage.objectViewer on the log bucket"
+            ))),
+            _ => UploadEnd::Fatal(LoadError::UpstreamRejected(format!(
+                "Cloud Storage download of {uri} answered {error}"
+            ))),
+        })
+    }
+
+    /// Sends `data`, which starts at the session's persisted offset, until the server holds all
+    /// of it. The last chunk (`total` known) returns the final answer; the others `None`.
+    fn send_chunk(
+        &mut self,
+        io: &mut impl Io,
+        session: &mut Session,
+        data: &[u8],
+        total: Option<u64>,
+    ) -> Result<Option<http::Response<Vec<u8>>>, UploadEnd> {
+        let base = session.persisted;
+        let end = base + data.len() as u64;
+        let mut retries = Backoff::retries();
+        let mut tries = 0;
+        loop {
+            if session.persisted == end && total.is_none() {
+                return Ok(None); // a lost answer, but the session holds the chunk
+            }
+            tries += 1;
+            let timeout = self.timeout(io)?;
+            let from = (session.persisted - base) as usize;
+            let token = self.plan.token.as_deref();
+            let request = upload::chunk_request(&session.url, token, session.persisted, data[from..].to_vec(), total);
+            let trouble = match io.send(request, timeout) {
+                Reply::Response(r) if r.status().is_success() => {
+                    return if total.is_some() {
+                        Ok(Some(r))
+                    } else {
+                        // A session that completes before its total was named: not a job we can trust.
+                        Err(UploadEnd::Answered(Box::new(Reply::Response(r))))
+                    };
+                }
+                Reply::Response(r) if r.status().as_u16() == 308 => match upload::persisted(&r) {
+                    Some(held) if (base..=end).contains(&held) => {
+                        session.persisted = held;
+                        if held == end && total.is_none() {
+                            continue;
+                        }
+                        format!("the upload session holds {held} of {end} bytes")
+                    }
+                    _ => return Err(UploadEnd::Transient("the upload session lost bytes already sent".into())),
+                },
+                Reply::Response(r) => {
+                    let error = GoogleError::from_response(r.status().as_u16(), r.body());
+                    if error.class() != ErrorClass::Transient {
+                        return Err(UploadEnd::Answered(Box::new(Reply::Response(r))));
+                    }
+                    format!("answered {error}")
+                }
+                Reply::Failed(why) => why,
+            };
+            if tries >= CHUNK_TRIES {
+                return Err(UploadEnd::Transient(format!(
+                    "BigQuery upload of bytes {base}-{}: {trouble} (after {tries} tries)",
+                    end.saturating_sub(1)
+                )));
+            }
+            io.sleep(retries.next_delay(self.jitter.next_u64()));
+            self.resume(io, session, base, end)?;
+        }
+    }
+
+    /// After a lost or failed chunk: ask the session how much it holds before resending.
+    fn resume(&mut self, io: &mut impl Io, session: &mut Session, base: u64, end: u64) -> Result<(), UploadEnd> {
+        let timeout = self.timeout(io)?;
+        let request = upload::status_request(&session.url, self.plan.token.as_deref());
+        match io.send(request, timeout) {
+            Reply::Response(r) if r.status().as_u16() == 308 => match upload::persisted(&r) {
+                Some(held) if (base..=end).contains(&held) => {
+                    session.persisted = held;
+                    Ok(())
+                }
+                _ => Err(UploadEnd::Transient("the upload session lost bytes already sent".into())),
+            },
+            // Complete already (the lost answer was the job's): the final chunk's resend will
+            // get the job again, or a 409 the session turns into reading it.
+            Reply::Response(r) if r.status().is_success() => Ok(()),
+            Reply::Response(r) => Err(UploadEnd::Transient(format!(
+                "BigQuery upload status answered {}",
+                GoogleError::from_response(r.status().as_u16(), r.body())
+            ))),
+            Reply::Failed(why) => Err(UploadEnd::Transient(format!("BigQuery upload status: {why}"))),
+        }
+    }
+
+    /// The next request's timeout, or the end of the upload when the budget is spent.
+    fn timeout(&self, io: &mut impl Io) -> Result<Duration, UploadEnd> {
+        let now = io.now_ms();
+        if now >= self.plan.budget_ms {
+            return Err(UploadEnd::Transient(
+                "the event's time budget ran out during the upload (classified loads download and upload the whole log within GCR_USAGE_WAIT_SECONDS; raise it for large logs)".into(),
+            ));
+        }
+        Ok(Duration::from_millis(self.plan.budget_ms - now).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT))
+    }
+}
+
+#[cfg(test)]
+mod tests;

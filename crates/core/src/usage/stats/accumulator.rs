@@ -1,0 +1,150 @@
+//! [`UsageStats`], the accumulator. Every event passes through [`UsageStats::add`] exactly
+//! once, which drops duplicates across files and updates each counter in the same pass, so the
+//! rows themselves are never kept. Per-file bookkeeping lives here too, because a file's counts
+//! are only complete when the accumulator closes it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use super::pulls::{Groups, PULL_GAP_MICROS, add_download};
+use super::report::FileSummary;
+use super::tally::{BucketAcc, Ids, PushAcc, Span, Transfer, day_of, entry};
+use crate::object::ObjectRef;
+use crate::usage::classify::classify;
+use crate::usage::event::{Action, UsageEvent};
+use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
+use crate::usage::request_ids::{RequestIdSet, hash_id};
+use crate::usage::row::UsageRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsOptions {
+    /// The pull gap of rule 3 (default [`PULL_GAP_MICROS`]; the SQL views use the default).
+    pub pull_gap_micros: i64,
+    /// Count each request id once across all files (memory grows with rows; see the module doc).
+    pub dedup_across_files: bool,
+}
+
+impl Default for StatsOptions {
+    fn default() -> Self {
+        StatsOptions { pull_gap_micros: PULL_GAP_MICROS, dedup_across_files: true }
+    }
+}
+
+/// Counts of the file being read, until [`UsageStats::finish_file`].
+#[derive(Debug, Default, Clone, Copy)]
+struct CurrentFile {
+    events: u64,
+    duplicates_across_files: u64,
+}
+
+/// The statistics accumulator. Feed it events with [`UsageStats::add`] (or whole log objects
+/// with [`UsageStats::read_log`]), close each file with [`UsageStats::finish_file`], then ask
+/// for a [`Report`](super::Report).
+#[derive(Debug, Default)]
+pub struct UsageStats {
+    pub(super) options: StatsOptions,
+    /// Images and clients of blob downloads (and clients of pushes), by dense id.
+    pub(super) ids: Ids,
+    pub(super) groups: Groups,
+    /// (day, image) → blob downloads and bytes on that day (rule 4).
+    pub(super) days: HashMap<(i64, u32), Transfer>,
+    /// (bucket, repository) → pushes.
+    pub(super) pushes: BTreeMap<(String, Option<String>), PushAcc>,
+    pub(super) failures: HashMap<(u16, Action), u64>,
+    pub(super) buckets: HashMap<String, BucketAcc>,
+    /// Hashes of the request ids counted so far (rule 1), when deduplicating across files.
+    seen: RequestIdSet,
+    /// Successful blob reads without a repository: not pulls, but worth showing.
+    pub(super) unattributed: Transfer,
+    pub(super) events: u64,
+    pub(super) span: Span,
+    current: CurrentFile,
+    pub(super) files: Vec<FileSummary>,
+}
+
+impl UsageStats {
+    pub fn new(options: StatsOptions) -> Self {
+        UsageStats { options, ..UsageStats::default() }
+    }
+
+    pub fn options(&self) -> StatsOptions {
+        self.options
+    }
+
+    /// Counts one event. `false` when it was dropped as a duplicate of a request already
+    /// counted (from another file: the reader drops duplicates within a file).
+    pub fn add(&mut self, event: &UsageEvent<'_>) -> bool {
+        // An empty id names no request, so it never makes a row a duplicate (rule 1).
+        if self.options.dedup_across_files
+            && !event.request_id.is_empty()
+            && !self.seen.insert(hash_id(event.request_id.as_bytes()))
+        {
+            self.current.duplicates_across_files += 1;
+            return false;
+        }
+        self.current.events += 1;
+        self.events += 1;
+        self.span.include(event.time_micros);
+
+        entry(&mut self.buckets, event.bucket, BucketAcc::default).add(event);
+        if !event.success {
+            *self.failures.entry((event.status, event.action)).or_default() += 1;
+        }
+        match event.action {
+            Action::Pull if event.success => match (event.image, event.repository) {
+                (Some(image), Some(_)) => self.count_download(event, image.host, image.repository),
+                _ => self.unattributed.add(event.response_bytes),
+            },
+            Action::Push => {
+                let client = self.ids.client(event.client_ip);
+                let key = (event.bucket.to_string(), event.repository.map(str::to_string));
+                self.pushes.entry(key).or_default().add(event, client);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// A blob download (rule 1) of the image `host` + `repository` (rule 2).
+    fn count_download(&mut self, event: &UsageEvent<'_>, host: &str, repository: &str) {
+        let (t, bytes) = (event.time_micros, event.response_bytes);
+        let image = self.ids.image(host, repository);
+        let client = self.ids.client(event.client_ip);
+        let acc = &mut self.ids.images[image as usize];
+        acc.transfer.add(bytes);
+        acc.span.include(t);
+        self.ids.clients[client as usize].add_download(bytes, event.client_family);
+        self.days.entry((day_of(t), image)).or_default().add(bytes);
+        add_download(self.groups.entry((client, image)).or_default(), t, bytes, self.options.pull_gap_micros);
+    }
+
+    /// Closes the file whose events were just added, with the reader's counts.
+    pub fn finish_file(&mut self, file: impl Into<String>, read: &ReadStats) {
+        let current = std::mem::take(&mut self.current);
+        self.files.push(FileSummary::read(file.into(), read, current.events, current.duplicates_across_files));
+    }
+
+    /// Records a file that was not read (e.g. a storage log), with the reason.
+    pub fn skip_file(&mut self, file: impl Into<String>, kind: &'static str, note: impl Into<String>) {
+        self.files.push(FileSummary::skipped(file.into(), kind, note.into()));
+    }
+
+    /// Reads one usage-log object from `input`, classifies and counts every row, and closes the
+    /// file as `source.name`. On an error the events read so far stay counted; the file is not
+    /// listed.
+    pub fn read_log<R: Read>(
+        &mut self,
+        source: &ObjectRef,
+        input: R,
+        options: ReaderOptions,
+    ) -> Result<&FileSummary, ReadError> {
+        let mut reader = UsageLogReader::with_options(input, options);
+        // One row reused for the whole object: the reader refills its buffers in place.
+        let mut row = UsageRow::default();
+        while reader.read_row(&mut row)? {
+            self.add(&classify(&row, source));
+        }
+        self.finish_file(source.name.clone(), reader.stats());
+        Ok(self.files.last().expect("just pushed"))
+    }
+}
