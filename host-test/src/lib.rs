@@ -32,6 +32,7 @@ mod loader;
 mod request;
 mod response;
 mod runtime;
+pub mod synth;
 mod upstream;
 
 pub use clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualTime};

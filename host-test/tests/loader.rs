@@ -24,5 +24,7 @@ mod jobs;
 mod retries;
 #[path = "loader/robustness.rs"]
 mod robustness;
+#[path = "loader/trust.rs"]
+mod trust;
 #[path = "loader/typed.rs"]
 mod typed;

@@ -181,5 +181,13 @@ fn bench() -> Result {
     step("harness benchmark");
     run(cargo()
         .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "bench"])
+        .env("GCR_USAGE_WASM", &wasm))?;
+    // The size of the synthetic usage log in MiB: `GCR_USAGE_BENCH_MB=20 cargo xtask bench` is a
+    // quick run; the default gives the figures worth quoting.
+    let mib = env::var("GCR_USAGE_BENCH_MB").unwrap_or_else(|_| "200".into());
+    step(&format!("classification benchmark ({mib} MiB synthetic usage log: native reader/classifier vs Python)"));
+    run(cargo()
+        .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "classify_bench"])
+        .env("GCR_USAGE_BENCH_MB", &mib)
         .env("GCR_USAGE_WASM", &wasm))
 }

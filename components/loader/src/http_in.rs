@@ -1,6 +1,7 @@
 //! `wasi:http/incoming-handler`: read the request (bounded), let the core handle it, write the
 //! answer and one log line.
 
+use gcr_usage_core::auth::trigger::KeyCache;
 use gcr_usage_core::event::MAX_EVENT_BYTES;
 use gcr_usage_core::service::{self, Request};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -8,6 +9,12 @@ use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 use crate::wasi_io::{WasiIo, now_ms};
+
+thread_local! {
+    /// Google's OIDC signing keys, kept for the life of the instance: hosts that reuse
+    /// instances fetch them once an hour instead of once per event.
+    static KEYS: std::cell::RefCell<KeyCache> = std::cell::RefCell::new(KeyCache::default());
+}
 
 impl Guest for crate::Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -49,16 +56,22 @@ impl Guest for crate::Component {
         } else {
             Vec::new()
         };
-        let handled = service::handle(
-            &Request { method: &method, path_and_query: &path, headers: &headers, body: &body },
-            crate::config(),
-            &mut WasiIo,
-        );
+        let handled = KEYS.with_borrow_mut(|keys| {
+            service::handle(
+                &Request { method: &method, path_and_query: &path, headers: &headers, body: &body },
+                crate::config(),
+                &mut WasiIo,
+                keys,
+            )
+        });
         let answer = handled.answer;
         if handled.log {
             let mut extra = vec![("durationMs", serde_json::json!(now_ms().saturating_sub(started)))];
             if let Some(shape) = handled.shape {
                 extra.push(("eventShape", shape.as_str().into()));
+            }
+            if let Some(caller) = handled.caller {
+                extra.push(("caller", caller.into()));
             }
             crate::log(&answer.log_line(&extra));
         }

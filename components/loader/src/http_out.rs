@@ -9,12 +9,10 @@ use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
-use wasip2::io::streams::{InputStream, StreamError};
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 /// Answers from Google APIs are a few KiB; anything far larger is not an answer we can use.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
-/// wasi:io output streams accept at most 4 KiB per blocking write.
-const WRITE_CHUNK: usize = 4096;
 /// Reads of a streamed body ask the host for this much at a time: few host calls per MB.
 const STREAM_READ: usize = 256 * 1024;
 
@@ -125,11 +123,7 @@ fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingR
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
     if !body.is_empty() {
         let stream = outgoing_body.write().map_err(|()| "request body stream unavailable".to_string())?;
-        for chunk in body.chunks(WRITE_CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| format!("writing the request body: {}", stream_error(e)))?;
-        }
+        write_all(&stream, &body).map_err(|e| format!("writing the request body: {}", stream_error(e)))?;
     }
     OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
 
@@ -164,6 +158,26 @@ pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
         let _ = IncomingBody::finish(body);
     }
     Ok(bytes)
+}
+
+/// Writes as much as the host permits per call (`check-write`; wasmtime grants 1 MiB) and
+/// flushes once: upload chunks are megabytes, and 4 KiB `blocking-write-and-flush` calls
+/// cost a host round trip each.
+fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), StreamError> {
+    while !data.is_empty() {
+        let permit = stream.check_write()?;
+        if permit == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let n = usize::try_from(permit).unwrap_or(usize::MAX).min(data.len());
+        stream.write(&data[..n])?;
+        data = &data[n..];
+    }
+    stream.flush()?;
+    stream.subscribe().block();
+    // Surfaces an error of the flush itself.
+    stream.check_write().map(|_| ())
 }
 
 fn stream_error(e: StreamError) -> String {

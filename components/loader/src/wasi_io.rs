@@ -26,6 +26,10 @@ impl Io for WasiIo {
         monotonic_clock::now() / 1_000_000
     }
 
+    fn unix_secs(&mut self) -> u64 {
+        wasip2::clocks::wall_clock::now().seconds
+    }
+
     fn random_u64(&mut self) -> u64 {
         // Jitter needs no secrecy; the insecure source is cheaper and just as host-controlled.
         wasip2::random::insecure::get_insecure_random_u64()

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::auth::service_account::ServiceAccountKey;
+use crate::auth::trigger::{GOOGLE_JWKS_URL, Secret, TriggerAuth};
 use crate::object::{is_valid_bucket_name, truncate};
 use crate::url::Endpoint;
 
@@ -21,6 +23,13 @@ pub const BIGQUERY_ENDPOINT: &str = "GCR_USAGE_BIGQUERY_ENDPOINT";
 pub const STORAGE_ENDPOINT: &str = "GCR_USAGE_STORAGE_ENDPOINT";
 pub const METADATA_HOST: &str = "GCE_METADATA_HOST";
 pub const MODE: &str = "GCR_USAGE_MODE";
+pub const SA_KEY: &str = "GCR_USAGE_SA_KEY";
+pub const SA_SELF_SIGNED_JWT: &str = "GCR_USAGE_SA_SELF_SIGNED_JWT";
+pub const TRIGGER_AUTH: &str = "GCR_USAGE_TRIGGER_AUTH";
+pub const TRIGGER_AUDIENCE: &str = "GCR_USAGE_TRIGGER_AUDIENCE";
+pub const TRIGGER_EMAILS: &str = "GCR_USAGE_TRIGGER_EMAILS";
+pub const TRIGGER_SECRET: &str = "GCR_USAGE_TRIGGER_SECRET";
+pub const OIDC_JWKS_URL: &str = "GCR_USAGE_OIDC_JWKS_URL";
 pub const EVENTS_TABLE: &str = "GCR_USAGE_EVENTS_TABLE";
 pub const UPLOAD_CHUNK_KIB: &str = "GCR_USAGE_UPLOAD_CHUNK_KIB";
 
@@ -72,6 +81,9 @@ pub enum AuthMode {
     Token(String),
     /// No `Authorization` header (local emulators).
     None,
+    /// A service-account key (`GCR_USAGE_SA_KEY`): a signed JWT exchanged at the key's
+    /// `token_uri`, or with `self_signed` used directly as the bearer token.
+    ServiceAccount { key: Box<ServiceAccountKey>, self_signed: bool },
 }
 
 /// Which log buckets may trigger loads.
@@ -110,6 +122,8 @@ pub struct Config {
     pub events_table: String,
     /// Bytes per resumable-upload chunk (a multiple of [`UPLOAD_CHUNK_UNIT`]).
     pub upload_chunk: usize,
+    /// Who may send events.
+    pub trigger: TriggerAuth,
 }
 
 /// A configuration problem: which variable, and what is wrong with it.
@@ -144,9 +158,26 @@ impl Config {
                 None => return error(TOKEN, "is required when GCR_USAGE_AUTH=token"),
             },
             "none" => AuthMode::None,
-            other => return error(AUTH, format!("{:?} is not one of metadata, token, none", truncate(other, 40))),
+            "service-account" => {
+                let Some(json) = env(SA_KEY).filter(|v| !v.trim().is_empty()) else {
+                    return error(SA_KEY, "is required when GCR_USAGE_AUTH=service-account (the key file's JSON)");
+                };
+                let key = ServiceAccountKey::parse(&json).or_else(|m| error(SA_KEY, m))?;
+                let self_signed = parse_bool(SA_SELF_SIGNED_JWT, get(SA_SELF_SIGNED_JWT))?;
+                AuthMode::ServiceAccount { key: Box::new(key), self_signed }
+            }
+            other => {
+                return error(
+                    AUTH,
+                    format!("{:?} is not one of metadata, token, none, service-account", truncate(other, 40)),
+                );
+            }
         };
-        let project = match get(PROJECT) {
+        let key_project = match &auth {
+            AuthMode::ServiceAccount { key, .. } => key.project_id.clone(),
+            _ => None,
+        };
+        let project = match get(PROJECT).or(key_project) {
             Some(p) => Some(validate_project(&p)?),
             None if auth == AuthMode::Metadata => None,
             None => {
@@ -179,6 +210,7 @@ impl Config {
         };
         let events_table = validate_id(EVENTS_TABLE, "table", &or(EVENTS_TABLE, DEFAULT_EVENTS_TABLE))?;
         let upload_chunk = parse_chunk(get(UPLOAD_CHUNK_KIB))?;
+        let trigger = parse_trigger(&get, env(TRIGGER_SECRET))?;
         Ok(Config {
             project,
             dataset,
@@ -194,6 +226,7 @@ impl Config {
             mode,
             events_table,
             upload_chunk,
+            trigger,
         })
     }
 }
@@ -301,6 +334,55 @@ fn parse_wait(value: Option<String>) -> Result<Duration, ConfigError> {
     }
 }
 
+fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => error(variable, "must be true or false"),
+    }
+}
+
+fn parse_trigger(get: &dyn Fn(&str) -> Option<String>, secret: Option<String>) -> Result<TriggerAuth, ConfigError> {
+    let emails = || -> Result<Vec<String>, ConfigError> {
+        let list: Vec<String> = get(TRIGGER_EMAILS)
+            .unwrap_or_default()
+            .split(',')
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if list.is_empty() {
+            return error(TRIGGER_EMAILS, "is required: the service accounts allowed to send events (comma-separated)");
+        }
+        match list.iter().find(|e| !e.contains('@')) {
+            Some(bad) => error(TRIGGER_EMAILS, format!("{:?} is not an e-mail address", truncate(bad, 80))),
+            None => Ok(list),
+        }
+    };
+    match get(TRIGGER_AUTH).as_deref().unwrap_or("none") {
+        "none" => Ok(TriggerAuth::None),
+        "google-oidc" => {
+            let audience = get(TRIGGER_AUDIENCE).ok_or(ConfigError {
+                variable: TRIGGER_AUDIENCE,
+                message: "is required with GCR_USAGE_TRIGGER_AUTH=google-oidc (the push endpoint URL or the audience set on the subscription)".into(),
+            })?;
+            let jwks = Endpoint::parse(&get(OIDC_JWKS_URL).unwrap_or_else(|| GOOGLE_JWKS_URL.to_string()))
+                .or_else(|m| error(OIDC_JWKS_URL, m))?;
+            Ok(TriggerAuth::GoogleOidc { audience, emails: emails()?, jwks })
+        }
+        "cloud-run" => Ok(TriggerAuth::CloudRun { emails: emails()? }),
+        "shared-secret" => match secret.filter(|s| !s.trim().is_empty()) {
+            // Short secrets can be guessed; 16 characters is the least a random token has.
+            Some(s) if s.trim().len() >= 16 => Ok(TriggerAuth::SharedSecret(Secret::new(s.trim().to_string()))),
+            Some(_) => error(TRIGGER_SECRET, "must be at least 16 characters"),
+            None => error(TRIGGER_SECRET, "is required with GCR_USAGE_TRIGGER_AUTH=shared-secret"),
+        },
+        other => error(
+            TRIGGER_AUTH,
+            format!("{:?} is not one of none, google-oidc, cloud-run, shared-secret", truncate(other, 40)),
+        ),
+    }
+}
+
 fn parse_chunk(value: Option<String>) -> Result<usize, ConfigError> {
     let Some(v) = value else { return Ok(DEFAULT_UPLOAD_CHUNK_KIB * 1024) };
     match v.parse::<usize>() {
@@ -347,6 +429,58 @@ mod tests {
     }
 
     #[test]
+    fn trigger_modes() {
+        let b = (BUCKETS, "logs-bucket");
+        assert_eq!(config(&[b]).unwrap().trigger, TriggerAuth::None);
+        let c = config(&[b, (TRIGGER_AUTH, "cloud-run"), (TRIGGER_EMAILS, " a@b.c , d@e.f ")]).unwrap();
+        assert_eq!(c.trigger, TriggerAuth::CloudRun { emails: vec!["a@b.c".into(), "d@e.f".into()] });
+        let c = config(&[b, (TRIGGER_AUTH, "shared-secret"), (TRIGGER_SECRET, "0123456789abcdef")]).unwrap();
+        assert!(matches!(c.trigger, TriggerAuth::SharedSecret(_)));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "secrets never print");
+        let c =
+            config(&[b, (TRIGGER_AUTH, "google-oidc"), (TRIGGER_EMAILS, "a@b.c"), (TRIGGER_AUDIENCE, "https://x/")])
+                .unwrap();
+        let TriggerAuth::GoogleOidc { jwks, audience, .. } = c.trigger else { panic!() };
+        assert_eq!((jwks.base(), audience.as_str()), (GOOGLE_JWKS_URL, "https://x/"));
+    }
+
+    #[test]
+    fn service_account_keys() {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let pem = crate::auth::jwt::test_keys::key(0).to_pkcs8_pem(LineEnding::LF).unwrap();
+        let key =
+            serde_json::json!({"type": "service_account", "project_id": "key-project", "private_key": pem.as_str(),
+                                     "client_email": "l@key-project.iam.gserviceaccount.com"})
+            .to_string();
+        let b = (BUCKETS, "logs-bucket");
+        let c = config(&[b, (AUTH, "service-account"), (SA_KEY, &key)]).unwrap();
+        assert_eq!(
+            c.project.as_deref(),
+            Some("key-project"),
+            "the key's project unless GCR_USAGE_PROJECT says otherwise"
+        );
+        assert!(matches!(c.auth, AuthMode::ServiceAccount { self_signed: false, .. }));
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+        let c = config(&[
+            b,
+            (AUTH, "service-account"),
+            (SA_KEY, &key),
+            (PROJECT, "other-project"),
+            (SA_SELF_SIGNED_JWT, "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.project.as_deref(), Some("other-project"));
+        assert!(matches!(c.auth, AuthMode::ServiceAccount { self_signed: true, .. }));
+        assert_eq!(
+            var_of(&[b, (AUTH, "service-account"), (SA_KEY, &key), (SA_SELF_SIGNED_JWT, "maybe")]),
+            SA_SELF_SIGNED_JWT
+        );
+        let broken = key.replace("BEGIN PRIVATE KEY", "BEGIN NOTHING");
+        let e = config(&[b, (AUTH, "service-account"), (SA_KEY, &broken)]).unwrap_err();
+        assert!(e.message.starts_with("field private_key") && !e.message.contains("MII"), "{e}");
+    }
+
+    #[test]
     fn modes_and_chunks() {
         let b = (BUCKETS, "logs-bucket");
         let c = config(&[b, (MODE, "both"), (UPLOAD_CHUNK_KIB, "256"), (EVENTS_TABLE, "events")]).unwrap();
@@ -387,6 +521,16 @@ mod tests {
         assert_eq!(var_of(&[b, (METADATA_HOST, "http://x/y")]), METADATA_HOST);
         assert_eq!(var_of(&[b, (MODE, "events")]), MODE);
         assert_eq!(var_of(&[b, (EVENTS_TABLE, "registry-events")]), EVENTS_TABLE);
+        assert_eq!(var_of(&[b, (AUTH, "service-account")]), SA_KEY);
+        assert_eq!(var_of(&[b, (AUTH, "service-account"), (SA_KEY, "{}")]), SA_KEY);
+        assert_eq!(var_of(&[b, (TRIGGER_AUTH, "iap")]), TRIGGER_AUTH);
+        assert_eq!(var_of(&[b, (TRIGGER_AUTH, "google-oidc"), (TRIGGER_EMAILS, "a@b.c")]), TRIGGER_AUDIENCE);
+        assert_eq!(var_of(&[b, (TRIGGER_AUTH, "google-oidc"), (TRIGGER_AUDIENCE, "https://x/")]), TRIGGER_EMAILS);
+        assert_eq!(var_of(&[b, (TRIGGER_AUTH, "cloud-run"), (TRIGGER_EMAILS, "a@b.c,nobody")]), TRIGGER_EMAILS);
+        assert_eq!(var_of(&[b, (TRIGGER_AUTH, "shared-secret")]), TRIGGER_SECRET);
+        assert_eq!(var_of(&[b, (TRIGGER_AUTH, "shared-secret"), (TRIGGER_SECRET, "short")]), TRIGGER_SECRET);
+        let oidc = [b, (TRIGGER_AUTH, "google-oidc"), (TRIGGER_EMAILS, "a@b.c"), (TRIGGER_AUDIENCE, "https://x/")];
+        assert_eq!(var_of(&[oidc[0], oidc[1], oidc[2], oidc[3], (OIDC_JWKS_URL, "keys.json")]), OIDC_JWKS_URL);
         for chunk in ["0", "100", "255", "65792", "1e3", "-256"] {
             assert_eq!(var_of(&[b, (UPLOAD_CHUNK_KIB, chunk)]), UPLOAD_CHUNK_KIB, "{chunk}");
         }

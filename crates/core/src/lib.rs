@@ -10,6 +10,7 @@
 //! [`classified::run_upload`]: [`storage`] download → [`usage`] reader and classifier →
 //! [`upload`] resumable NDJSON chunks.
 
+pub mod auth;
 pub mod backoff;
 pub mod bigquery;
 pub mod classified;

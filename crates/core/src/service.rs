@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+use crate::auth::trigger::{self, Check, KeyCache, KeySet, TriggerAuth};
 use crate::config::Config;
 use crate::contract::Answer;
 use crate::event::{EventDecision, EventShape, MAX_EVENT_BYTES, parse_event};
@@ -45,6 +46,8 @@ pub trait Io {
     fn sleep(&mut self, duration: Duration);
     /// Monotonic milliseconds.
     fn now_ms(&mut self) -> u64;
+    /// Wall-clock seconds since the Unix epoch (JWT times).
+    fn unix_secs(&mut self) -> u64;
     fn random_u64(&mut self) -> u64;
 }
 
@@ -104,8 +107,9 @@ pub fn load_object(config: Result<Config, crate::ConfigError>, object: ObjectRef
     };
     let mut results = loads.into_iter().map(|planned| {
         let now = io.now_ms();
+        let unix = io.unix_secs();
         let seed = io.random_u64();
-        drive(LoadSession::new(config.clone(), planned, now, seed), io)
+        drive(LoadSession::new(config.clone(), planned, now, unix, seed), io)
     });
     let load = results.next().expect("a plan has at least one load");
     ObjectResult { load, events: results.next() }
@@ -124,6 +128,8 @@ pub struct Request<'a> {
 pub struct Handled {
     pub answer: Answer,
     pub shape: Option<EventShape>,
+    /// Who sent the event, when trigger authentication established it (an e-mail address).
+    pub caller: Option<String>,
     /// Whether to write the log line: successful health checks arrive every few seconds and
     /// would drown the events.
     pub log: bool,
@@ -138,9 +144,16 @@ pub fn declared_too_large(headers: &HeaderMap) -> bool {
         .is_some_and(|len| len > MAX_EVENT_BYTES as u64)
 }
 
-pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>, io: &mut impl Io) -> Handled {
-    let path = request.path_and_query.split('?').next().unwrap_or("");
-    let plain = |answer| Handled { answer, shape: None, log: true };
+/// Handles one HTTP request. `keys` is the instance's cache of Google's OIDC keys (hosts that
+/// reuse an instance keep it between requests).
+pub fn handle(
+    request: &Request<'_>,
+    config: Result<Config, crate::ConfigError>,
+    io: &mut impl Io,
+    keys: &mut KeyCache,
+) -> Handled {
+    let (path, query) = request.path_and_query.split_once('?').unwrap_or((request.path_and_query, ""));
+    let plain = |answer| Handled { answer, shape: None, caller: None, log: true };
     match (request.method, path) {
         ("GET" | "HEAD", "/healthz") => {
             return match config {
@@ -152,6 +165,7 @@ pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>,
                         message: "healthy".into(),
                     },
                     shape: None,
+                    caller: None,
                     log: false,
                 },
                 Err(e) => plain(Answer::from_error(&LoadError::Configuration(e.to_string()), None)),
@@ -179,6 +193,11 @@ pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>,
         Ok(c) => c,
         Err(e) => return plain(Answer::from_error(&LoadError::Configuration(e.to_string()), None)),
     };
+    // Then the sender, before the body is even parsed: a refused request costs nothing more.
+    let caller = match authenticate(&config.trigger, request.headers, query, io, keys) {
+        Ok(caller) => caller,
+        Err(answer) => return plain(answer),
+    };
     let (shape, decision) = match parse_event(request.headers, request.body) {
         Ok(parsed) => parsed,
         Err(invalid) => return plain(Answer::from_error(&LoadError::InvalidInput(invalid.to_string()), None)),
@@ -190,5 +209,63 @@ pub fn handle(request: &Request<'_>, config: Result<Config, crate::ConfigError>,
             Answer::from_object_result(&load_object(Ok(config), object, io), &for_errors)
         }
     };
-    Handled { answer, shape: Some(shape), log: true }
+    Handled { answer, shape: Some(shape), caller, log: true }
+}
+
+/// Trigger authentication ([`crate::auth::trigger`]), fetching Google's keys when the token
+/// names one not at hand (first use, or a rotation). `Err` is the refusal to send.
+fn authenticate(
+    auth: &TriggerAuth,
+    headers: &HeaderMap,
+    query: &str,
+    io: &mut impl Io,
+    keys: &mut KeyCache,
+) -> Result<Option<String>, Answer> {
+    let now_unix = io.unix_secs();
+    let mut fetched = false;
+    loop {
+        let now_ms = io.now_ms();
+        match trigger::check(auth, headers, query, keys.fresh(now_ms), now_unix) {
+            Check::Allowed { caller } => return Ok(caller),
+            Check::Denied(denial) => return Err(Answer::plain(denial.status, denial.error(), denial.reason)),
+            Check::NeedKeys if fetched => {
+                return Err(Answer::plain(
+                    401,
+                    "unauthenticated",
+                    "the token's key id is not among Google's signing keys",
+                ));
+            }
+            Check::NeedKeys => {
+                let TriggerAuth::GoogleOidc { jwks, .. } = auth else { unreachable!("only OIDC needs keys") };
+                let (set, max_age) = fetch_keys(jwks, io).map_err(|why| {
+                    Answer::from_error(
+                        &LoadError::UpstreamUnavailable(format!(
+                            "cannot verify the sender: Google's OIDC keys ({}) {why}; the trigger should redeliver",
+                            jwks.base()
+                        )),
+                        None,
+                    )
+                })?;
+                keys.store(set, io.now_ms(), max_age);
+                fetched = true;
+            }
+        }
+    }
+}
+
+const KEYS_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn fetch_keys(jwks: &crate::url::Endpoint, io: &mut impl Io) -> Result<(KeySet, u64), String> {
+    let request = http::Request::get(jwks.base())
+        .header(http::header::USER_AGENT, crate::job::USER_AGENT)
+        .body(Vec::new())
+        .expect("the key-set URL was validated");
+    match io.send(request, KEYS_TIMEOUT) {
+        Reply::Response(r) if r.status().is_success() => {
+            let set = KeySet::parse(r.body()).map_err(|why| format!("answered unusably: {why}"))?;
+            Ok((set, trigger::max_age_ms(r.headers())))
+        }
+        Reply::Response(r) => Err(format!("answered HTTP {}", r.status().as_u16())),
+        Reply::Failed(why) => Err(format!("could not be fetched: {why}")),
+    }
 }

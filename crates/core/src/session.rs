@@ -77,6 +77,10 @@ pub struct LoadSession {
     created: bool,
     /// GCR_USAGE_WAIT_SECONDS from the start: how long to wait for a running job.
     deadline_ms: u64,
+    /// Wall-clock seconds at the start, and the monotonic ms they correspond to: JWTs need
+    /// Unix time, everything else the monotonic clock.
+    unix_at_start: u64,
+    ms_at_start: u64,
     /// max(wait, MIN_BUDGET) from the start: no request is sent and no retry slept past it,
     /// so slow but successful answers cannot stretch an event beyond its budget either.
     budget_ms: u64,
@@ -94,16 +98,18 @@ pub struct LoadSession {
 }
 
 impl LoadSession {
-    /// `now_ms` is the host's monotonic clock; `seed` its randomness (for jitter).
-    pub fn new(config: Config, planned: PlannedLoad, now_ms: u64, seed: u64) -> LoadSession {
+    /// `now_ms` is the host's monotonic clock, `now_unix` its wall clock (seconds); `seed` its
+    /// randomness (for jitter).
+    pub fn new(config: Config, planned: PlannedLoad, now_ms: u64, now_unix: u64, seed: u64) -> LoadSession {
         let token = match &config.auth {
             AuthMode::Token(t) => Some(t.clone()),
-            AuthMode::Metadata | AuthMode::None => None,
+            AuthMode::ServiceAccount { key, self_signed: true } => Some(key.self_signed(now_unix)),
+            AuthMode::Metadata | AuthMode::None | AuthMode::ServiceAccount { .. } => None,
         };
         let project = config.project.clone();
         let action = if project.is_none() {
             Action::ProjectId
-        } else if config.auth == AuthMode::Metadata {
+        } else if needs_token_request(&config.auth) {
             Action::Token
         } else {
             first_job_action(planned.format)
@@ -119,6 +125,8 @@ impl LoadSession {
             attempt: 1,
             created: false,
             deadline_ms,
+            unix_at_start: now_unix,
+            ms_at_start: now_ms,
             budget_ms,
             inserts_sent: 0,
             seen_running: false,
@@ -183,7 +191,7 @@ impl LoadSession {
             Action::ProjectId => match metadata::parse_project(body) {
                 Ok(project) => {
                     self.project = Some(project);
-                    self.action = if self.config.auth == AuthMode::Metadata {
+                    self.action = if needs_token_request(&self.config.auth) {
                         Action::Token
                     } else {
                         first_job_action(self.planned.format)
@@ -222,6 +230,9 @@ impl LoadSession {
     fn describe(&self) -> &'static str {
         match (self.action, self.planned.format) {
             (Action::ProjectId, _) => "metadata server (project id)",
+            (Action::Token, _) if matches!(self.config.auth, AuthMode::ServiceAccount { .. }) => {
+                "OAuth token endpoint (service-account key)"
+            }
             (Action::Token, _) => "metadata server (access token)",
             (Action::Insert, LoadFormat::RawCsv) => "BigQuery jobs.insert",
             (Action::Insert, LoadFormat::Events) => "BigQuery upload (jobs.insert)",
@@ -255,7 +266,12 @@ impl LoadSession {
         let token = self.token.as_deref();
         let request = match (self.action, self.planned.format) {
             (Action::ProjectId, _) => metadata::project_request(&self.config.metadata),
-            (Action::Token, _) => metadata::token_request(&self.config.metadata),
+            (Action::Token, _) => match &self.config.auth {
+                AuthMode::ServiceAccount { key, .. } => {
+                    key.token_request(self.unix_at_start + now_ms.saturating_sub(self.ms_at_start) / 1000)
+                }
+                _ => metadata::token_request(&self.config.metadata),
+            },
             (Action::Insert, LoadFormat::RawCsv) => {
                 self.spec().insert_request(&self.config.bigquery, self.attempt, token)
             }
@@ -399,6 +415,11 @@ impl LoadSession {
             _ => format!("{} refused: {error}", self.describe()),
         }
     }
+}
+
+/// Whether an access token must be fetched before the first Google API call.
+fn needs_token_request(auth: &AuthMode) -> bool {
+    matches!(auth, AuthMode::Metadata | AuthMode::ServiceAccount { self_signed: false, .. })
 }
 
 /// Loads by URI insert the job straight away (a duplicate costs one 409); uploads look first.

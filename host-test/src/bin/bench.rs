@@ -169,7 +169,7 @@ fn time_native(case: &Case) -> Stats {
             gcr_usage_core::Config::from_env(|k| ENV.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
         let request =
             Request { method, path_and_query: &case.request.path, headers: &headers, body: &case.request.body };
-        let handled = service::handle(&request, config, &mut io);
+        let handled = service::handle(&request, config, &mut io, &mut Default::default());
         let body = handled.answer.body_bytes();
         let mut extra = vec![("durationMs", Value::from(0))];
         if let Some(shape) = handled.shape {
@@ -210,6 +210,10 @@ impl Io for ScriptedIo {
 
     fn now_ms(&mut self) -> u64 {
         self.now_ms
+    }
+
+    fn unix_secs(&mut self) -> u64 {
+        1_767_225_600
     }
 
     fn random_u64(&mut self) -> u64 {

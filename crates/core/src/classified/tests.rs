@@ -228,6 +228,9 @@ impl Io for Google {
     fn now_ms(&mut self) -> u64 {
         self.now_ms
     }
+    fn unix_secs(&mut self) -> u64 {
+        1_767_225_600 + self.now_ms / 1000
+    }
     fn random_u64(&mut self) -> u64 {
         7
     }

@@ -50,6 +50,9 @@ impl Io for Script {
     fn now_ms(&mut self) -> u64 {
         self.now_ms
     }
+    fn unix_secs(&mut self) -> u64 {
+        1_767_225_600 + self.now_ms / 1000
+    }
     fn random_u64(&mut self) -> u64 {
         42
     }
@@ -93,7 +96,7 @@ fn planned() -> PlannedLoad {
 fn run(config: Config, script: &mut Script) -> Result<Outcome, LoadError> {
     let seed = script.random_u64();
     let now = script.now_ms;
-    drive(LoadSession::new(config, planned(), now, seed), script)
+    drive(LoadSession::new(config, planned(), now, 1_767_225_600, seed), script)
 }
 
 #[test]
@@ -300,4 +303,43 @@ fn every_5xx_is_transient() {
         let mut s = Script::new(vec![Ok((status, "?")), Ok((200, DONE))]);
         assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Loaded, "{status}");
     }
+}
+
+#[test]
+fn a_service_account_key_is_exchanged_at_its_token_uri() {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let pem = crate::auth::jwt::test_keys::key(0).to_pkcs8_pem(LineEnding::LF).unwrap();
+    let key = serde_json::json!({"private_key": pem.as_str(), "client_email": "l@p.iam.gserviceaccount.com",
+                                 "token_uri": "http://127.0.0.1:9/token"})
+    .to_string();
+    let mut s = Script::new(vec![Ok((200, TOKEN)), Ok((200, DONE))]);
+    let outcome = run(config(&[("GCR_USAGE_AUTH", "service-account"), ("GCR_USAGE_SA_KEY", &key)]), &mut s).unwrap();
+    assert_eq!(outcome.outcome, OutcomeKind::Loaded);
+    assert_eq!(
+        s.paths(),
+        [
+            "POST http://127.0.0.1:9/token",
+            "POST https://bigquery.googleapis.com/bigquery/v2/projects/demo-project/jobs"
+        ]
+    );
+    assert_eq!(s.sent[1].2, "Bearer ya29.test");
+
+    // Self-signed: no exchange, the JWT itself is the bearer token.
+    let mut s = Script::new(vec![Ok((200, DONE))]);
+    let c = config(&[
+        ("GCR_USAGE_AUTH", "service-account"),
+        ("GCR_USAGE_SA_KEY", &key),
+        ("GCR_USAGE_SA_SELF_SIGNED_JWT", "true"),
+    ]);
+    run(c, &mut s).unwrap();
+    assert_eq!(s.sent.len(), 1);
+    let jwt = s.sent[0].2.strip_prefix("Bearer ").unwrap();
+    assert_eq!(crate::auth::jwt::Token::parse(jwt).unwrap().claim_str("sub"), Some("l@p.iam.gserviceaccount.com"));
+
+    // A refused exchange is the endpoint's fault, named as such.
+    let mut s =
+        Script::new(vec![Ok((400, r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#))]);
+    let e = run(config(&[("GCR_USAGE_AUTH", "service-account"), ("GCR_USAGE_SA_KEY", &key)]), &mut s).unwrap_err();
+    assert!(e.message().starts_with("OAuth token endpoint (service-account key) refused"), "{e}");
+    assert!(!e.message().contains("eyJ"), "no JWT in messages: {e}");
 }

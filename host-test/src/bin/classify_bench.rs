@@ -1,0 +1,588 @@
+//! `cargo xtask bench` (second part) = `cargo run --release -p gcr-usage-host-test --bin classify_bench`:
+//! what reading and classifying a large usage log costs, natively and in a plain Python script.
+//!
+//! 1. Writes a realistic synthetic usage log ([`gcr_usage_host_test::synth`], seeded, so the
+//!    same bytes every run) of `GCR_USAGE_BENCH_MB` MiB (default 200) under the target directory
+//!    (`$CARGO_TARGET_DIR`, else `<workspace>/target`), in `classify-bench/`.
+//! 2. Times, in one process and interleaved run by run (`GCR_USAGE_BENCH_RUNS`, default 3):
+//!    (a) the native `UsageLogReader` alone, (b) reader + `classify`, (c) reader + `classify` +
+//!    NDJSON (`serde_json::to_writer` into a reused buffer cleared at 4 MiB, like an upload
+//!    chunk); reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
+//! 3. Runs `bench/classify_baseline.py` (csv + re + json, the same work as (c)) with `python3`
+//!    (or `$GCR_USAGE_BENCH_PYTHON`) for the same number of runs, and prints native/Python ratios.
+//! 4. Measures peak RSS growth (`VmHWM` in `/proc/self/status`, before and after) of path (c)
+//!    in fresh child processes, for a tenth of the file and for all of it, with the default
+//!    exact duplicate detection and with a bounded window, to show what grows with the file.
+//!
+//! The log is read from the page cache (it was just written): the figures are CPU cost, not
+//! disk speed. This is a report, not a test: nothing here asserts on timings.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use gcr_usage_core::ObjectRef;
+use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
+use gcr_usage_host_test::synth::{self, SynthStats};
+use gcr_usage_host_test::{FakeGoogle, FakeUpstream, Harness, block_on, object_ref, workspace_root};
+use serde_json::Value;
+
+const MB_ENV: &str = "GCR_USAGE_BENCH_MB";
+const RUNS_ENV: &str = "GCR_USAGE_BENCH_RUNS";
+const PYTHON_ENV: &str = "GCR_USAGE_BENCH_PYTHON";
+const DEFAULT_MB: u64 = 200;
+const DEFAULT_RUNS: usize = 3;
+/// NDJSON is handed on in chunks of this size (a resumable upload's chunk).
+const CHUNK: usize = 4 << 20;
+/// The CLI's read buffer.
+const READ_BUFFER: usize = 256 << 10;
+/// The bounded duplicate window of the memory comparison.
+const WINDOW: usize = 65_536;
+const ACTIONS: [&str; 8] = ["pull", "push", "download", "upload", "delete", "list", "admin", "other"];
+const PROBE_ARG: &str = "--memory-probe";
+
+/// How far down the pipeline a pass goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Read,
+    Classify,
+    Ndjson,
+}
+
+/// What one pass over the log saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Pass {
+    records: u64,
+    rows: u64,
+    malformed: u64,
+    duplicates: u64,
+    invalid_utf8: u64,
+    ndjson_bytes: u64,
+    actions: [u64; 8],
+}
+
+/// Timings of one path: seconds per run, and the rows each run handed out.
+struct Figures {
+    seconds: Vec<f64>,
+    rows: u64,
+}
+
+impl Figures {
+    fn sorted(&self) -> Vec<f64> {
+        let mut s = self.seconds.clone();
+        s.sort_by(f64::total_cmp);
+        s
+    }
+    fn best(&self) -> f64 {
+        self.sorted()[0]
+    }
+    fn median(&self) -> f64 {
+        let s = self.sorted();
+        if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 }
+    }
+    /// (slowest - fastest) / fastest: the run-to-run noise.
+    fn spread(&self) -> f64 {
+        let s = self.sorted();
+        (s[s.len() - 1] - s[0]) / s[0]
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(PROBE_ARG) {
+        memory_probe(&args[2..]);
+        return;
+    }
+    let mib = env_number(MB_ENV, DEFAULT_MB).max(1);
+    let runs = env_number(RUNS_ENV, DEFAULT_RUNS as u64).max(1) as usize;
+    let dir = target_dir().join("classify-bench");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    // A valid usage-log object name (the lineage columns carry it).
+    let name = format!("classify-bench_usage_2024_03_11_14_00_00_{:08x}_v0", synth::DEFAULT_SEED as u32);
+    let log = dir.join(format!("{mib}mib")).join(&name);
+    std::fs::create_dir_all(log.parent().expect("has a parent")).expect("create the log directory");
+
+    let load_before = load_average();
+    let started = Instant::now();
+    let file = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let synth = synth::write_log(BufWriter::with_capacity(1 << 20, file), mib << 20, synth::DEFAULT_SEED)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", log.display()));
+    let generated = started.elapsed().as_secs_f64();
+    let source = ObjectRef { bucket: "demo-gcr-logs".into(), name: name.clone(), generation: Some(1) };
+
+    // Native paths, interleaved run by run so that machine noise hits all three alike.
+    let mut native: [Vec<f64>; 3] = Default::default();
+    let mut passes: Vec<Pass> = Vec::new();
+    for _ in 0..runs {
+        for (i, stage) in [Stage::Read, Stage::Classify, Stage::Ndjson].into_iter().enumerate() {
+            let started = Instant::now();
+            let pass = native_pass(open(&log), &source, stage, ReaderOptions::default());
+            native[i].push(started.elapsed().as_secs_f64());
+            passes.push(pass);
+        }
+    }
+    let pass = passes.last().cloned().expect("at least one run");
+    check_pass(&pass, &synth);
+    let figures: Vec<Figures> =
+        native.into_iter().map(|seconds| Figures { seconds, rows: pass.rows }).collect::<Vec<_>>();
+
+    let python = python_baseline(&log, runs);
+    let wasmtime = wasmtime_figures(&log, &name, runs);
+    if let Some((w, _)) = &wasmtime {
+        assert_eq!(w.rows, pass.rows, "the component classified as many rows as the native reader");
+    }
+    let memory = memory_table(&log, synth.bytes);
+    let load_after = load_average();
+
+    print_report(&Report {
+        log: &log,
+        synth,
+        generated,
+        pass: &pass,
+        runs,
+        native: &figures,
+        python: python.as_ref(),
+        wasmtime: wasmtime.as_ref(),
+        memory: &memory,
+        load: (load_before, load_after),
+    });
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace if relative), else `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+fn open(path: &Path) -> BufReader<File> {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::with_capacity(READ_BUFFER, file)
+}
+
+/// One pass over the log, as far as `stage`. Rows, events and NDJSON chunks are consumed
+/// through `black_box`, so nothing is optimised away.
+fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: ReaderOptions) -> Pass {
+    let mut reader = UsageLogReader::with_options(input, options);
+    let mut row = UsageRow::default();
+    let mut pass = Pass::default();
+    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
+    if stage == Stage::Ndjson {
+        // Touch the chunk's pages once: its memory is fixed, whatever the size of the log.
+        chunk.resize(chunk.capacity(), 0);
+        chunk.clear();
+    }
+    while reader.read_row(&mut row).unwrap_or_else(|e| panic!("reading the log: {e}")) {
+        match stage {
+            Stage::Read => {
+                std::hint::black_box(&row);
+            }
+            Stage::Classify => {
+                let event = classify(&row, source);
+                pass.actions[event.action as usize] += 1;
+                std::hint::black_box(&event);
+            }
+            Stage::Ndjson => {
+                let event = classify(&row, source);
+                pass.actions[event.action as usize] += 1;
+                serde_json::to_writer(&mut chunk, &event).expect("serialising to memory cannot fail");
+                chunk.push(b'\n');
+                if chunk.len() >= CHUNK {
+                    pass.ndjson_bytes += chunk.len() as u64;
+                    std::hint::black_box(&chunk);
+                    chunk.clear();
+                }
+            }
+        }
+    }
+    pass.ndjson_bytes += chunk.len() as u64;
+    std::hint::black_box(&chunk);
+    let stats = reader.into_stats();
+    pass.records = stats.records;
+    pass.rows = stats.rows;
+    pass.malformed = stats.malformed;
+    pass.duplicates = stats.duplicates;
+    pass.invalid_utf8 = stats.invalid_utf8;
+    pass
+}
+
+/// The reader must have found exactly what the generator planted.
+fn check_pass(pass: &Pass, synth: &SynthStats) {
+    let read = (pass.records, pass.malformed, pass.duplicates, pass.invalid_utf8);
+    let planted = (synth.rows, synth.malformed, synth.duplicates, synth.invalid_utf8);
+    assert_eq!(read, planted, "reader (records, malformed, duplicates, invalid_utf8) vs generator");
+}
+
+/// The Python baseline's answer (its own per-run timings, excluding interpreter start-up).
+struct Python {
+    version: String,
+    figures: Figures,
+    /// Wall time of the whole child process, all runs and start-up included.
+    wall: f64,
+    max_rss_kib: u64,
+    pass: Pass,
+}
+
+fn python_baseline(log: &Path, runs: usize) -> Result<Python, String> {
+    let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".into());
+    let script = workspace_root().join("bench").join("classify_baseline.py");
+    let started = Instant::now();
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(log)
+        .args(["--runs", &runs.to_string()])
+        .output()
+        .map_err(|e| format!("cannot start {python}: {e}"))?;
+    let wall = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let v: Value = serde_json::from_slice(&output.stdout).map_err(|e| format!("its output is not JSON: {e}"))?;
+    let n = |k: &str| v[k].as_u64().unwrap_or_default();
+    let seconds: Vec<f64> = v["seconds"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+    if seconds.is_empty() {
+        return Err("no timings in its output".into());
+    }
+    let mut pass = Pass {
+        records: n("records"),
+        rows: n("rows"),
+        malformed: n("malformed"),
+        duplicates: n("duplicates"),
+        invalid_utf8: n("invalid_utf8"),
+        ndjson_bytes: n("ndjson_bytes"),
+        actions: [0; 8],
+    };
+    for (i, a) in ACTIONS.iter().enumerate() {
+        pass.actions[i] = v["actions"][a].as_u64().unwrap_or_default();
+    }
+    Ok(Python {
+        version: v["python"].as_str().unwrap_or("?").to_string(),
+        figures: Figures { seconds, rows: pass.rows },
+        wall,
+        max_rss_kib: n("max_rss_kib"),
+        pass,
+    })
+}
+
+/// (e) The loader component itself, in the harness (wasmtime 48, Cranelift), with
+/// `GCR_USAGE_MODE=classified`: a fresh instance per run is handed the log object through
+/// `gcr-usage:loader/loader#load`; a [`FakeGoogle`] serves the object (with its CRC32C) and
+/// takes the resumable upload in 4 MiB chunks. The time is the whole call — download, CRC32C,
+/// reader, classifier, NDJSON, chunked upload — including the fake network's own copying of
+/// every body, so it understates the component a little. Also returns the instance's peak
+/// linear memory.
+fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<(Figures, usize)> {
+    let wasm = gcr_usage_host_test::guest_wasm();
+    if !wasm.exists() {
+        eprintln!("(e) skipped: no component at {} (run `cargo xtask build`)", wasm.display());
+        return None;
+    }
+    let bytes = std::fs::read(log).ok()?;
+    let (mut seconds, mut rows, mut peak) = (Vec::new(), 0, 0);
+    for _ in 0..runs {
+        let upstream = FakeUpstream::new();
+        let google = FakeGoogle::new();
+        google.object("demo-gcr-logs", name, 1, bytes.clone());
+        google.install(&upstream, "demo-project");
+        let harness = Harness::new()
+            .env("GCR_USAGE_PROJECT", "demo-project")
+            .env("GCR_USAGE_BUCKETS", "demo-gcr-logs")
+            .env("GCR_USAGE_AUTH", "none")
+            .env("GCR_USAGE_MODE", "classified")
+            .env("GCR_USAGE_WAIT_SECONDS", "3600")
+            .fuel(u64::MAX / 4)
+            .upstream(upstream);
+        // Compile (or load the cached artifact) outside the timed call.
+        block_on(harness.call_load(object_ref("other-bucket", name, Some(1)))).ok()?;
+        let started = Instant::now();
+        let answer = block_on(harness.call_load(object_ref("demo-gcr-logs", name, Some(1))));
+        seconds.push(started.elapsed().as_secs_f64());
+        let answer = answer.unwrap_or_else(|e| panic!("the component failed: {e:?}"));
+        let outcome = answer.result.unwrap_or_else(|e| panic!("the component refused the load: {e:?}"));
+        rows = outcome.counts.map_or(0, |c| c.events);
+        peak = peak.max(answer.run.peak_memory);
+    }
+    Some((Figures { seconds, rows }, peak))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/// One memory measurement: a fresh process runs path (c) once.
+struct Memory {
+    label: String,
+    dedup: String,
+    bytes: u64,
+    rows: u64,
+    /// VmHWM before the pass and after it, KiB.
+    before_kib: u64,
+    after_kib: u64,
+}
+
+impl Memory {
+    fn growth_kib(&self) -> u64 {
+        self.after_kib.saturating_sub(self.before_kib)
+    }
+}
+
+fn memory_table(log: &Path, size: u64) -> Vec<Memory> {
+    let tenth = size / 10;
+    let cases = [("exact", tenth), ("exact", size), ("window", tenth), ("window", size)];
+    cases.iter().filter_map(|(dedup, limit)| probe(log, dedup, *limit)).collect()
+}
+
+/// Runs this binary again as `--memory-probe LOG DEDUP LIMIT` and parses its one line.
+fn probe(log: &Path, dedup: &str, limit: u64) -> Option<Memory> {
+    let exe = std::env::current_exe().ok()?;
+    let output = Command::new(exe).arg(PROBE_ARG).arg(log).arg(dedup).arg(limit.to_string()).output().ok()?;
+    if !output.status.success() {
+        eprintln!("memory probe failed: {}", String::from_utf8_lossy(&output.stderr));
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&output.stdout).ok()?;
+    let dedup = if dedup == "window" { format!("Dedup::Window({WINDOW})") } else { "Dedup::Exact".to_string() };
+    let part = if limit == std::fs::metadata(log).map(|m| m.len()).unwrap_or(0) { "whole file" } else { "first tenth" };
+    Some(Memory {
+        label: format!("{dedup}, {part}"),
+        dedup,
+        bytes: v["bytes"].as_u64()?,
+        rows: v["rows"].as_u64()?,
+        before_kib: v["before_kib"].as_u64()?,
+        after_kib: v["after_kib"].as_u64()?,
+    })
+}
+
+/// The child side: VmHWM, one pass of path (c) over the first LIMIT bytes, VmHWM again.
+fn memory_probe(args: &[String]) {
+    let [log, dedup, limit] = args else { panic!("usage: {PROBE_ARG} LOG exact|window LIMIT") };
+    let limit: u64 = limit.parse().expect("LIMIT is a number");
+    let dedup = if dedup == "window" { Dedup::Window(WINDOW) } else { Dedup::Exact };
+    let options = ReaderOptions { dedup, ..ReaderOptions::default() };
+    let source = ObjectRef { bucket: "demo-gcr-logs".into(), name: "probe".into(), generation: None };
+    let before = vm_kib("VmHWM");
+    let pass = native_pass(open(Path::new(log)).take(limit), &source, Stage::Ndjson, options);
+    let after = vm_kib("VmHWM");
+    println!("{}", serde_json::json!({ "bytes": limit, "rows": pass.rows, "before_kib": before, "after_kib": after }));
+}
+
+/// A `Vm*` line of `/proc/self/status`, in KiB (0 where there is no procfs).
+fn vm_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+struct Report<'a> {
+    log: &'a Path,
+    synth: SynthStats,
+    generated: f64,
+    pass: &'a Pass,
+    runs: usize,
+    native: &'a [Figures],
+    python: Result<&'a Python, &'a String>,
+    wasmtime: Option<&'a (Figures, usize)>,
+    memory: &'a [Memory],
+    load: (String, String),
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()));
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{} x {}", cpus, model.unwrap_or("unknown CPU"))
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// `1234567` → `1,234,567`.
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_report(r: &Report<'_>) {
+    let bytes = r.synth.bytes;
+    let p = r.pass;
+    println!();
+    println!("gcr-usage classification benchmark");
+    println!("  log       {}", r.log.display());
+    println!(
+        "            {} bytes ({:.1} MiB), {} records: {} rows, {} malformed, {} duplicates, {} with invalid UTF-8",
+        group(bytes),
+        mib(bytes),
+        group(r.synth.rows),
+        group(p.rows),
+        p.malformed,
+        p.duplicates,
+        p.invalid_utf8
+    );
+    println!(
+        "            generated in {:.2} s ({:.0} MB/s), seed {:#x}; read back from the page cache",
+        r.generated,
+        mb(bytes) / r.generated,
+        synth::DEFAULT_SEED
+    );
+    let mix: Vec<String> = ACTIONS
+        .iter()
+        .zip(p.actions)
+        .filter(|(_, n)| *n > 0)
+        .map(|(a, n)| format!("{a} {:.1}%", 100.0 * n as f64 / p.rows.max(1) as f64))
+        .collect();
+    println!("  mix       {}", mix.join(", "));
+    println!(
+        "  NDJSON    {} bytes ({:.2} bytes of NDJSON per byte of log)",
+        group(p.ndjson_bytes),
+        p.ndjson_bytes as f64 / bytes as f64
+    );
+    println!("  machine   {}; load average {} before, {} after", cpu_model(), r.load.0, r.load.1);
+    println!(
+        "  native    release profile of the workspace (opt-level \"s\", LTO); {} run(s) per path, interleaved",
+        r.runs
+    );
+    println!();
+    println!(
+        "  {:<44} {:>10} {:>10} {:>12} {:>12} {:>8}",
+        "path", "best MB/s", "med MB/s", "best rows/s", "med rows/s", "spread"
+    );
+    let line = |name: &str, f: &Figures| {
+        println!(
+            "  {:<44} {:>10.1} {:>10.1} {:>12} {:>12} {:>7.1}%",
+            name,
+            mb(bytes) / f.best(),
+            mb(bytes) / f.median(),
+            group((f.rows as f64 / f.best()) as u64),
+            group((f.rows as f64 / f.median()) as u64),
+            100.0 * f.spread()
+        );
+    };
+    let names = ["(a) native reader", "(b) native reader + classify", "(c) native reader + classify + NDJSON"];
+    for (name, f) in names.iter().zip(r.native) {
+        line(name, f);
+    }
+    match r.python {
+        Ok(py) => line(&format!("(d) Python {} baseline (csv + re + json)", py.version), &py.figures),
+        Err(e) => println!("  {:<44} not measured: {e}", "(d) Python baseline"),
+    }
+    match r.wasmtime {
+        Some((f, _)) => line("(e) component in wasmtime, classified load", f),
+        None => println!("  {:<44} not measured (no component built)", "(e) component in wasmtime"),
+    }
+    if let Some((_, peak)) = r.wasmtime {
+        println!("      (e) is the whole load: download + CRC32C + reader + classify + NDJSON + 4 MiB upload chunks,");
+        println!("      fake network included; peak linear memory of the instance {:.1} MiB", *peak as f64 / 1048576.0);
+    }
+    println!();
+    if let Ok(py) = r.python {
+        println!("  native / Python (throughput ratio; (c) is the like-for-like path)");
+        let component = r.wasmtime.map(|(f, _)| ("(e) component in wasmtime", f));
+        for (name, f) in names.iter().copied().zip(r.native).chain(component) {
+            println!(
+                "    {:<42} {:>6.1}x best vs best, {:>6.1}x median vs median",
+                name,
+                py.figures.best() / f.best(),
+                py.figures.median() / f.median()
+            );
+        }
+        println!(
+            "    Python process: {:.1} s wall for {} run(s) (start-up included), peak RSS {:.1} MiB",
+            py.wall,
+            py.figures.seconds.len(),
+            py.max_rss_kib as f64 / 1024.0
+        );
+        let same = (py.pass.records, py.pass.rows, py.pass.malformed, py.pass.duplicates, py.pass.actions)
+            == (p.records, p.rows, p.malformed, p.duplicates, p.actions);
+        if same {
+            println!("    Python agrees with the native path on records, rows, malformed, duplicates and actions");
+        } else {
+            println!(
+                "    Python DISAGREES: records {} rows {} malformed {} duplicates {} actions {:?} (native: {} {} {} {} {:?})",
+                py.pass.records,
+                py.pass.rows,
+                py.pass.malformed,
+                py.pass.duplicates,
+                py.pass.actions,
+                p.records,
+                p.rows,
+                p.malformed,
+                p.duplicates,
+                p.actions
+            );
+        }
+        println!();
+    }
+    if !r.memory.is_empty() {
+        println!("  peak RSS of path (c), a fresh process each (VmHWM before -> after the pass)");
+        for m in r.memory {
+            println!(
+                "    {:<36} {:>6.1} MiB of log, {:>9} rows: {:>6.1} -> {:>6.1} MiB, +{:>5.1} MiB",
+                m.label,
+                mib(m.bytes),
+                group(m.rows),
+                m.before_kib as f64 / 1024.0,
+                m.after_kib as f64 / 1024.0,
+                m.growth_kib() as f64 / 1024.0
+            );
+        }
+        // Fixed buffers cancel out between a tenth and the whole file: what is left grows with it.
+        for pair in r.memory.chunks(2) {
+            if let [tenth, whole] = pair {
+                let extra_rows = whole.rows.saturating_sub(tenth.rows).max(1) as f64;
+                let extra = whole.growth_kib() as f64 - tenth.growth_kib() as f64;
+                println!(
+                    "    {:<36} {:>+6.1} MiB for {} more rows = {:.1} bytes per row",
+                    format!("{}:", whole.dedup),
+                    extra / 1024.0,
+                    group(extra_rows as u64),
+                    extra * 1024.0 / extra_rows
+                );
+            }
+        }
+        println!(
+            "    fixed: the 256 KiB read buffer, one record, the {} MiB NDJSON chunk. Growing with the file: the\n    \
+             reader's exact duplicate set (ReaderOptions::default(), a 64-bit hash per row in a hash set);\n    \
+             Dedup::Window({WINDOW}) stops growing once {WINDOW} ids are held (a tenth of a small log may not\n    \
+             get there), at the cost of missing duplicates further apart.",
+            CHUNK >> 20
+        );
+    }
+}
