@@ -51,3 +51,16 @@ pub use upstream::{
 };
 /// The transport errors a [`Reply::fail`] can produce.
 pub use wasmtime_wasi_http::Error as UpstreamError;
+
+/// `1234567` → `1,234,567`: the benchmarks' figures, readable.
+pub fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use gcr_usage_core::service::{self, Io, Request};
 use gcr_usage_core::session::Reply as CoreReply;
 use gcr_usage_host_test::google::{self, JobRef};
-use gcr_usage_host_test::{FakeUpstream, Harness, TestRequest, block_on, guest_wasm, workspace_root};
+use gcr_usage_host_test::{
+    FakeUpstream, Harness, TestRequest, block_on, group_digits as group, guest_wasm, workspace_root,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -313,16 +315,4 @@ fn paused_check_cost() -> Duration {
 fn fmt(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 1000.0 { format!("{us:.1} µs") } else { format!("{:.3} ms", us / 1000.0) }
-}
-
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

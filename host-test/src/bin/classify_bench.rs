@@ -26,7 +26,9 @@ use std::time::Instant;
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
 use gcr_usage_host_test::synth::{self, SynthStats};
-use gcr_usage_host_test::{FakeGoogle, FakeUpstream, Harness, block_on, object_ref, workspace_root};
+use gcr_usage_host_test::{
+    FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
+};
 use serde_json::Value;
 
 const MB_ENV: &str = "GCR_USAGE_BENCH_MB";
@@ -425,19 +427,6 @@ fn mb(bytes: u64) -> f64 {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)
-}
-
-/// `1234567` → `1,234,567`.
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn print_report(r: &Report<'_>) {

@@ -66,6 +66,14 @@ fn token_endpoint() -> Rule {
     }))
 }
 
+/// Bucket allowed, credentials from the throw-away key only.
+fn sa_harness() -> Harness {
+    Harness::new()
+        .env("GCR_USAGE_BUCKETS", BUCKET)
+        .env("GCR_USAGE_AUTH", "service-account")
+        .env("GCR_USAGE_SA_KEY", &sa_key_json())
+}
+
 fn assert_no_secrets(r: &gcr_usage_host_test::HarnessResponse, secrets: &[&str]) {
     for secret in secrets {
         assert!(!r.run.stdout_str().contains(secret), "log line carries a secret: {}", r.run.stdout_str());
@@ -77,11 +85,7 @@ fn assert_no_secrets(r: &gcr_usage_host_test::HarnessResponse, secrets: &[&str])
 async fn a_service_account_key_is_exchanged_for_a_token_then_used() {
     let up = FakeUpstream::new();
     up.route(token_endpoint()).route(google::jobs_insert_rule(PROJECT).reply(google::job_done_echo(14)));
-    let h = Harness::new()
-        .env("GCR_USAGE_BUCKETS", BUCKET)
-        .env("GCR_USAGE_AUTH", "service-account")
-        .env("GCR_USAGE_SA_KEY", &sa_key_json())
-        .upstream(up.clone());
+    let h = sa_harness().upstream(up.clone());
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     assert_eq!((r.status, &r.json()["outcome"]), (200, &json!("loaded")), "{}", r.body_str());
     let [exchange, insert] = &r.run.outbound[..] else { panic!("{:?}", r.run.outbound) };
@@ -95,12 +99,7 @@ async fn a_service_account_key_is_exchanged_for_a_token_then_used() {
 #[tokio::test(start_paused = true)]
 async fn a_self_signed_jwt_skips_the_exchange() {
     let up = loads(14);
-    let h = Harness::new()
-        .env("GCR_USAGE_BUCKETS", BUCKET)
-        .env("GCR_USAGE_AUTH", "service-account")
-        .env("GCR_USAGE_SA_KEY", &sa_key_json())
-        .env("GCR_USAGE_SA_SELF_SIGNED_JWT", "true")
-        .upstream(up.clone());
+    let h = sa_harness().env("GCR_USAGE_SA_SELF_SIGNED_JWT", "true").upstream(up.clone());
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     let [insert] = &r.run.outbound[..] else { panic!("{:?}", r.run.outbound) };
@@ -121,11 +120,7 @@ async fn a_refused_exchange_is_502_naming_the_endpoint_not_the_key() {
         Rule::post(exact("/token"))
             .reply(Reply::json(400, &json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}))),
     );
-    let h = Harness::new()
-        .env("GCR_USAGE_BUCKETS", BUCKET)
-        .env("GCR_USAGE_AUTH", "service-account")
-        .env("GCR_USAGE_SA_KEY", &sa_key_json())
-        .upstream(up.clone());
+    let h = sa_harness().upstream(up.clone());
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     let body = assert_error(&r, 502, "upstream-rejected", "OAuth token endpoint (service-account key) refused");
     assert!(body["reason"].as_str().unwrap().contains("Invalid JWT Signature"), "{body}");
