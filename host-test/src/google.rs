@@ -127,6 +127,20 @@ pub fn job_resource(job: &JobRef, state: &str, output_rows: Option<u64>, error: 
     })
 }
 
+/// A request body with the job's `delivery` label (random per delivery) taken out, so two
+/// deliveries' jobs compare equal exactly when they describe the same load.
+pub fn without_delivery_label(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut json) => {
+            if let Some(labels) = json.pointer_mut("/configuration/labels").and_then(Value::as_object_mut) {
+                labels.remove("delivery");
+            }
+            serde_json::to_vec(&json).expect("JSON serialises")
+        }
+        Err(_) => body.to_vec(),
+    }
+}
+
 /// 200, job DONE without error, `outputRows` loaded.
 pub fn job_done(job: &JobRef, output_rows: u64) -> Reply {
     Reply::json(200, &job_resource(job, "DONE", Some(output_rows), None))

@@ -18,8 +18,8 @@ use crate::upstream::{FakeUpstream, RecordedRequest, Reply, Rule, matching, pref
 struct State {
     /// (bucket, name) → (generation, bytes).
     objects: HashMap<(String, String), (u64, Vec<u8>)>,
-    /// upload_id → (job reference, bytes so far).
-    sessions: HashMap<String, (JobRef, Vec<u8>)>,
+    /// upload_id → (job reference, job configuration, bytes so far).
+    sessions: HashMap<String, (JobRef, Value, Vec<u8>)>,
     jobs: HashMap<String, Value>,
     /// Completed uploads: job id and the NDJSON it carried.
     uploads: Vec<(String, Vec<u8>)>,
@@ -111,10 +111,15 @@ impl FakeGoogle {
     fn initiate(&self, r: &RecordedRequest) -> Reply {
         assert_eq!(r.query_param("uploadType"), Some("resumable"), "{r}");
         let job = JobRef::from_request(r);
+        // Kept for the job resource, as BigQuery does: the loader reads its labels back.
+        let configuration = serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .and_then(|body| body.get("configuration").cloned())
+            .unwrap_or(Value::Null);
         let mut state = self.lock();
         state.next_session += 1;
         let id = format!("session-{}", state.next_session);
-        state.sessions.insert(id.clone(), (job, Vec::new()));
+        state.sessions.insert(id.clone(), (job, configuration, Vec::new()));
         let location = format!("{}://{}{}?uploadType=resumable&upload_id={id}", r.scheme, r.authority, r.path);
         Reply::status(200).header("location", &location)
     }
@@ -123,7 +128,7 @@ impl FakeGoogle {
         let Some(id) = r.query_param("upload_id") else { return Reply::text(400, "no upload_id") };
         let range = r.header("content-range").unwrap_or_default().to_string();
         let mut state = self.lock();
-        let Some((job, bytes)) = state.sessions.get_mut(id) else {
+        let Some((job, configuration, bytes)) = state.sessions.get_mut(id) else {
             return google_error(404, "notFound", "Not found: Upload session");
         };
         let Some((span, total)) = range.strip_prefix("bytes ").and_then(|s| s.split_once('/')) else {
@@ -138,12 +143,13 @@ impl FakeGoogle {
             bytes.extend_from_slice(&r.body);
         }
         if total != "*" && total.parse::<usize>().ok() == Some(bytes.len()) {
-            let (job, body) = (job.clone(), bytes.clone());
+            let (job, configuration, body) = (job.clone(), configuration.clone(), bytes.clone());
             if state.jobs.contains_key(&job.job_id) {
                 return crate::google::duplicate_job(&job);
             }
             let rows = body.iter().filter(|&&b| b == b'\n').count() as u64;
-            let resource = job_resource(&job, "DONE", Some(rows), None);
+            let mut resource = job_resource(&job, "DONE", Some(rows), None);
+            resource["configuration"] = configuration;
             state.jobs.insert(job.job_id.clone(), resource.clone());
             state.uploads.push((job.job_id.clone(), body));
             return Reply::json(200, &resource);

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::BodyExt;
@@ -47,6 +47,9 @@ pub struct Harness {
     env: Vec<(String, String)>,
     time: VirtualTime,
     seed: u64,
+    /// Calls started so far: each call's random streams are drawn from (seed, call), so two
+    /// deliveries differ the way two requests to a real host do, yet every run repeats.
+    calls: AtomicU64,
     fuel: u64,
     memory_limit: usize,
     timeout: Duration,
@@ -72,6 +75,7 @@ impl Harness {
             env: Vec::new(),
             time,
             seed: 0,
+            calls: AtomicU64::new(0),
             fuel: DEFAULT_FUEL,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             timeout: DEFAULT_VIRTUAL_TIMEOUT,
@@ -110,7 +114,8 @@ impl Harness {
         self
     }
 
-    /// Seed of the guest's secure and insecure random streams.
+    /// Seed of the guest's secure and insecure random streams (the first call's streams are the
+    /// seed's own; later calls on the same harness get fresh, equally reproducible ones).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -283,15 +288,16 @@ impl Harness {
     fn start_call(&self) -> Result<Call, HarnessError> {
         let stdout = MemoryOutputPipe::new(PIPE_CAPACITY);
         let stderr = MemoryOutputPipe::new(PIPE_CAPACITY);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let mut wasi = WasiCtx::builder();
         wasi.envs(&self.env)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(VirtualWallClock(self.time.clone()))
             .monotonic_clock(VirtualMonotonicClock(self.time.clone()))
-            .secure_random(Deterministic::new(seeded_bytes(self.seed, 1)))
-            .insecure_random(Deterministic::new(seeded_bytes(self.seed, 2)))
-            .insecure_random_seed(u128::from(self.seed) << 64 | 0x6763_722d_7573_6167)
+            .secure_random(Deterministic::new(seeded_bytes(self.seed, 1 + (call << 8))))
+            .insecure_random(Deterministic::new(seeded_bytes(self.seed, 2 + (call << 8))))
+            .insecure_random_seed(u128::from(self.seed ^ call.rotate_left(32)) << 64 | 0x6763_722d_7573_6167)
             // Belt and braces: no preopens, no sockets, no DNS; HTTP goes to the fake only.
             .allow_tcp(false)
             .allow_udp(false)

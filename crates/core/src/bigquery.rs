@@ -132,6 +132,24 @@ struct JobResource {
 }
 
 #[derive(Deserialize)]
+struct LabelledJob {
+    configuration: Option<LabelledConfiguration>,
+}
+
+#[derive(Deserialize)]
+struct LabelledConfiguration {
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The job's [`crate::job::DELIVERY_LABEL`], if the resource carries one (jobs submitted by
+/// older loaders, or by emulators that drop labels, do not).
+pub fn job_delivery(body: &[u8]) -> Option<String> {
+    let job: LabelledJob = serde_json::from_slice(body).ok()?;
+    job.configuration?.labels.remove(crate::job::DELIVERY_LABEL)
+}
+
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusResource {
     state: Option<String>,
@@ -250,6 +268,12 @@ mod tests {
     #[test]
     fn job_states() {
         assert_eq!(parse_job(br#"{"status":{"state":"RUNNING"}}"#), Ok(JobState::Running));
+        assert_eq!(job_delivery(br#"{"status":{"state":"RUNNING"}}"#), None);
+        assert_eq!(
+            job_delivery(br#"{"configuration":{"labels":{"loader":"gcr-usage","delivery":"ab12"}}}"#),
+            Some("ab12".into())
+        );
+        assert_eq!(job_delivery(br#"{"configuration":{"labels":null}}"#), None);
         assert_eq!(parse_job(br#"{"status":{"state":"PENDING"}}"#), Ok(JobState::Pending));
         assert_eq!(
             parse_job(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"42"}}}"#),

@@ -103,27 +103,40 @@ impl LoadSpec {
 
     /// `POST …/bigquery/v2/projects/{p}/jobs`: the load job, with schema and dispositions sent
     /// explicitly so the outcome never depends on the table already existing.
-    pub fn insert_request(&self, endpoint: &Endpoint, attempt: u32, token: Option<&str>) -> http::Request<Vec<u8>> {
+    /// `delivery` labels the job with the delivery that submits it (see [`DELIVERY_LABEL`]).
+    pub fn insert_request(
+        &self,
+        endpoint: &Endpoint,
+        attempt: u32,
+        delivery: &str,
+        token: Option<&str>,
+    ) -> http::Request<Vec<u8>> {
         let url = endpoint
             .url(&format!("/bigquery/v2/projects/{}/jobs?prettyPrint=false", encode(&self.destination.project_id)));
-        build(http::Method::POST, &url, token, Some(self.job_json(attempt)))
+        build(http::Method::POST, &url, token, Some(self.job_json(attempt, delivery)))
     }
 
     /// `POST …/upload/bigquery/v2/projects/{p}/jobs?uploadType=resumable`: opens an upload
     /// session for the events; the job exists only once the last chunk is in (see `upload`).
-    pub fn upload_request(&self, endpoint: &Endpoint, attempt: u32, token: Option<&str>) -> http::Request<Vec<u8>> {
+    pub fn upload_request(
+        &self,
+        endpoint: &Endpoint,
+        attempt: u32,
+        delivery: &str,
+        token: Option<&str>,
+    ) -> http::Request<Vec<u8>> {
         let url = endpoint.url(&format!(
             "/upload/bigquery/v2/projects/{}/jobs?uploadType=resumable&prettyPrint=false",
             encode(&self.destination.project_id)
         ));
-        let mut request = build(http::Method::POST, &url, token, Some(self.job_json(attempt)));
+        let mut request = build(http::Method::POST, &url, token, Some(self.job_json(attempt, delivery)));
         request
             .headers_mut()
             .insert("x-upload-content-type", http::HeaderValue::from_static("application/octet-stream"));
         request
     }
 
-    fn job_json(&self, attempt: u32) -> Vec<u8> {
+    fn job_json(&self, attempt: u32, delivery: &str) -> Vec<u8> {
         let common = |source_format| Load {
             source_uris: None,
             destination_table: &self.destination,
@@ -166,7 +179,7 @@ impl LoadSpec {
                 location: &self.location,
             },
             configuration: Configuration {
-                labels: Labels { loader: "gcr-usage", log_kind: self.kind.as_str(), content },
+                labels: Labels { loader: "gcr-usage", log_kind: self.kind.as_str(), content, delivery },
                 load,
             },
         };
@@ -211,6 +224,13 @@ struct Job<'a> {
     configuration: Configuration<'a>,
 }
 
+/// The job label naming the delivery that submitted the job. When `jobs.insert` answers 409,
+/// the job's label says whether our own earlier request (whose answer was lost to a timeout or
+/// a dropped connection) created it — `loaded` — or another delivery did — `duplicate`.
+/// Guessing from "was there an earlier try?" is wrong whenever that try failed without
+/// reaching BigQuery.
+pub const DELIVERY_LABEL: &str = "delivery";
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JobReference<'a> {
@@ -221,17 +241,19 @@ struct JobReference<'a> {
 
 #[derive(Serialize)]
 struct Configuration<'a> {
-    labels: Labels,
+    labels: Labels<'a>,
     load: Load<'a>,
 }
 
 /// Labels make the loader's jobs easy to filter in INFORMATION_SCHEMA.JOBS and the console.
 #[derive(Serialize)]
-struct Labels {
+struct Labels<'a> {
     loader: &'static str,
     log_kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'static str>,
+    /// Key [`DELIVERY_LABEL`]; label values allow only `[a-z0-9_-]`, so callers pass hex.
+    delivery: &'a str,
 }
 
 #[derive(Serialize)]
@@ -332,7 +354,7 @@ mod tests {
     fn insert_request_shape() {
         let s = spec("accessLog_usage_2019_05_19_18_00_00_00cbe5_v0", Some(7));
         let ep = Endpoint::parse("https://bigquery.googleapis.com").unwrap();
-        let req = s.insert_request(&ep, 1, Some("tok"));
+        let req = s.insert_request(&ep, 1, "00c0ffee00c0ffee", Some("tok"));
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(
             req.uri(),
@@ -342,12 +364,13 @@ mod tests {
         assert_eq!(req.headers()["content-length"], req.body().len().to_string().as_str());
         let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
         assert_eq!(body["jobReference"]["location"], "US");
+        assert_eq!(body["configuration"]["labels"][DELIVERY_LABEL], "00c0ffee00c0ffee");
         let load = &body["configuration"]["load"];
         assert_eq!(load["sourceUris"][0], "gs://demo-gcr-logs/accessLog_usage_2019_05_19_18_00_00_00cbe5_v0");
         assert_eq!(load["skipLeadingRows"], 1);
         assert_eq!(load["schema"]["fields"].as_array().unwrap().len(), 17);
         assert_eq!(load["writeDisposition"], "WRITE_APPEND");
-        assert!(s.insert_request(&ep, 1, None).headers().get("authorization").is_none());
+        assert!(s.insert_request(&ep, 1, "d", None).headers().get("authorization").is_none());
     }
 
     #[test]
@@ -363,7 +386,7 @@ mod tests {
         assert_ne!(same_table.job_id(1).rsplit('_').next(), raw.job_id(1).rsplit('_').next(), "another hash tag");
 
         let ep = Endpoint::parse("http://127.0.0.1:9050").unwrap();
-        let req = events.upload_request(&ep, 2, Some("tok"));
+        let req = events.upload_request(&ep, 2, "d", Some("tok"));
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(
             req.uri(),
@@ -383,7 +406,7 @@ mod tests {
         assert_eq!(load["maxBadRecords"], 0);
         assert_eq!(load["destinationTable"]["tableId"], "registry_events");
         // The raw job is unchanged by the new options (deployed job ids and bodies stay put).
-        let raw_body: serde_json::Value = serde_json::from_slice(raw.insert_request(&ep, 1, None).body()).unwrap();
+        let raw_body: serde_json::Value = serde_json::from_slice(raw.insert_request(&ep, 1, "d", None).body()).unwrap();
         assert!(raw_body["configuration"]["labels"].get("content").is_none());
         assert!(raw_body["configuration"]["load"].get("timePartitioning").is_none());
     }

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use crate::backoff::{Backoff, Jitter};
-use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
+use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, job_delivery, parse_job};
 use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
 use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
@@ -75,6 +75,9 @@ pub struct LoadSession {
     /// Whether this delivery created the job of the current attempt (loaded vs duplicate,
     /// and whether a failure is ours to report or a past attempt's to supersede).
     created: bool,
+    /// This delivery's random token, sent as the jobs' `delivery` label: a job read back with
+    /// it is ours, whatever happened to the answer of the request that created it.
+    delivery: String,
     /// GCR_USAGE_WAIT_SECONDS from the start: how long to wait for a running job.
     deadline_ms: u64,
     /// Wall-clock seconds at the start, and the monotonic ms they correspond to: JWTs need
@@ -124,6 +127,7 @@ impl LoadSession {
             action,
             attempt: 1,
             created: false,
+            delivery: delivery_token(seed),
             deadline_ms,
             unix_at_start: now_unix,
             ms_at_start: now_ms,
@@ -179,6 +183,8 @@ impl LoadSession {
                 (ErrorClass::AlreadyExists, Action::Insert) => {
                     // Delivered before: adopt the existing job instead of failing (the Python
                     // client raises here; that is what made the seed unsafe to redeliver).
+                    // Whose job it is, the job's delivery label tells once it is read; this
+                    // guess only stands for jobs without one.
                     self.created = self.inserts_sent > 1;
                     self.action = Action::GetJob;
                     self.send(now_ms)
@@ -221,7 +227,12 @@ impl LoadSession {
                 }
             }
             Action::GetJob | Action::Probe => match parse_job(body) {
-                Ok(state) => self.job_state(state, now_ms),
+                Ok(state) => {
+                    if let Some(delivery) = job_delivery(body) {
+                        self.created = delivery == self.delivery;
+                    }
+                    self.job_state(state, now_ms)
+                }
                 Err(why) => self.transient(format!("BigQuery jobs.get: {why}"), now_ms),
             },
         }
@@ -273,11 +284,11 @@ impl LoadSession {
                 _ => metadata::token_request(&self.config.metadata),
             },
             (Action::Insert, LoadFormat::RawCsv) => {
-                self.spec().insert_request(&self.config.bigquery, self.attempt, token)
+                self.spec().insert_request(&self.config.bigquery, self.attempt, &self.delivery, token)
             }
             (Action::Insert, LoadFormat::Events) => {
                 return Step::Upload(Box::new(UploadPlan {
-                    initiate: self.spec().upload_request(&self.config.bigquery, self.attempt, token),
+                    initiate: self.spec().upload_request(&self.config.bigquery, self.attempt, &self.delivery, token),
                     download: crate::storage::download_request(&self.config.storage, &self.planned.object, token),
                     object: self.planned.object.clone(),
                     bigquery: self.config.bigquery.clone(),
@@ -415,6 +426,12 @@ impl LoadSession {
             _ => format!("{} refused: {error}", self.describe()),
         }
     }
+}
+
+/// The delivery label's value for a session seeded with `seed`: drawn from a stream of its own
+/// so the retry jitter stays what the seed always gave.
+fn delivery_token(seed: u64) -> String {
+    format!("{:016x}", Jitter::new(!seed).next_u64())
 }
 
 /// Whether an access token must be fetched before the first Google API call.

@@ -109,8 +109,13 @@ async fn the_component_uploads_exactly_what_the_core_classifies() {
     assert_eq!((&line["severity"], &line["counts"]["events"]), (&json!("INFO"), &json!(events)));
 
     // Every redelivery: one jobs.get, nothing downloaded, nothing loaded twice.
-    for _ in 0..3 {
-        let again = classified(&up, "classified").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
+    for instance in 1..=3 {
+        // Another instance (own randomness) each time, as redeliveries land in production.
+        let again = classified(&up, "classified")
+            .seed(instance)
+            .handle(fixture_request("cloudevent-binary.json"))
+            .await
+            .unwrap();
         assert_eq!(
             (again.status, &again.json()["outcome"], &again.json()["rows"]),
             (200, &json!("duplicate"), &json!(events))
@@ -191,7 +196,8 @@ async fn both_mode_loads_raw_rows_and_events_and_answers_for_both() {
     assert_eq!(r.run.outbound[0].path, INSERT_PATH, "raw first: it needs no download");
     assert!(log_line(&r)["message"].as_str().unwrap().contains("; events: loaded"));
 
-    let typed = classified(&up, "both").call_load(object_ref(BUCKET, USAGE_NAME, Some(USAGE_GEN))).await.unwrap();
+    let typed =
+        classified(&up, "both").seed(1).call_load(object_ref(BUCKET, USAGE_NAME, Some(USAGE_GEN))).await.unwrap();
     let o = typed.result.unwrap();
     let events = o.events.unwrap().unwrap();
     assert_eq!((events.kind, events.rows), (OutcomeKind::Duplicate, Some(14)));

@@ -165,7 +165,8 @@ async fn log_names_route_by_their_kind_field_not_by_words_in_the_prefix() {
         assert_eq!((r.status, &body["outcome"], &body["logKind"]), (200, &json!("loaded"), &json!(table)), "{name}");
         assert_eq!((&body["destination"], &body["jobId"]), (&json!(destination), &json!(job_id)), "{name}");
         let insert = assert_insert(&r.run.outbound[0], &format!("gs://{BUCKET}/{name}"), table, &job_id);
-        assert_eq!(insert["configuration"]["labels"], json!({"loader": "gcr-usage", "log_kind": table}));
+        let labels = &insert["configuration"]["labels"];
+        assert_eq!((&labels["loader"], &labels["log_kind"]), (&json!("gcr-usage"), &json!(table)), "{name}");
     }
 }
 

@@ -43,12 +43,58 @@ async fn redelivery_gets_409_then_reads_the_job_and_answers_duplicate() {
         );
         assert_eq!((r.status, &log_line(&r)["severity"]), (200, &json!("INFO")));
         let [insert, get] = &r.run.outbound[..] else { panic!("{:?}", r.run.outbound) };
-        assert_eq!(insert.body, first.run.outbound[0].body, "every delivery sends the very same job");
+        assert_eq!(
+            google::without_delivery_label(&insert.body),
+            google::without_delivery_label(&first.run.outbound[0].body),
+            "every delivery sends the very same job"
+        );
+        assert_ne!(insert.body, first.run.outbound[0].body, "…labelled with its own delivery token");
         assert_eq!(get.method, http::Method::GET);
         assert_eq!(get.url, get_url(&job_id(1)));
         assert_eq!(get.query_param("location"), Some("US"));
         assert!(get.body.is_empty());
     }
+}
+
+/// `jobs.get`'s answer: the job DONE, labelled by the delivery `token` that submitted it.
+fn labelled_job(job: &JobRef, token: &str) -> Reply {
+    let mut resource = google::job_resource(job, "DONE", Some(1184), None);
+    resource["configuration"] = json!({"labels": {"loader": "gcr-usage", "log_kind": "usage", "delivery": token}});
+    Reply::json(200, &resource)
+}
+
+/// The e2e suite caught this: the first insert of a redelivery failed before reaching BigQuery,
+/// the retry met the job an earlier delivery had created, and "there was an earlier try" made
+/// it `loaded`. The job's delivery label says whose it is.
+#[tokio::test(start_paused = true)]
+async fn a_409_after_an_insert_that_never_arrived_is_a_duplicate() {
+    for first in [Reply::connection_refused(), google::server_error(500)] {
+        let up = FakeUpstream::new();
+        up.route(google::jobs_insert_rule(PROJECT).replies([first, google::duplicate_job_echo()])).route(
+            google::jobs_get_rule(PROJECT)
+                .reply(Reply::dynamic(|r| labelled_job(&JobRef::from_request(r), "0123456789abcdef"))),
+        );
+        let r = harness(&up).handle(event()).await.unwrap();
+        assert_eq!((r.status, &r.json()["outcome"], &r.json()["rows"]), (200, &json!("duplicate"), &json!(1184)));
+        assert_eq!(r.run.outbound.len(), 3, "insert, insert again, get");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_409_after_an_insert_whose_answer_was_lost_is_our_load() {
+    let up = FakeUpstream::new();
+    let seen = up.clone();
+    let dropped = Reply::fail(|| gcr_usage_host_test::UpstreamError::ConnectionTerminated);
+    up.route(google::jobs_insert_rule(PROJECT).replies([dropped, google::duplicate_job_echo()])).route(
+        google::jobs_get_rule(PROJECT).reply(Reply::dynamic(move |r| {
+            // BigQuery created the job from the insert whose answer never came back.
+            let first = &seen.requests_to(http::Method::POST, INSERT_PATH)[0];
+            let token = first.body_json()["configuration"]["labels"]["delivery"].as_str().unwrap().to_string();
+            labelled_job(&JobRef::from_request(r), &token)
+        })),
+    );
+    let r = harness(&up).handle(event()).await.unwrap();
+    assert_loaded(&r, USAGE_NAME, Some(USAGE_GEN), 1184);
 }
 
 #[tokio::test(start_paused = true)]

@@ -164,11 +164,14 @@ async fn the_same_script_gives_the_same_run() {
     assert_eq!(sent(a), sent(b), "identical outbound requests, bodies and timing");
     assert_eq!(a.run.outbound.len(), 7, "token, 3 inserts, 3 gets");
 
-    // Another seed moves only the jitter: same job, same requests, other sleeps.
+    // Another seed moves only the jitter and the delivery label: same job, same requests
+    // otherwise, other sleeps.
     assert_eq!(a.body, c.body);
-    let without_time =
-        |r: &HarnessResponse| sent(r).into_iter().map(|(m, u, h, b, _)| (m, u, h, b)).collect::<Vec<_>>();
+    let without_time = |r: &HarnessResponse| {
+        sent(r).into_iter().map(|(m, u, h, b, _)| (m, u, h, google::without_delivery_label(&b))).collect::<Vec<_>>()
+    };
     assert_eq!(without_time(a), without_time(c));
+    assert_ne!(sent(a)[1].3, sent(c)[1].3, "each delivery labels its job with its own token");
     assert_ne!(gaps(&a.run), gaps(&c.run), "the seed drives the backoff jitter");
 }
 

@@ -297,6 +297,39 @@ fn a_409_after_an_ambiguous_insert_failure_is_our_own_job() {
     assert!(!o.job_id.unwrap().ends_with("_r2"));
 }
 
+/// A job resource as `jobs.get` returns it, labelled with a delivery token.
+fn done_by(delivery: &str) -> String {
+    format!(
+        r#"{{"configuration":{{"labels":{{"loader":"gcr-usage","delivery":"{delivery}"}}}},"status":{{"state":"DONE"}},"statistics":{{"load":{{"outputRows":"12"}}}}}}"#
+    )
+}
+
+#[test]
+fn a_409_is_ours_exactly_when_the_job_carries_our_delivery_label() {
+    let ours = done_by(&delivery_token(42));
+    let theirs = done_by("0123456789abcdef");
+    // The first insert never reached BigQuery (or was refused): the 409 is another delivery's job.
+    for first in [Err("connection refused"), Ok((500, BACKEND))] {
+        let mut s = Script::new(vec![first, Ok((409, DUPLICATE)), Ok((200, theirs.as_str()))]);
+        assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Duplicate, "{first:?}");
+    }
+    // Its answer was lost after BigQuery created the job: ours, loaded.
+    let mut s = Script::new(vec![Err("timed out"), Ok((409, DUPLICATE)), Ok((200, ours.as_str()))]);
+    assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Loaded);
+    // A single insert answered 409 with a job labelled by someone else: a plain redelivery.
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, theirs.as_str()))]);
+    assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Duplicate);
+}
+
+#[test]
+fn the_insert_carries_the_delivery_label() {
+    let mut session = LoadSession::new(config(&[]), planned(), 0, 0, 42);
+    let Step::Send { request, .. } = session.start(0) else { panic!("the session starts by sending") };
+    let body: serde_json::Value = serde_json::from_slice(request.body()).unwrap();
+    assert_eq!(body["configuration"]["labels"]["delivery"], delivery_token(42).as_str());
+    assert_ne!(delivery_token(42), delivery_token(43));
+}
+
 #[test]
 fn every_5xx_is_transient() {
     for status in [507, 520, 599] {
