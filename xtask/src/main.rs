@@ -5,7 +5,9 @@
 //!   loads the fixture logs through the component and prints per-image statistics.
 //! - `test`  everything CI runs: formatting, lints, native and harness tests, and the
 //!   end-to-end and peer tests against the emulators under a real `wasmtime serve`.
-//! - `bench` the harness benchmark (time and fuel per event) and the component's size.
+//! - `bench` the harness benchmark (time and fuel per event) and the component's size, then the
+//!   cold-start benchmark (`bench/cold_start.py`: wasmtime serve with .wasm / .cwasm, the
+//!   pre-instantiated harness, and the seed's Python function, request -> first outbound call).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
+/// Where cargo puts build output: `CARGO_TARGET_DIR` if set, else `target/`.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).map_or_else(|| root().join("target"), |d| root().join(d))
+}
+
 fn step(what: &str) {
     eprintln!("\n==> {what}");
 }
@@ -72,7 +79,7 @@ fn build_component() -> Result<PathBuf> {
     ensure_wasm_target()?;
     step("building the component (release, wasm32-wasip2)");
     run(cargo().args(["build", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release"]))?;
-    let wasm = root().join("target").join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
+    let wasm = target_dir().join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
     let size = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
     eprintln!("component: {} ({} KiB)", wasm.display(), size / 1024);
     Ok(wasm)
@@ -189,5 +196,22 @@ fn bench() -> Result {
     run(cargo()
         .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "classify_bench"])
         .env("GCR_USAGE_BENCH_MB", &mib)
-        .env("GCR_USAGE_WASM", &wasm))
+        .env("GCR_USAGE_WASM", &wasm))?;
+    cold_start_bench(&wasm)
+}
+
+/// `bench/cold_start.py`: request -> first outbound call for wasmtime serve (.wasm, .cwasm), the
+/// harness with a pre-instantiated component, and the seed's Python function (functions-framework).
+fn cold_start_bench(wasm: &Path) -> Result {
+    step("cold-start benchmark (bench/cold_start.py)");
+    run(cargo().args(["build", "--release", "--package", "gcr-usage-host-test", "--bin", "cold_start"]))?;
+    let harness = target_dir().join("release").join("cold_start");
+    let wasmtime = ensure_wasmtime()?;
+    let python = ensure_venv()?;
+    run(Command::new(python)
+        .arg("bench/cold_start.py")
+        .arg("--harness-bin")
+        .arg(harness)
+        .env("GCR_USAGE_WASM", wasm)
+        .env("WASMTIME", &wasmtime))
 }
