@@ -5,6 +5,10 @@ extensions live in ``<venv>/home``). Every child process gets its own process gr
 file in a temporary directory; ``stack()`` always stops what it started, and on failure prints
 the logs' tails before re-raising.
 
+The loader runs through deploy/serve.sh, the container's own command line (Dockerfile
+ENTRYPOINT), on the component precompiled by `serve.sh --compile` as the image build does it;
+the precompiled file is cached under target/e2e-cwasm/, keyed by the .wasm and wasmtime version.
+
 Environment:
   GCR_USAGE_WASM  the component (default target/wasm32-wasip2/release/gcr_usage_loader.wasm)
   WASMTIME        the wasmtime binary (default: `wasmtime` on PATH, then ~/.cargo/bin/wasmtime)
@@ -13,6 +17,7 @@ Environment:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +38,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOGS_DIR = REPO_ROOT / "fixtures" / "logs"
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip2" / "release" / "gcr_usage_loader.wasm"
+SERVE_SH = REPO_ROOT / "deploy" / "serve.sh"  # the container's command line
+CWASM_CACHE = REPO_ROOT / "target" / "e2e-cwasm"
 
 PROJECT = "demo-project"
 DATASET = "storageanalysis"
@@ -363,21 +370,64 @@ def loader_env(stack: Stack, overrides: Mapping[str, str] | None = None) -> dict
     return env
 
 
-def start_loader(stack: Stack, env: Mapping[str, str], name: str = "wasmtime-serve", healthy: bool = True) -> Child:
-    """`wasmtime serve` with the component; ready once GET /healthz answers 200 (with
-    ``healthy=False``: answers at all, for configurations meant to be refused)."""
+def passes_to_component(name: str) -> bool:
+    """Whether deploy/serve.sh hands this variable to the component (see its --env loop)."""
+    return name.startswith("GCR_USAGE_") or name == "GCE_METADATA_HOST"
+
+
+def serve_env(port: int, env: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of serve.sh: what Cloud Run would set (PORT) plus the configuration.
+
+    Nothing else is inherited, so the suite's own variables (GCR_USAGE_WASM, ...) never reach
+    the component. A variable serve.sh would not pass on is refused here rather than lost.
+    """
+    dropped = sorted(k for k in env if not passes_to_component(k))
+    if dropped:
+        raise ValueError(f"deploy/serve.sh passes only GCR_USAGE_* and GCE_METADATA_HOST, not {dropped}")
+    tool = wasmtime_path()
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
+            "WASMTIME": str(tool) if tool else "wasmtime", **env}
+
+
+def precompile(wasm: Path, out: Path) -> Path:
+    """`deploy/serve.sh --compile WASM OUT`: the image build's `wasmtime compile` step."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "WASMTIME": str(wasmtime_path())}
+    done = subprocess.run([str(SERVE_SH), "--compile", str(wasm), str(out)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    if done.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"serve.sh --compile failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return out
+
+
+def precompiled(wasm: Path | None = None) -> Path:
+    """The .cwasm of ``wasm`` for this wasmtime, compiled once and kept under target/e2e-cwasm/."""
+    wasm = wasm or wasm_path()
+    tool = wasmtime_path()
+    version = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    key = hashlib.sha256(wasm.read_bytes() + version.encode() + SERVE_SH.read_bytes()).hexdigest()[:24]
+    cached = CWASM_CACHE / f"{wasm.stem}-{key}.cwasm"
+    if not cached.is_file():
+        CWASM_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        precompile(wasm, tmp)
+        tmp.replace(cached)  # a concurrent run never sees half a file
+    return cached
+
+
+def start_loader(stack: Stack, env: Mapping[str, str], name: str = "wasmtime-serve", healthy: bool = True,
+                 component: Path | None = None) -> Child:
+    """The container's command line (deploy/serve.sh) with the precompiled component (or
+    ``component``); ready once GET /healthz answers 200 (with ``healthy=False``: answers at all,
+    for configurations meant to be refused)."""
     reason = loader_unavailable_reason()
     if reason:
         raise FileNotFoundError(reason)
     port = free_port()
-    argv = [str(wasmtime_path()), "serve", "--addr", f"127.0.0.1:{port}", "-Scli", "--no-logging-prefix"]
-    for key, value in env.items():
-        argv += ["--env", f"{key}={value}"]
-    argv.append(str(wasm_path()))
-    child = spawn(name, argv, stack.logdir)
+    component = component or precompiled()
+    child = spawn(name, [str(SERVE_SH), str(component)], stack.logdir, serve_env(port, env))
     stack.children.append(child)
-    stack.loader_url = f"http://127.0.0.1:{port}"
-    # Generous: the first start compiles the component with Cranelift on a small machine.
+    stack.loader_url = f"http://127.0.0.1:{port}"  # serve.sh binds 0.0.0.0, as in the container
+    # Generous: a plain .wasm is compiled with Cranelift at start on a small machine.
     probe = answers_200 if healthy else answers_http
     wait_until(child, probe(f"{stack.loader_url}/healthz"), 180, "GET /healthz = 200" if healthy else "an HTTP answer")
     return child
@@ -411,13 +461,13 @@ def stack(*, with_loader: bool = True, loader_overrides: Mapping[str, str] | Non
 
 @contextlib.contextmanager
 def loader_only(bigquery_url: str, gcs_url: str, overrides: Mapping[str, str] | None = None,
-                name: str = "wasmtime-serve", healthy: bool = True) -> Iterator[Stack]:
+                name: str = "wasmtime-serve", healthy: bool = True, component: Path | None = None) -> Iterator[Stack]:
     """Just the component, pointed at given endpoints (e.g. a capture server)."""
     logdir = Path(tempfile.mkdtemp(prefix="gcr-usage-loader-"))
     state = Stack(logdir=logdir, gcs_url=gcs_url, bigquery_url=bigquery_url)
     failed = False
     try:
-        start_loader(state, loader_env(state, overrides), name=name, healthy=healthy)
+        start_loader(state, loader_env(state, overrides), name=name, healthy=healthy, component=component)
         yield state
     except BaseException:
         failed = True

@@ -5,6 +5,10 @@
 //! can observe is fixed by the test: env (nothing inherited), clocks (tokio's paused clock, see
 //! `clock.rs`), random bytes (seeded), stdin (closed), no filesystem, no sockets, and HTTP only
 //! through the `FakeUpstream`.
+//!
+//! [`Harness::spin`] switches to Spin host mode: the Spin build, linked only if its imports are
+//! in Spin's host world, Spin variables resolved from `spin.toml` and the values the test
+//! provides, and outbound requests held to `spin.toml`'s `allowed_outbound_hosts`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,11 +25,12 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualMonotonicClock, VirtualTime, VirtualWallClock};
 use crate::error::{HarnessError, HarnessErrorKind};
-use crate::host::{HostState, MemoryLimits, Prepared, prepared};
+use crate::host::{HostKind, HostState, MemoryLimits, Prepared, prepared};
 use crate::loader::ObjectRef;
 use crate::request::TestRequest;
 use crate::response::{HarnessResponse, LoadResponse, RunInfo};
 use crate::runtime::assert_paused_current_thread;
+use crate::spin::{AllowedHosts, SpinManifest, SpinVariables};
 use crate::upstream::{FakeUpstream, describe_unmatched};
 use crate::{engine, guest};
 
@@ -55,6 +60,14 @@ pub struct Harness {
     timeout: Duration,
     upstream: FakeUpstream,
     check_unmatched_on_drop: bool,
+    spin: Option<SpinHost>,
+}
+
+/// Spin host mode's settings.
+#[derive(Clone, Debug)]
+struct SpinHost {
+    variables: SpinVariables,
+    allowed: AllowedHosts,
 }
 
 impl Default for Harness {
@@ -81,7 +94,52 @@ impl Harness {
             timeout: DEFAULT_VIRTUAL_TIMEOUT,
             upstream,
             check_unmatched_on_drop: true,
+            spin: None,
         }
+    }
+
+    /// Spin host mode with the repository's `spin.toml`: the Spin build
+    /// ([`guest::spin_guest_wasm`]), linked against only what Spin's host world offers, Spin
+    /// variables from the manifest (set values with [`Harness::spin_variable`]), outbound
+    /// requests held to its `allowed_outbound_hosts` (see [`FakeUpstream::denied`]).
+    pub fn spin() -> Self {
+        Self::spin_with(SpinManifest::repo())
+    }
+
+    /// Spin host mode with another manifest.
+    pub fn spin_with(manifest: &SpinManifest) -> Self {
+        let mut h = Self::new();
+        h.spin = Some(SpinHost { variables: SpinVariables::new(manifest), allowed: manifest.allowed_hosts() });
+        h
+    }
+
+    /// A provider value for a Spin application variable, as `SPIN_VARIABLE_<NAME>=value` or
+    /// `spin up --variable name=value` would supply it. Spin host mode only.
+    pub fn spin_variable(mut self, name: &str, value: &str) -> Self {
+        self.spin_mut().variables.provide(name, value);
+        self
+    }
+
+    /// The variable provider fails for this application variable (e.g. Vault unreachable).
+    pub fn spin_variable_failure(mut self, name: &str, message: &str) -> Self {
+        self.spin_mut().variables.fail(name, message);
+        self
+    }
+
+    /// `fermyon:spin/variables#get(name)` answers this error (what a host fault looks like).
+    pub fn spin_variable_error(mut self, name: &str, error: crate::spin::VariableError) -> Self {
+        self.spin_mut().variables.error(name, error);
+        self
+    }
+
+    /// Removes a component variable from the manifest, as an older `spin.toml` would lack it.
+    pub fn spin_undeclare(mut self, name: &str) -> Self {
+        self.spin_mut().variables.undeclare(name);
+        self
+    }
+
+    fn spin_mut(&mut self) -> &mut SpinHost {
+        self.spin.as_mut().expect("only in Spin host mode (Harness::spin)")
     }
 
     /// Run another component (e.g. [`guest::probe_wasm`]).
@@ -281,8 +339,10 @@ impl Harness {
     }
 
     fn prepared(&self) -> Result<Arc<Prepared>, HarnessError> {
-        let path = self.wasm.clone().unwrap_or_else(guest::guest_wasm);
-        prepared(&path)
+        match &self.spin {
+            None => prepared(&self.wasm.clone().unwrap_or_else(guest::guest_wasm), HostKind::Plain),
+            Some(_) => prepared(&self.wasm.clone().unwrap_or_else(guest::spin_guest_wasm), HostKind::Spin),
+        }
     }
 
     fn start_call(&self) -> Result<Call, HarnessError> {
@@ -303,11 +363,14 @@ impl Harness {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let peak = Arc::new(AtomicUsize::new(0));
+        // Set per call: a test may hand the harness its upstream after choosing the mode.
+        self.upstream.set_policy(self.spin.as_ref().map(|s| s.allowed.clone()));
         let state = HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             upstream: self.upstream.clone(),
+            spin: self.spin.as_ref().map(|s| s.variables.clone()),
             limits: MemoryLimits {
                 limits: StoreLimitsBuilder::new().memory_size(self.memory_limit).build(),
                 peak: peak.clone(),

@@ -5,7 +5,7 @@
 //! process; each call then only pays for `instantiate_async`, like a production host.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +19,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::engine;
 use crate::error::HarnessError;
 use crate::loader::LoaderGuestPre;
+use crate::spin::{SPIN_VARIABLES_INTERFACE, SpinVariables, SpinWorld, VariableError, component_imports};
 use crate::upstream::FakeUpstream;
 
 /// The `T` of `Store<T>`: one per call.
@@ -28,6 +29,17 @@ pub(crate) struct HostState {
     pub http: WasiHttpCtx,
     pub upstream: FakeUpstream,
     pub limits: MemoryLimits,
+    /// Spin host mode: the variables `fermyon:spin/variables#get` answers from.
+    pub spin: Option<SpinVariables>,
+}
+
+/// Which host the component is linked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum HostKind {
+    /// wasmtime serve's: WASI 0.2 (full CLI set) and wasi:http.
+    Plain,
+    /// Spin's: only what `spin:up/platform` offers, Spin variables implemented.
+    Spin,
 }
 
 impl WasiView for HostState {
@@ -49,29 +61,70 @@ pub(crate) struct Prepared {
     pub loader: Result<LoaderGuestPre<HostState>, String>,
 }
 
-pub(crate) fn prepared(path: &PathBuf) -> Result<Arc<Prepared>, HarnessError> {
-    static LINKER: OnceLock<Linker<HostState>> = OnceLock::new();
-    static PREPARED: OnceLock<Mutex<HashMap<PathBuf, Arc<Prepared>>>> = OnceLock::new();
+/// Prepared components by path and host.
+type PreparedCache = Mutex<HashMap<(PathBuf, HostKind), Arc<Prepared>>>;
+
+pub(crate) fn prepared(path: &Path, kind: HostKind) -> Result<Arc<Prepared>, HarnessError> {
+    static LINKERS: OnceLock<[Linker<HostState>; 2]> = OnceLock::new();
+    static PREPARED: OnceLock<PreparedCache> = OnceLock::new();
     let setup = |e: wasmtime::Error| HarnessError::setup(format!("{e:?}"));
-    let linker = LINKER.get_or_init(|| {
-        let mut linker = Linker::new(engine::engine());
-        // The full wasi:cli set (Rust std imports it) plus wasi:http types and outgoing-handler.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi linker");
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi-http linker");
-        linker
-    });
+    let linkers = LINKERS.get_or_init(|| [plain_linker(), spin_linker()]);
     let mut map = PREPARED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = map.get(path) {
+    let key = (path.to_path_buf(), kind);
+    if let Some(p) = map.get(&key) {
         return Ok(p.clone());
     }
     let component = engine::component(path).map_err(setup)?;
+    let linker = match kind {
+        HostKind::Plain => &linkers[0],
+        HostKind::Spin => {
+            // The Spin linker holds wasmtime-wasi's whole WASI 0.2 set (Spin's host is built on
+            // the same crates), so linking alone would accept an import Spin lacks; the
+            // component's imports are held against Spin's world first.
+            SpinWorld::sdk().check(&component_imports(&component)).map_err(|problems| {
+                HarnessError::setup(format!("{} would not link on Spin:\n  {}", path.display(), problems.join("\n  ")))
+            })?;
+            &linkers[1]
+        }
+    };
     let pre = linker.instantiate_pre(&component).map_err(setup)?;
     let p = Arc::new(Prepared {
         proxy: ProxyPre::new(pre.clone()).map_err(|e| format!("{e:?}")),
         loader: LoaderGuestPre::new(pre).map_err(|e| format!("{e:?}")),
     });
-    map.insert(path.clone(), p.clone());
+    map.insert(key, p.clone());
     Ok(p)
+}
+
+/// The full wasi:cli set (Rust std imports it) plus wasi:http types and outgoing-handler.
+fn plain_linker() -> Linker<HostState> {
+    let mut linker = Linker::new(engine::engine());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi linker");
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi-http linker");
+    linker
+}
+
+/// The plain set plus Spin variables: `get(name) -> result<string, error>`.
+fn spin_linker() -> Linker<HostState> {
+    let mut linker = plain_linker();
+    linker
+        .instance(SPIN_VARIABLES_INTERFACE)
+        .and_then(|mut variables| {
+            variables.func_wrap(
+                "get",
+                |store: wasmtime::StoreContextMut<'_, HostState>,
+                 (name,): (String,)|
+                 -> wasmtime::Result<(Result<String, VariableError>,)> {
+                    let answer = match &store.data().spin {
+                        Some(vars) => vars.get(&name),
+                        None => Err(VariableError::Other("not in Spin host mode".into())),
+                    };
+                    Ok((answer,))
+                },
+            )
+        })
+        .expect("spin variables linker");
+    linker
 }
 
 /// The store's limits, plus the largest linear memory the guest grew to (what a host must

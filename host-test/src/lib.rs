@@ -17,6 +17,8 @@
 //! }
 //! ```
 //!
+//! `Harness::spin()` runs the Spin build as Spin would (see [`spin`]).
+//!
 //! Guest time is tokio's paused clock ([`clock`]): sleeps and scripted delays take no real time
 //! but advance what the guest reads, so retry and polling logic runs exactly and instantly.
 
@@ -32,6 +34,7 @@ mod loader;
 mod request;
 mod response;
 mod runtime;
+pub mod spin;
 pub mod synth;
 mod upstream;
 
@@ -39,7 +42,7 @@ pub use clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualTime};
 pub use engine::{component, engine};
 pub use error::{HarnessError, HarnessErrorKind};
 pub use google_state::{FakeGoogle, crc32c_header};
-pub use guest::{WASM_ENV, guest_wasm, probe_wasm, workspace_root};
+pub use guest::{SPIN_WASM_ENV, WASM_ENV, guest_wasm, probe_wasm, spin_guest_wasm, workspace_root};
 pub use harness::{DEFAULT_FUEL, DEFAULT_VIRTUAL_TIMEOUT, Harness};
 pub use loader::{LoadError, ObjectRef, Outcome, OutcomeKind, object_ref};
 pub use request::TestRequest;

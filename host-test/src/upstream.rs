@@ -6,6 +6,10 @@
 //! each request (method, URL, headers, full body, options, virtual time) and answers it from a
 //! script of [`Rule`]s. A request no rule matches is answered `599` and kept in an "unmatched"
 //! list that the harness turns into a test failure unless the test takes it.
+//!
+//! In Spin host mode an outbound policy (`allowed_outbound_hosts` of `spin.toml`) comes first:
+//! a request to an origin it does not list never reaches the script; it is kept in a "denied"
+//! list and fails with `HTTP-request-denied`, as Spin fails it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::clock::VirtualTime;
+use crate::spin::AllowedHosts;
 
 /// What a real client does when `first-byte-timeout` is not set: wasmtime's default client
 /// (`wasmtime serve`) waits 600 s for the first byte, then fails with `connection-read-timeout`.
@@ -283,6 +288,10 @@ struct Inner {
     log: Vec<RecordedRequest>,
     /// Unmatched requests not yet taken by the test.
     unmatched: Vec<RecordedRequest>,
+    /// Requests the outbound policy refused, in arrival order.
+    denied: Vec<RecordedRequest>,
+    /// Spin's `allowed_outbound_hosts`; `None` = everything goes to the script.
+    policy: Option<AllowedHosts>,
     time: Option<VirtualTime>,
 }
 
@@ -343,6 +352,28 @@ impl FakeUpstream {
         self.lock().time = Some(time);
     }
 
+    /// Requests the outbound policy (Spin host mode) refused, in arrival order. They are not
+    /// in [`FakeUpstream::requests`]: they never left the host.
+    pub fn denied(&self) -> Vec<RecordedRequest> {
+        self.lock().denied.clone()
+    }
+
+    pub(crate) fn set_policy(&self, policy: Option<AllowedHosts>) {
+        self.lock().policy = policy;
+    }
+
+    /// `true` (and recorded as denied) when a policy is set and does not allow the URL.
+    fn deny(&self, req: &RecordedRequest, uri: &http::Uri) -> bool {
+        let mut inner = self.lock();
+        let denied = inner.policy.as_ref().is_some_and(|p| !p.allows(uri));
+        if denied {
+            let mut req = req.clone();
+            req.at = inner.time.as_ref().map(VirtualTime::elapsed).unwrap_or_default();
+            inner.denied.push(req);
+        }
+        denied
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panicking test thread must not hide the log from the assertions that follow.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -375,7 +406,8 @@ impl FakeUpstream {
     ) -> Result<http::Response<WasiBody>, Error> {
         let (parts, body) = request.into_parts();
         // Waiting for the whole body is what lets tests assert on it; it completes when the guest
-        // finishes the outgoing body (the guest may do so after calling `handle`).
+        // finishes the outgoing body (the guest may do so after calling `handle`). A denied
+        // request's body is drained too, so the guest sees the denial and not a broken pipe.
         let body = body.collect().await?.to_bytes();
         let uri = &parts.uri;
         let recorded = RecordedRequest {
@@ -391,6 +423,12 @@ impl FakeUpstream {
             at: Duration::ZERO,
             rule: None,
         };
+        // Spin refuses in `outgoing-handler.handle` itself; wasmtime 48's hook can only fail the
+        // response future. The guest reads both as the same error code (`http_out.rs` turns
+        // either into the same failure), so the difference is not observable to it.
+        if self.deny(&recorded, uri) {
+            return Err(Error::HttpRequestDenied);
+        }
         let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
         let Some(mut reply) = self.dispatch(recorded.clone()) else {
             return Ok(response(

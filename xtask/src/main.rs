@@ -5,7 +5,11 @@
 //!   loads the fixture logs through the component and prints per-image statistics.
 //! - `test`  everything CI runs: formatting, lints, native and harness tests, and the
 //!   end-to-end and peer tests against the emulators under a real `wasmtime serve`.
-//! - `bench` the harness benchmark (time and fuel per event) and the component's size.
+//! - `bench` the harness benchmark (time and fuel per event) and the component's size, then the
+//!   cold-start benchmark (`bench/cold_start.py`: wasmtime serve with .wasm / .cwasm, the
+//!   pre-instantiated harness, and the seed's Python function, request -> first outbound call).
+//! - `build` both flavours of the component: the portable one (target/wasm32-wasip2/release)
+//!   and the Spin one (`--features spin`, target/spin/wasm32-wasip2/release, as in spin.toml).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -22,7 +26,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(),
-        Some("build") => build_component().map(|_| ()),
+        Some("build") => build_component().and_then(|_| build_spin_component()).map(|_| ()),
         _ => {
             eprintln!("usage: cargo xtask <demo|test|bench|build>\n  test --no-e2e  skips the emulator tests");
             return ExitCode::from(2);
@@ -39,6 +43,11 @@ fn main() -> ExitCode {
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` if set, else `target/`.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).map_or_else(|| root().join("target"), |d| root().join(d))
 }
 
 fn step(what: &str) {
@@ -72,10 +81,41 @@ fn build_component() -> Result<PathBuf> {
     ensure_wasm_target()?;
     step("building the component (release, wasm32-wasip2)");
     run(cargo().args(["build", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release"]))?;
-    let wasm = root().join("target").join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
-    let size = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
-    eprintln!("component: {} ({} KiB)", wasm.display(), size / 1024);
+    let wasm = target_dir().join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
+    report_size(&wasm)?;
     Ok(wasm)
+}
+
+/// Where the Spin flavour is built: its own target directory, so the two `.wasm` files never
+/// overwrite each other. The same command and path as `spin.toml`'s `[component.gcr-usage.build]`
+/// and `source` (host-test/tests/spin.rs checks the manifest's side).
+const SPIN_TARGET_DIR: &str = "target/spin";
+
+/// Builds the Spin flavour (`--features spin`) and returns its path.
+fn build_spin_component() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    step("building the Spin flavour (release, wasm32-wasip2, --features spin)");
+    run(cargo().args([
+        "build",
+        "--package",
+        "gcr-usage-loader",
+        "--target",
+        WASM_TARGET,
+        "--release",
+        "--features",
+        "spin",
+        "--target-dir",
+        SPIN_TARGET_DIR,
+    ]))?;
+    let wasm = root().join(SPIN_TARGET_DIR).join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
+    report_size(&wasm)?;
+    Ok(wasm)
+}
+
+fn report_size(wasm: &Path) -> Result {
+    let size = std::fs::metadata(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
+    eprintln!("component: {} ({} KiB)", wasm.display(), size / 1024);
+    Ok(())
 }
 
 /// `wasmtime` 48.0.8 (the last release rustc 1.95 builds): the one on PATH if it is that
@@ -147,21 +187,24 @@ fn test(args: &[String]) -> Result {
     step("cargo fmt --check");
     run(cargo().args(["fmt", "--all", "--check"]))?;
     let wasm = build_component()?;
-    step("cargo clippy (native crates and the component)");
+    let spin_wasm = build_spin_component()?;
+    step("cargo clippy (native crates and both flavours of the component)");
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo().args([
-        "clippy",
-        "--package",
-        "gcr-usage-loader",
-        "--target",
-        WASM_TARGET,
-        "--release",
+    let component_clippy = ["clippy", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release"];
+    run(cargo().args(component_clippy).args(["--", "-D", "warnings"]))?;
+    // In the Spin target directory, where the Spin build just compiled spin-sdk and its
+    // dependencies: checking them again in target/ would only cost time.
+    run(cargo().args(component_clippy).args([
+        "--features",
+        "spin",
+        "--target-dir",
+        SPIN_TARGET_DIR,
         "--",
         "-D",
         "warnings",
     ]))?;
-    step("cargo test (core unit tests, harness tests against the built component)");
-    run(cargo().args(["test", "--workspace"]).env("GCR_USAGE_WASM", &wasm))?;
+    step("cargo test (core unit tests, harness tests against both built flavours)");
+    run(cargo().args(["test", "--workspace"]).env("GCR_USAGE_WASM", &wasm).env("GCR_USAGE_SPIN_WASM", &spin_wasm))?;
     if !e2e {
         return Ok(());
     }
@@ -189,5 +232,22 @@ fn bench() -> Result {
     run(cargo()
         .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "classify_bench"])
         .env("GCR_USAGE_BENCH_MB", &mib)
-        .env("GCR_USAGE_WASM", &wasm))
+        .env("GCR_USAGE_WASM", &wasm))?;
+    cold_start_bench(&wasm)
+}
+
+/// `bench/cold_start.py`: request -> first outbound call for wasmtime serve (.wasm, .cwasm), the
+/// harness with a pre-instantiated component, and the seed's Python function (functions-framework).
+fn cold_start_bench(wasm: &Path) -> Result {
+    step("cold-start benchmark (bench/cold_start.py)");
+    run(cargo().args(["build", "--release", "--package", "gcr-usage-host-test", "--bin", "cold_start"]))?;
+    let harness = target_dir().join("release").join("cold_start");
+    let wasmtime = ensure_wasmtime()?;
+    let python = ensure_venv()?;
+    run(Command::new(python)
+        .arg("bench/cold_start.py")
+        .arg("--harness-bin")
+        .arg(harness)
+        .env("GCR_USAGE_WASM", wasm)
+        .env("WASMTIME", &wasmtime))
 }
