@@ -16,8 +16,9 @@ use crate::upstream::{FakeUpstream, RecordedRequest, Reply, Rule, matching, pref
 
 #[derive(Default)]
 struct State {
-    /// (bucket, name) → (generation, bytes).
-    objects: HashMap<(String, String), (u64, Vec<u8>)>,
+    /// (bucket, name) → (generation, bytes, their `X-Goog-Hash`), the hash computed once on
+    /// upload as Cloud Storage does (not per download: benchmarks would time the fake).
+    objects: HashMap<(String, String), (u64, bytes::Bytes, String)>,
     /// upload_id → (job reference, job configuration, bytes so far).
     sessions: HashMap<String, (JobRef, Value, Vec<u8>)>,
     jobs: HashMap<String, Value>,
@@ -43,7 +44,9 @@ impl FakeGoogle {
     }
 
     pub fn object(&self, bucket: &str, name: &str, generation: u64, bytes: impl Into<Vec<u8>>) -> &Self {
-        self.lock().objects.insert((bucket.into(), name.into()), (generation, bytes.into()));
+        let bytes = bytes::Bytes::from(bytes.into());
+        let hash = crc32c_header(&bytes);
+        self.lock().objects.insert((bucket.into(), name.into()), (generation, bytes, hash));
         self
     }
 
@@ -94,12 +97,12 @@ impl FakeGoogle {
         let key = (decode(bucket), decode(name));
         let state = self.lock();
         match state.objects.get(&key) {
-            Some((generation, bytes))
+            Some((generation, bytes, hash))
                 if r.query_param("alt") == Some("media")
                     && r.query_param("generation").is_none_or(|g| g == generation.to_string()) =>
             {
                 Reply::status(200)
-                    .header("x-goog-hash", &crc32c_header(bytes))
+                    .header("x-goog-hash", hash)
                     .header("x-goog-generation", &generation.to_string())
                     .header("content-type", "application/octet-stream")
                     .body(bytes.clone())

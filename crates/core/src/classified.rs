@@ -116,9 +116,7 @@ impl Uploader {
         loop {
             match reader.read_row(&mut row) {
                 Ok(true) => {
-                    let event = classify(&row, &self.plan.object);
-                    serde_json::to_writer(&mut buffer, &event).expect("an event serialises");
-                    buffer.push(b'\n');
+                    crate::usage::ndjson::write_line(&classify(&row, &self.plan.object), &mut buffer);
                     while buffer.len() >= chunk {
                         self.send_chunk(io, &mut session, &buffer[..chunk], None)?;
                         buffer.drain(..chunk);

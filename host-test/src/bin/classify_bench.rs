@@ -6,8 +6,9 @@
 //!    (`$CARGO_TARGET_DIR`, else `<workspace>/target`), in `classify-bench/`.
 //! 2. Times, in one process and interleaved run by run (`GCR_USAGE_BENCH_RUNS`, default 3):
 //!    (a) the native `UsageLogReader` alone, (b) reader + `classify`, (c) reader + `classify` +
-//!    NDJSON (`serde_json::to_writer` into a reused buffer cleared at 4 MiB, like an upload
-//!    chunk); reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
+//!    NDJSON (`usage::ndjson::write_line`, what the component runs, into a reused buffer cleared
+//!    at 4 MiB, like an upload chunk), (c') the same through `serde_json::to_writer`, the
+//!    reference; reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
 //! 3. Runs `bench/classify_baseline.py` (csv + re + json, the same work as (c)) with `python3`
 //!    (or `$GCR_USAGE_BENCH_PYTHON`) for the same number of runs, and prints native/Python ratios.
 //! 4. Measures peak RSS growth (`VmHWM` in `/proc/self/status`, before and after) of path (c)
@@ -24,7 +25,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
-use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
+use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify, ndjson};
 use gcr_usage_host_test::synth::{self, SynthStats};
 use gcr_usage_host_test::{
     FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
@@ -50,7 +51,10 @@ const PROBE_ARG: &str = "--memory-probe";
 enum Stage {
     Read,
     Classify,
+    /// NDJSON as the component writes it (`usage::ndjson::write_line`).
     Ndjson,
+    /// The same bytes through `serde_json::to_writer`: the reference the writer must equal.
+    NdjsonSerde,
 }
 
 /// What one pass over the log saw.
@@ -115,10 +119,10 @@ fn main() {
     let source = ObjectRef { bucket: "demo-gcr-logs".into(), name: name.clone(), generation: Some(1) };
 
     // Native paths, interleaved run by run so that machine noise hits all three alike.
-    let mut native: [Vec<f64>; 3] = Default::default();
+    let mut native: [Vec<f64>; 4] = Default::default();
     let mut passes: Vec<Pass> = Vec::new();
     for _ in 0..runs {
-        for (i, stage) in [Stage::Read, Stage::Classify, Stage::Ndjson].into_iter().enumerate() {
+        for (i, stage) in [Stage::Read, Stage::Classify, Stage::Ndjson, Stage::NdjsonSerde].into_iter().enumerate() {
             let started = Instant::now();
             let pass = native_pass(open(&log), &source, stage, ReaderOptions::default());
             native[i].push(started.elapsed().as_secs_f64());
@@ -127,6 +131,7 @@ fn main() {
     }
     let pass = passes.last().cloned().expect("at least one run");
     check_pass(&pass, &synth);
+    assert_eq!(passes[2], passes[3], "the NDJSON writer and serde_json write as many bytes");
     let figures: Vec<Figures> =
         native.into_iter().map(|seconds| Figures { seconds, rows: pass.rows }).collect::<Vec<_>>();
 
@@ -179,7 +184,7 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
     let mut row = UsageRow::default();
     let mut pass = Pass::default();
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
-    if stage == Stage::Ndjson {
+    if matches!(stage, Stage::Ndjson | Stage::NdjsonSerde) {
         // Touch the chunk's pages once: its memory is fixed, whatever the size of the log.
         chunk.resize(chunk.capacity(), 0);
         chunk.clear();
@@ -194,11 +199,15 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
                 pass.actions[event.action as usize] += 1;
                 std::hint::black_box(&event);
             }
-            Stage::Ndjson => {
+            Stage::Ndjson | Stage::NdjsonSerde => {
                 let event = classify(&row, source);
                 pass.actions[event.action as usize] += 1;
-                serde_json::to_writer(&mut chunk, &event).expect("serialising to memory cannot fail");
-                chunk.push(b'\n');
+                if stage == Stage::Ndjson {
+                    ndjson::write_line(&event, &mut chunk);
+                } else {
+                    serde_json::to_writer(&mut chunk, &event).expect("serialising to memory cannot fail");
+                    chunk.push(b'\n');
+                }
                 if chunk.len() >= CHUNK {
                     pass.ndjson_bytes += chunk.len() as u64;
                     std::hint::black_box(&chunk);
@@ -484,7 +493,12 @@ fn print_report(r: &Report<'_>) {
             100.0 * f.spread()
         );
     };
-    let names = ["(a) native reader", "(b) native reader + classify", "(c) native reader + classify + NDJSON"];
+    let names = [
+        "(a) native reader",
+        "(b) native reader + classify",
+        "(c) native reader + classify + NDJSON",
+        "(c') the same, NDJSON through serde_json",
+    ];
     for (name, f) in names.iter().zip(r.native) {
         line(name, f);
     }

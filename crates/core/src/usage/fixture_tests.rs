@@ -102,6 +102,26 @@ fn classification_table() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// Every row the fixtures hold: each classification case that reads as a row, and every row of
+/// every usage log in `fixtures/logs/` (for tests that must hold on realistic rows).
+pub(super) fn fixture_rows() -> Vec<UsageRow> {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("classification/cases.json")).unwrap()).unwrap();
+    let mut rows: Vec<UsageRow> = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|case| {
+            let csv = case_csv(&doc["defaults"], case);
+            UsageLogReader::new(csv.as_slice()).filter_map(Result::ok).collect::<Vec<_>>()
+        })
+        .collect();
+    for file in log_files().into_iter().filter(|f| f.kind == LogKind::Usage) {
+        rows.extend(UsageLogReader::new(file.bytes.as_slice()).filter_map(Result::ok));
+    }
+    rows
+}
+
 /// The rows of the markdown table between `<!-- expected:NAME -->` markers, cells trimmed and
 /// unquoted from their backticks; header and separator rows dropped.
 fn readme_table(readme: &str, name: &str) -> Vec<Vec<String>> {

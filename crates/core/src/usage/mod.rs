@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod event;
 mod lines;
+pub mod ndjson;
 pub mod reader;
 pub mod registry;
 mod request_ids;
@@ -23,4 +24,4 @@ pub use row::{MalformedReason, UsageRow};
 pub use user_agent::ClientFamily;
 
 #[cfg(test)]
-mod fixture_tests;
+pub(crate) mod fixture_tests;
