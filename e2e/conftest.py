@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,16 @@ import stack as stack_mod  # noqa: E402
 
 # Stacks alive right now, so a failing test's report can carry the child processes' logs.
 ACTIVE: list[stack_mod.Stack] = []
+
+
+@contextmanager
+def watched(running: stack_mod.Stack) -> Iterator[stack_mod.Stack]:
+    """While inside: a failing test's report carries `running`'s process logs."""
+    ACTIVE.append(running)
+    try:
+        yield running
+    finally:
+        ACTIVE.remove(running)
 
 
 def require_loader() -> None:
@@ -34,12 +45,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def emulators() -> Iterator[stack_mod.Stack]:
     """fake-gcs-server + local-bigquery, the log bucket with every fixture, the empty dataset."""
-    with stack_mod.stack(with_loader=False) as running:
-        ACTIVE.append(running)
-        try:
-            yield running
-        finally:
-            ACTIVE.remove(running)
+    with stack_mod.stack(with_loader=False) as running, watched(running):
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 
 import events
 import expected
-from conftest import ACTIVE, require_loader
+from conftest import require_loader, watched
 from stack import Stack, http_json, loader_only
 from test_views import CLIENT_COLUMNS, DAILY_COLUMNS, EVENT_COLUMNS, IMAGE_COLUMNS, by
 from viewrun import VIEW_FILES, run_file, select
@@ -32,13 +32,10 @@ def loader(emulators: Stack) -> Iterator[Stack]:
     require_loader()
     emulators.create_dataset(DATASET)
     overrides = {"GCR_USAGE_MODE": "both", "GCR_USAGE_DATASET": DATASET, "GCR_USAGE_UPLOAD_CHUNK_KIB": "256"}
-    with loader_only(emulators.bigquery_url, emulators.gcs_url, overrides, name="wasmtime-serve-both") as running:
+    with loader_only(emulators.bigquery_url, emulators.gcs_url, overrides, name="wasmtime-serve-both") as running, \
+            watched(running):
         running.objects = emulators.objects
-        ACTIVE.append(running)
-        try:
-            yield running
-        finally:
-            ACTIVE.remove(running)
+        yield running
 
 
 def deliver(stack: Stack, name: str) -> dict:

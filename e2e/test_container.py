@@ -22,7 +22,7 @@ import pytest
 import events
 import expected
 import stack as stack_mod
-from conftest import ACTIVE, require_loader
+from conftest import require_loader, watched
 from stack import Stack
 
 DOCKERFILE = stack_mod.REPO_ROOT / "deploy" / "Dockerfile"
@@ -149,13 +149,9 @@ def cwasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def container(emulators: Stack, cwasm: Path) -> Iterator[Stack]:
     emulators.create_dataset(DATASET)
     with stack_mod.loader_only(emulators.bigquery_url, emulators.gcs_url, {"GCR_USAGE_DATASET": DATASET},
-                               name="serve-sh-cwasm", component=cwasm) as running:
+                               name="serve-sh-cwasm", component=cwasm) as running, watched(running):
         running.objects = emulators.objects
-        ACTIVE.append(running)
-        try:
-            yield running
-        finally:
-            ACTIVE.remove(running)
+        yield running
 
 
 def test_precompiled_artifact_is_not_a_wasm(cwasm: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import events
 import expected
 import schema
-from conftest import ACTIVE
+from conftest import watched
 from stack import Stack, free_port, http_json, loader_only
 from sqlrun import image_pulls
 
@@ -190,26 +190,19 @@ def test_load_job_that_fails_is_422_and_loads_nothing(loaded_stack: Stack) -> No
 def test_bigquery_unreachable_is_503(loaded_stack: Stack) -> None:
     """Nothing listens on the BigQuery endpoint: 503 within GCR_USAGE_WAIT_SECONDS (the trigger redelivers)."""
     dead = f"http://127.0.0.1:{free_port()}"
-    with loader_only(dead, loaded_stack.gcs_url, {"GCR_USAGE_WAIT_SECONDS": "2"}, name="wasmtime-dead-bq") as other:
-        ACTIVE.append(other)
-        try:
-            name = expected.log_files()[0].object
-            answer = events.deliver(other.loader_url, "bare-object", loaded_stack.objects[name])
-        finally:
-            ACTIVE.remove(other)
+    with loader_only(dead, loaded_stack.gcs_url, {"GCR_USAGE_WAIT_SECONDS": "2"}, name="wasmtime-dead-bq") as other, \
+            watched(other):
+        name = expected.log_files()[0].object
+        answer = events.deliver(other.loader_url, "bare-object", loaded_stack.objects[name])
     assert answer.status == 503, answer.body
     assert answer.json().get("outcome") == "error"
 
 
 def test_configuration_error_is_500(loaded_stack: Stack) -> None:
     with loader_only(loaded_stack.bigquery_url, loaded_stack.gcs_url, {"GCR_USAGE_WAIT_SECONDS": "soon"},
-                     name="wasmtime-bad-config", healthy=False) as other:
-        ACTIVE.append(other)
-        try:
-            name = expected.log_files()[0].object
-            answer = events.deliver(other.loader_url, "bare-object", loaded_stack.objects[name])
-        finally:
-            ACTIVE.remove(other)
+                     name="wasmtime-bad-config", healthy=False) as other, watched(other):
+        name = expected.log_files()[0].object
+        answer = events.deliver(other.loader_url, "bare-object", loaded_stack.objects[name])
     assert answer.status == 500, answer.body
     assert "GCR_USAGE_WAIT_SECONDS" in answer.json().get("reason", ""), answer.body
 

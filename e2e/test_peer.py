@@ -20,7 +20,7 @@ import events
 import schema
 import stack as stack_mod
 from capture import Captured, CaptureServer
-from conftest import ACTIVE, require_loader
+from conftest import require_loader, watched
 
 PROJECT = "demo-project"
 DATASET = "storageanalysis"
@@ -58,14 +58,10 @@ def python_client_request(capture: CaptureServer) -> Captured:
 def component(capture: CaptureServer, python_client_request: Captured) -> Iterator[tuple[list, list[Captured]]]:
     """The component fed the same event twice; yields its answers and every request it made."""
     require_loader()
-    with stack_mod.loader_only(capture.url, capture.url, name="wasmtime-serve-peer") as state:
-        ACTIVE.append(state)
-        try:
-            event = events.load_fixture(SHAPE)
-            answers = [events.deliver(state.loader_url, SHAPE, event) for _ in range(2)]
-            yield answers, capture.requests
-        finally:
-            ACTIVE.remove(state)
+    with stack_mod.loader_only(capture.url, capture.url, name="wasmtime-serve-peer") as state, watched(state):
+        event = events.load_fixture(SHAPE)
+        answers = [events.deliver(state.loader_url, SHAPE, event) for _ in range(2)]
+        yield answers, capture.requests
 
 
 def load_config(request: Captured) -> dict:

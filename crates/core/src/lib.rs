@@ -33,4 +33,4 @@ pub mod usage;
 
 pub use config::{Config, ConfigError};
 pub use object::ObjectRef;
-pub use outcome::{LoadError, Outcome, OutcomeKind};
+pub use outcome::{LoadError, Outcome, OutcomeKind, Retries};

@@ -54,6 +54,17 @@ pub struct Outcome {
     /// What reading the object found (classified loads that read it in this delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counts: Option<FileCounts>,
+    /// Transient failures this delivery got past by retrying: a load that keeps needing
+    /// retries is worth a look even when it ends well (`jsonPayload.retries.count > 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+}
+
+/// How many requests of the load failed transiently and were sent again, and the last failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retries {
+    pub count: u32,
+    pub last: String,
 }
 
 /// Per-file counts of a classified load. `records = events + malformed + duplicates`.
@@ -101,6 +112,7 @@ impl Outcome {
             rows: None,
             reason: Some(reason.into()),
             counts: None,
+            retries: None,
         }
     }
 }

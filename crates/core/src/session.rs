@@ -21,7 +21,7 @@ use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
 use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
 use crate::metadata;
-use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind};
+use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind, Retries};
 use crate::plan::PlannedLoad;
 
 /// What the host must do next.
@@ -98,6 +98,8 @@ pub struct LoadSession {
     polls: Backoff,
     jitter: Jitter,
     transient_failures: u32,
+    /// The last of them, for the outcome's `retries`.
+    last_transient: Option<String>,
 }
 
 impl LoadSession {
@@ -139,6 +141,7 @@ impl LoadSession {
             polls: Backoff::polling(),
             jitter: Jitter::new(seed),
             transient_failures: 0,
+            last_transient: None,
         }
     }
 
@@ -313,6 +316,7 @@ impl LoadSession {
                 self.config.wait.max(MIN_BUDGET).as_secs()
             ))));
         }
+        self.last_transient = Some(what);
         Step::Sleep(delay)
     }
 
@@ -410,6 +414,7 @@ impl LoadSession {
             rows,
             reason,
             counts: self.counts.clone(),
+            retries: self.last_transient.clone().map(|last| Retries { count: self.transient_failures, last }),
         }
     }
 

@@ -203,10 +203,21 @@ pub fn assert_error(r: &HarnessResponse, status: u16, error: &str, reason_prefix
     body
 }
 
-/// Asserts a 200 `loaded` answer for `name` in the usage table and returns it.
+/// Asserts a 200 `loaded` answer for `name` in the usage table, with nothing retried, and
+/// returns it.
 #[track_caller]
 pub fn assert_loaded(r: &HarnessResponse, name: &str, generation: Option<u64>, rows: u64) -> Value {
-    let body = r.json();
+    assert_loaded_after(r, name, generation, rows, 0)
+}
+
+/// [`assert_loaded`] for a load that got past `retries` transient failures: the answer and the
+/// log line say how many, and what failed last (returned under `"retries"`).
+#[track_caller]
+pub fn assert_loaded_after(r: &HarnessResponse, name: &str, generation: Option<u64>, rows: u64, retries: u64) -> Value {
+    let mut body = r.json();
+    let reported = body.as_object_mut().expect("an object").remove("retries");
+    assert_eq!(reported.as_ref().map(|r| r["count"].as_u64().expect("a count")).unwrap_or(0), retries, "{reported:?}");
+    assert_eq!(log_line(r)["retries"], reported.clone().unwrap_or(Value::Null), "the log line says it too");
     let job_id = expected_job_id(BUCKET, name, generation, USAGE_DEST, 1);
     assert_eq!(
         body,
@@ -224,6 +235,9 @@ pub fn assert_loaded(r: &HarnessResponse, name: &str, generation: Option<u64>, r
     assert_eq!(r.status, 200);
     let line = log_line(r);
     assert_eq!(line["severity"], "INFO");
+    if let Some(reported) = reported {
+        body["retries"] = reported;
+    }
     body
 }
 

@@ -94,7 +94,8 @@ async fn a_409_after_an_insert_whose_answer_was_lost_is_our_load() {
         })),
     );
     let r = harness(&up).handle(event()).await.unwrap();
-    assert_loaded(&r, USAGE_NAME, Some(USAGE_GEN), 1184);
+    let body = assert_loaded_after(&r, USAGE_NAME, Some(USAGE_GEN), 1184, 1);
+    assert_eq!(body["retries"]["last"], "BigQuery jobs.insert failed: ErrorCode::ConnectionTerminated");
 }
 
 #[tokio::test(start_paused = true)]

@@ -21,7 +21,11 @@ async fn transient_errors_are_retried_with_the_same_job_and_growing_jittered_bac
         google::job_done_echo(77),
     ]));
     let r = harness(&up).env("GCR_USAGE_WAIT_SECONDS", "60").handle(event()).await.unwrap();
-    assert_loaded(&r, USAGE_NAME, Some(USAGE_GEN), 77);
+    let body = assert_loaded_after(&r, USAGE_NAME, Some(USAGE_GEN), 77, 6);
+    assert_eq!(
+        body["retries"]["last"],
+        "BigQuery jobs.insert answered HTTP 502: unexpected body: <html><body><h1>502 Bad Gateway</h1></body></html>"
+    );
     assert_eq!(r.run.outbound.len(), 7);
     assert!(r.run.outbound.iter().all(|q| q.body == r.run.outbound[0].body), "same job id, same body, every time");
     let gaps = gaps(&r.run);

@@ -331,6 +331,18 @@ fn the_insert_carries_the_delivery_label() {
 }
 
 #[test]
+fn retried_failures_are_reported_with_the_outcome() {
+    let mut s = Script::new(vec![Err("connection refused"), Ok((503, "busy")), Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded);
+    let retries = o.retries.expect("two retries");
+    assert_eq!(retries.count, 2);
+    assert!(retries.last.starts_with("BigQuery jobs.insert answered"), "{}", retries.last);
+    let mut s = Script::new(vec![Ok((200, DONE))]);
+    assert_eq!(run(config(&[]), &mut s).unwrap().retries, None, "nothing retried, nothing said");
+}
+
+#[test]
 fn every_5xx_is_transient() {
     for status in [507, 520, 599] {
         let mut s = Script::new(vec![Ok((status, "?")), Ok((200, DONE))]);
