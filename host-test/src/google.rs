@@ -133,7 +133,7 @@ pub fn without_delivery_label(body: &[u8]) -> Vec<u8> {
     match serde_json::from_slice::<Value>(body) {
         Ok(mut json) => {
             if let Some(labels) = json.pointer_mut("/configuration/labels").and_then(Value::as_object_mut) {
-                labels.remove("delivery");
+                labels.remove(gcr_usage_core::job::DELIVERY_LABEL);
             }
             serde_json::to_vec(&json).expect("JSON serialises")
         }

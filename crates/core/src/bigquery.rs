@@ -125,28 +125,26 @@ impl std::fmt::Display for JobFailure {
     }
 }
 
+/// What the loader reads from a Job resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub state: JobState,
+    /// Its [`crate::job::DELIVERY_LABEL`], when it has one (jobs submitted by older loaders, or
+    /// by emulators that drop labels, do not).
+    pub delivery: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct JobResource {
     status: Option<StatusResource>,
     statistics: Option<Statistics>,
+    configuration: Option<ConfigurationResource>,
 }
 
 #[derive(Deserialize)]
-struct LabelledJob {
-    configuration: Option<LabelledConfiguration>,
-}
-
-#[derive(Deserialize)]
-struct LabelledConfiguration {
-    #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
-}
-
-/// The job's [`crate::job::DELIVERY_LABEL`], if the resource carries one (jobs submitted by
-/// older loaders, or by emulators that drop labels, do not).
-pub fn job_delivery(body: &[u8]) -> Option<String> {
-    let job: LabelledJob = serde_json::from_slice(body).ok()?;
-    job.configuration?.labels.remove(crate::job::DELIVERY_LABEL)
+struct ConfigurationResource {
+    /// Only the delivery label matters, and an odd label must not make the job unreadable.
+    labels: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -184,10 +182,18 @@ enum Int64 {
 }
 
 /// Reads a Job resource; the error says what was wrong with the body.
-pub fn parse_job(body: &[u8]) -> Result<JobState, String> {
+pub fn parse_job(body: &[u8]) -> Result<Job, String> {
     let job: JobResource = serde_json::from_slice(body)
         .map_err(|e| format!("job resource is not valid JSON ({e}); {}", quote_body(body)))?;
-    let status = job.status.ok_or("job resource has no status")?;
+    let delivery = job
+        .configuration
+        .and_then(|c| c.labels)
+        .and_then(|labels| labels.get(crate::job::DELIVERY_LABEL)?.as_str().map(str::to_string));
+    let state = job_state(job.status.ok_or("job resource has no status")?, job.statistics)?;
+    Ok(Job { state, delivery })
+}
+
+fn job_state(status: StatusResource, statistics: Option<Statistics>) -> Result<JobState, String> {
     match status.state.as_deref() {
         Some("PENDING") => Ok(JobState::Pending),
         Some("RUNNING") => Ok(JobState::Running),
@@ -206,7 +212,7 @@ pub fn parse_job(body: &[u8]) -> Result<JobState, String> {
                     message: truncate(&detail.map(|d| format!("{base} ({d})")).unwrap_or(base), QUOTE_CHARS),
                 }
             });
-            let rows = match job.statistics.and_then(|s| s.load).and_then(|l| l.output_rows) {
+            let rows = match statistics.and_then(|s| s.load).and_then(|l| l.output_rows) {
                 None => None,
                 Some(Int64::Number(n)) => Some(n),
                 Some(Int64::Text(t)) => {
@@ -265,25 +271,37 @@ mod tests {
         assert!(long.message.chars().count() < 400);
     }
 
+    fn parse_state(body: &[u8]) -> Result<JobState, String> {
+        parse_job(body).map(|job| job.state)
+    }
+
     #[test]
-    fn job_states() {
-        assert_eq!(parse_job(br#"{"status":{"state":"RUNNING"}}"#), Ok(JobState::Running));
-        assert_eq!(job_delivery(br#"{"status":{"state":"RUNNING"}}"#), None);
+    fn job_delivery_labels() {
+        let delivery = |body: &[u8]| parse_job(body).unwrap().delivery;
+        assert_eq!(delivery(br#"{"status":{"state":"RUNNING"}}"#), None);
         assert_eq!(
-            job_delivery(br#"{"configuration":{"labels":{"loader":"gcr-usage","delivery":"ab12"}}}"#),
+            delivery(
+                br#"{"status":{"state":"DONE"},"configuration":{"labels":{"loader":"gcr-usage","delivery":"ab12"}}}"#
+            ),
             Some("ab12".into())
         );
-        assert_eq!(job_delivery(br#"{"configuration":{"labels":null}}"#), None);
-        assert_eq!(parse_job(br#"{"status":{"state":"PENDING"}}"#), Ok(JobState::Pending));
+        assert_eq!(delivery(br#"{"status":{"state":"DONE"},"configuration":{"labels":null}}"#), None);
+        assert_eq!(delivery(br#"{"status":{"state":"DONE"},"configuration":{"labels":{"delivery":7}}}"#), None);
+    }
+
+    #[test]
+    fn job_states() {
+        assert_eq!(parse_state(br#"{"status":{"state":"RUNNING"}}"#), Ok(JobState::Running));
+        assert_eq!(parse_state(br#"{"status":{"state":"PENDING"}}"#), Ok(JobState::Pending));
         assert_eq!(
-            parse_job(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"42"}}}"#),
+            parse_state(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"42"}}}"#),
             Ok(JobState::Done { rows: Some(42), failure: None })
         );
         assert_eq!(
-            parse_job(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":7}}}"#),
+            parse_state(br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":7}}}"#),
             Ok(JobState::Done { rows: Some(7), failure: None })
         );
-        let failed = parse_job(
+        let failed = parse_state(
             br#"{"status":{"state":"DONE","errorResult":{"reason":"invalid","message":"Error while reading data"},"errors":[{"reason":"invalid","message":"Error while reading data"},{"reason":"invalid","message":"Could not parse 'x' as INT64 for field time_micros (position 0) starting at location 0"}]}}"#,
         )
         .unwrap();
@@ -298,7 +316,7 @@ mod tests {
             br#"{"status":{"state":"WEIRD"}}"#,
             br#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"x"}}}"#,
         ] {
-            assert!(parse_job(bad).is_err());
+            assert!(parse_state(bad).is_err());
         }
     }
 }

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use crate::backoff::{Backoff, Jitter};
-use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, job_delivery, parse_job};
+use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
 use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
 use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
@@ -221,7 +221,7 @@ impl LoadSession {
             Action::Insert => {
                 self.created = true;
                 match parse_job(body) {
-                    Ok(state) => self.job_state(state, now_ms),
+                    Ok(job) => self.job_state(job.state, now_ms),
                     // The job was accepted but the answer is unreadable: read the job instead.
                     Err(_) => {
                         self.action = Action::GetJob;
@@ -230,11 +230,11 @@ impl LoadSession {
                 }
             }
             Action::GetJob | Action::Probe => match parse_job(body) {
-                Ok(state) => {
-                    if let Some(delivery) = job_delivery(body) {
+                Ok(job) => {
+                    if let Some(delivery) = job.delivery {
                         self.created = delivery == self.delivery;
                     }
-                    self.job_state(state, now_ms)
+                    self.job_state(job.state, now_ms)
                 }
                 Err(why) => self.transient(format!("BigQuery jobs.get: {why}"), now_ms),
             },

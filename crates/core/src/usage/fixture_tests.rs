@@ -79,10 +79,14 @@ fn run_case(defaults: &Value, source: &ObjectRef, case: &Value) -> Result<(), St
     if diffs.is_empty() { Ok(()) } else { Err(diffs.join("; ")) }
 }
 
+/// `fixtures/classification/cases.json`: `source`, `defaults` and the `cases`.
+fn classification_doc() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("classification/cases.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn classification_table() {
-    let text = std::fs::read_to_string(fixtures().join("classification/cases.json")).unwrap();
-    let doc: Value = serde_json::from_str(&text).unwrap();
+    let doc = classification_doc();
     let source: ObjectRef = ObjectRef {
         bucket: doc["source"]["bucket"].as_str().unwrap().into(),
         name: doc["source"]["name"].as_str().unwrap().into(),
@@ -105,8 +109,7 @@ fn classification_table() {
 /// Every row the fixtures hold: each classification case that reads as a row, and every row of
 /// every usage log in `fixtures/logs/` (for tests that must hold on realistic rows).
 pub(super) fn fixture_rows() -> Vec<UsageRow> {
-    let doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("classification/cases.json")).unwrap()).unwrap();
+    let doc = classification_doc();
     let mut rows: Vec<UsageRow> = doc["cases"]
         .as_array()
         .unwrap()
