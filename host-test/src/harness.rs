@@ -1,7 +1,9 @@
 //! `Harness`: runs the guest once per call, the way a real host does, on virtual time.
 //!
-//! Each call gets a fresh `Store` and a fresh instance (wasmtime serve and Spin instantiate per
-//! request) from a pre-instantiated component shared by the whole process. Everything the guest
+//! Each call gets a fresh `Store` and a fresh instance (what `wasmtime serve` does by default
+//! for a WASI 0.2 component, and Spin always) from a pre-instantiated component shared by the
+//! whole process; [`Harness::reused_instance`] keeps one instance for many requests, as
+//! `wasmtime serve --max-instance-reuse-count N` does (and `deploy/serve.sh` deploys). Everything the guest
 //! can observe is fixed by the test: env (nothing inherited), clocks (tokio's paused clock, see
 //! `clock.rs`), random bytes (seeded), stdin (closed), no filesystem, no sockets, and HTTP only
 //! through the `FakeUpstream`.
@@ -26,6 +28,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 use crate::clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualMonotonicClock, VirtualTime, VirtualWallClock};
 use crate::error::{HarnessError, HarnessErrorKind};
 use crate::host::{HostKind, HostState, MemoryLimits, Prepared, prepared};
+use crate::instance::ReusedInstance;
 use crate::loader::ObjectRef;
 use crate::request::TestRequest;
 use crate::response::{HarnessResponse, LoadResponse, RunInfo};
@@ -223,6 +226,18 @@ impl Harness {
     /// whole response. `Err` when the guest traps, never answers, answers with an error code,
     /// or exceeds the virtual timeout.
     pub async fn handle(&self, request: TestRequest) -> Result<HarnessResponse, HarnessError> {
+        let mut live = self.instantiate().await?;
+        self.serve(&mut live, request).await
+    }
+
+    /// An instance kept for many requests, as `wasmtime serve --max-instance-reuse-count` keeps
+    /// one (see [`ReusedInstance`]).
+    pub fn reused_instance(&self, max_reuse: usize) -> ReusedInstance<'_> {
+        ReusedInstance::new(self, max_reuse)
+    }
+
+    /// A fresh store and instance of the component's `wasi:http/incoming-handler`.
+    pub(crate) async fn instantiate(&self) -> Result<Live, HarnessError> {
         assert_paused_current_thread();
         let prepared = self.prepared()?;
         let pre = prepared
@@ -232,46 +247,87 @@ impl Harness {
         let mut call = self.start_call()?;
         let instantiated = pre.instantiate_async(&mut call.store).await;
         let proxy = instantiated.map_err(|e| call.fail(HarnessErrorKind::Trap, e))?;
-        let incoming = call
+        let Call { store, pipes, peak, .. } = call;
+        Ok(Live { store, proxy, pipes, peak, seen: (0, 0), served: 0, broken: false })
+    }
+
+    /// One request on `live`. A call that traps, never answers or times out marks the instance
+    /// broken: a host discards such an instance, and so does [`ReusedInstance`].
+    pub(crate) async fn serve(&self, live: &mut Live, request: TestRequest) -> Result<HarnessResponse, HarnessError> {
+        let start = (self.time.elapsed(), self.upstream.requests().len());
+        let result = self.serve_inner(live, request, start).await;
+        live.served += 1;
+        if result.is_err() {
+            live.broken = true;
+        }
+        result
+    }
+
+    async fn serve_inner(
+        &self,
+        live: &mut Live,
+        request: TestRequest,
+        start: (Duration, usize),
+    ) -> Result<HarnessResponse, HarnessError> {
+        // The first call's fuel counts instantiation too (the fuel was set before it); later
+        // calls on a reused instance start from a full tank of their own.
+        if live.served > 0 {
+            live.store.set_fuel(self.fuel).map_err(|e| HarnessError::setup(format!("{e:?}")))?;
+        }
+        let incoming = live
             .store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request.into_hyper()?)
             .map_err(|e| HarnessError::setup(format!("{e:?}")))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let out = call
+        let out = live
             .store
             .data_mut()
             .http()
             .new_response_outparam(tx)
             .map_err(|e| HarnessError::setup(format!("{e:?}")))?;
 
-        let Call { mut store, pipes, start, peak } = call;
         let fuel = self.fuel;
+        let (store, proxy) = (&mut live.store, &live.proxy);
+        let guest_done = std::cell::Cell::new(false);
         // The guest and the reader of its response run concurrently, as in a real server: the
         // guest may set the response first and stream the body afterwards, and would block on a
         // full body pipe if nobody read it.
-        let guest = async move {
-            let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await;
+        let guest = async {
+            let result = proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, out).await;
             let left = store.get_fuel().unwrap_or(0);
-            // Dropping the store drops the response-outparam if the guest never set it, which
-            // wakes the reader below instead of leaving it waiting forever.
-            drop(store);
+            guest_done.set(true);
             (result, fuel - left)
         };
-        let reader = async move {
-            match rx.await {
-                Ok(Ok(response)) => {
-                    let (parts, body) = response.into_parts();
-                    let body = body.collect().await.map(|c| c.to_bytes());
-                    Ok(Some((parts, body)))
+        let reader = async {
+            let answered = async {
+                match rx.await {
+                    Ok(Ok(response)) => {
+                        let (parts, body) = response.into_parts();
+                        let body = body.collect().await.map(|c| c.to_bytes());
+                        Ok(Some((parts, body)))
+                    }
+                    Ok(Err(code)) => Err(code),
+                    Err(_) => Ok(None),
                 }
-                Ok(Err(code)) => Err(code),
-                Err(_) => Ok(None),
+            };
+            // A Rust guest drops an unset response-outparam on return, which ends `rx`; a guest
+            // that leaked it would leave the reader waiting. Once the guest has returned,
+            // nothing more can arrive: a moment of virtual time settles it.
+            let guest_returned = async {
+                while !guest_done.get() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            tokio::select! {
+                answer = answered => answer,
+                () = guest_returned => Ok(None),
             }
         };
         let joined = tokio::time::timeout(self.timeout, async { tokio::join!(guest, reader) }).await;
-        let mut run = self.run_info(&pipes, start, &peak);
+        let mut run = self.run_info(live, start);
         let ((guest_result, fuel_consumed), response) = match joined {
             Ok(j) => j,
             Err(_) => {
@@ -317,7 +373,7 @@ impl Harness {
             result.map(|r| (r, fuel - left))
         };
         let outcome = tokio::time::timeout(self.timeout, call).await;
-        let mut run = self.run_info(&pipes, start, &peak);
+        let mut run = self.call_run_info(&pipes, start, &peak);
         match outcome {
             Ok(Ok((result, fuel_consumed))) => {
                 run.fuel_consumed = fuel_consumed;
@@ -382,8 +438,23 @@ impl Harness {
         Ok(Call { store, pipes: (stdout, stderr), start: (self.time.elapsed(), self.upstream.requests().len()), peak })
     }
 
-    /// What the call left behind; `fuel_consumed` is filled in by the caller when known.
-    fn run_info(
+    /// What the call left behind (the output since the instance's last call); `fuel_consumed`
+    /// is filled in by the caller when known.
+    fn run_info(&self, live: &mut Live, start: (Duration, usize)) -> RunInfo {
+        let (stdout, stderr) = (live.pipes.0.contents(), live.pipes.1.contents());
+        let seen = std::mem::replace(&mut live.seen, (stdout.len(), stderr.len()));
+        RunInfo {
+            peak_memory: live.peak.load(Ordering::Relaxed),
+            stdout: stdout[seen.0..].to_vec(),
+            stderr: stderr[seen.1..].to_vec(),
+            fuel_consumed: 0,
+            elapsed: self.time.elapsed() - start.0,
+            outbound: self.upstream.requests().split_off(start.1),
+        }
+    }
+
+    /// The same for a typed call on a store of its own.
+    fn call_run_info(
         &self,
         pipes: &(MemoryOutputPipe, MemoryOutputPipe),
         start: (Duration, usize),
@@ -416,6 +487,19 @@ impl Drop for Harness {
             }
         }
     }
+}
+
+/// A live instance: its store, its exports, and how much of its output earlier calls reported.
+pub(crate) struct Live {
+    pub(crate) store: Store<HostState>,
+    proxy: wasmtime_wasi_http::p2::bindings::Proxy,
+    pipes: (MemoryOutputPipe, MemoryOutputPipe),
+    peak: Arc<AtomicUsize>,
+    seen: (usize, usize),
+    /// Requests served so far.
+    pub(crate) served: usize,
+    /// A call trapped, never answered or timed out: not to be used again.
+    pub(crate) broken: bool,
 }
 
 /// The per-call store and what is needed to report on it afterwards.

@@ -324,3 +324,37 @@ async fn large_bodies_are_recorded_whole_and_body_before_handle_limit_is_visible
         .unwrap_err();
     assert_eq!(err.kind, HarnessErrorKind::Timeout, "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reused_instance_keeps_its_memory_until_its_reuse_count_or_a_trap() {
+    let h = probe();
+    let mut instance = h.reused_instance(3);
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        counts.push(instance.handle(TestRequest::get("/count")).await.unwrap().body_str().to_string());
+    }
+    assert_eq!(counts, ["1", "2", "3", "1"], "three requests per instance, then a fresh one");
+    assert_eq!(instance.instances(), 2);
+    // Output is reported per request, not accumulated.
+    let printed = instance.handle(TestRequest::get("/print")).await.unwrap();
+    assert_eq!(printed.run.stdout_str().lines().count(), 2);
+    let again = instance.handle(TestRequest::get("/random")).await.unwrap();
+    assert!(again.run.stdout.is_empty(), "{:?}", again.run.stdout_str());
+    // A trap ends the instance, as wasmtime serve's worker ends on one: the next request gets
+    // a fresh instance.
+    let mut instance = h.reused_instance(100);
+    assert_eq!(instance.handle(TestRequest::get("/count")).await.unwrap().body_str(), "1");
+    let trapped = instance.handle(TestRequest::get("/trap")).await.unwrap_err();
+    assert_eq!(trapped.kind, HarnessErrorKind::Trap);
+    assert_eq!(instance.handle(TestRequest::get("/count")).await.unwrap().body_str(), "1");
+    assert_eq!(instance.instances(), 2);
+    // Each request has its own fuel, and the one stream of randomness goes on.
+    let mut instance = h.reused_instance(10);
+    let a = instance.handle(TestRequest::get("/random")).await.unwrap();
+    let b = instance.handle(TestRequest::get("/random")).await.unwrap();
+    assert_ne!(a.body_str(), b.body_str());
+    assert!(
+        b.run.fuel_consumed > 0 && b.run.fuel_consumed < a.run.fuel_consumed,
+        "the first call paid for instantiation"
+    );
+}

@@ -22,6 +22,8 @@ mod input;
 mod jobs;
 #[path = "loader/retries.rs"]
 mod retries;
+#[path = "loader/reuse.rs"]
+mod reuse;
 #[path = "loader/robustness.rs"]
 mod robustness;
 #[path = "loader/trust.rs"]

@@ -714,3 +714,69 @@ async fn the_spin_build_does_not_link_in_a_host_without_spin_variables() {
     let e = h.handle(TestRequest::get("/healthz")).await.expect_err("no Spin variables in the plain host");
     assert!(e.message.contains(SPIN_VARIABLES_INTERFACE), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// One instance, two configurations
+// ---------------------------------------------------------------------------------------------
+
+/// A Spin variable's provider (Vault, say) can change a value under a live instance, and the
+/// Spin flavour reads variables per request: two configurations alternating through one
+/// instance must each get their own credentials and verdicts, never the other's cached ones.
+#[tokio::test(start_paused = true)]
+async fn two_configurations_alternating_through_one_instance_keep_their_own_credentials() {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    const PUSHER: &str = "eventarc-trigger@demo-project.iam.gserviceaccount.com";
+    let verified = format!(
+        "{}.{}.SIGNATURE_REMOVED_BY_GOOGLE",
+        b64(json!({"alg": "RS256", "kid": "k"})),
+        b64(json!({"email": PUSHER, "aud": "https://x.a.run.app"}))
+    );
+    let up = FakeUpstream::new();
+    up.route(google::metadata_token_rule().reply(google::metadata_token("ya29.from-metadata")));
+    up.route(google::jobs_insert_rule(PROJECT).reply(google::job_done_echo(3)));
+    // A: metadata credentials, cloud-run triggers from PUSHER, the default dataset.
+    let h = Harness::spin()
+        .spin_variable("gcr_usage_buckets", BUCKET)
+        .spin_variable("gcr_usage_project", PROJECT)
+        .spin_variable("gcr_usage_trigger_auth", "cloud-run")
+        .spin_variable("gcr_usage_trigger_emails", PUSHER)
+        .upstream(up.clone());
+    let a = [
+        ("gcr_usage_auth", "metadata"),
+        ("gcr_usage_dataset", "storageanalysis"),
+        ("gcr_usage_trigger_auth", "cloud-run"),
+    ];
+    // B: a fixed token, another dataset, no trigger authentication.
+    let b = [("gcr_usage_auth", "token"), ("gcr_usage_dataset", "other_dataset"), ("gcr_usage_trigger_auth", "none")];
+    let mut instance = h.reused_instance(100);
+    let request = || fixture_request("pubsub-push.json").header("authorization", &format!("Bearer {verified}"));
+    let anonymous = || fixture_request("pubsub-push.json");
+    for round in 0..4 {
+        let r = instance.handle(request()).await.unwrap();
+        assert_eq!(
+            (r.status, r.json()["destination"].as_str()),
+            (200, Some(USAGE_DEST)),
+            "round {round}: {}",
+            r.body_str()
+        );
+        assert_eq!(log_line(&r)["caller"], PUSHER);
+        assert_eq!(inserts(&r.run)[0].header("authorization"), Some("Bearer ya29.from-metadata"));
+        assert_error(&instance.handle(anonymous()).await.unwrap(), 401, "unauthenticated", "");
+        for (name, value) in b {
+            instance.spin_variable(name, value);
+        }
+        instance.spin_variable("gcr_usage_token", TOKEN);
+        let r = instance.handle(anonymous()).await.unwrap();
+        let other = "demo-project:other_dataset.usage";
+        assert_eq!((r.status, r.json()["destination"].as_str()), (200, Some(other)), "round {round}: {}", r.body_str());
+        assert!(log_line(&r).get("caller").is_none(), "B authenticates no caller");
+        assert_eq!(inserts(&r.run)[0].header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+        for (name, value) in a {
+            instance.spin_variable(name, value);
+        }
+    }
+    assert_eq!(instance.instances(), 1);
+    let token_fetches = up.requests().iter().filter(|q| q.path == google::METADATA_TOKEN_PATH).count();
+    assert_eq!(token_fetches, 1, "A's metadata token was cached across B's requests, and never handed to B");
+}

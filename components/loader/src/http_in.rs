@@ -1,7 +1,6 @@
 //! `wasi:http/incoming-handler`: read the request (bounded), let the core handle it, write the
 //! answer and one log line.
 
-use gcr_usage_core::auth::trigger::KeyCache;
 use gcr_usage_core::event::MAX_EVENT_BYTES;
 use gcr_usage_core::service::{self, Request};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -9,12 +8,6 @@ use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 use crate::wasi_io::{WasiIo, now_ms};
-
-thread_local! {
-    /// Google's OIDC signing keys, kept for the life of the instance: hosts that reuse
-    /// instances fetch them once an hour instead of once per event.
-    static KEYS: std::cell::RefCell<KeyCache> = std::cell::RefCell::new(KeyCache::default());
-}
 
 impl Guest for crate::Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -56,12 +49,12 @@ impl Guest for crate::Component {
         } else {
             Vec::new()
         };
-        let handled = KEYS.with_borrow_mut(|keys| {
+        let handled = crate::with_instance_state(|instance| {
             service::handle(
                 &Request { method: &method, path_and_query: &path, headers: &headers, body: &body },
                 crate::config(),
                 &mut WasiIo,
-                keys,
+                instance,
             )
         });
         let answer = handled.answer;

@@ -24,8 +24,27 @@ pub struct Component;
 wasip2::http::proxy::export!(Component);
 bindings::export!(Component with_types_in bindings);
 
-/// Configuration is read per call (hosts create a fresh instance per request anyway), so a
-/// fixed environment takes effect without a rebuild and errors are answered on each request.
+thread_local! {
+    /// What this instance keeps between requests: caches only (Google's OIDC keys, the access
+    /// token, the project id), bounded and keyed by configuration — see
+    /// `gcr_usage_core::instance`. Hosts that reuse instances (`deploy/serve.sh`) fetch once an
+    /// hour what would otherwise be fetched per event.
+    static INSTANCE: std::cell::RefCell<gcr_usage_core::instance::InstanceState> = Default::default();
+}
+
+/// Runs `f` with the instance's state. Calls into a component instance never overlap (the
+/// component model forbids re-entering a WASI 0.2 export), so the state is always free; if it
+/// ever were not, or a past call had left it mid-update, a fresh state is used instead of
+/// trapping: caches are only ever an optimisation.
+fn with_instance_state<T>(f: impl FnOnce(&mut gcr_usage_core::instance::InstanceState) -> T) -> T {
+    INSTANCE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut state) => f(&mut state),
+        Err(_) => f(&mut Default::default()),
+    })
+}
+
+/// Configuration is read per call: a fixed environment takes effect without a rebuild, errors
+/// are answered on each request, and the Spin flavour sees a variable's current value.
 #[cfg(not(feature = "spin"))]
 fn config() -> Result<gcr_usage_core::Config, gcr_usage_core::ConfigError> {
     gcr_usage_core::Config::from_env(|name| std::env::var(name).ok())
@@ -79,13 +98,28 @@ mod spin {
             // credentials, so this is a configuration error (500, redelivered later). Spin's
             // message names the provider's problem, never the value.
             Err(Error::Provider(why)) | Err(Error::Other(why)) => Err(ConfigError {
-                // `ConfigError` names its variable with a `&'static str`; the core only passes
-                // its own constants, and an instance lives for one request, so leaking the
-                // few bytes of this name is the simplest way to name it.
-                variable: Box::leak(spin_name.into_boxed_str()),
+                variable: static_name(spin_name),
                 message: format!("the Spin variable could not be read: {why}"),
             }),
         }
+    }
+
+    thread_local! {
+        static NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// `ConfigError` names its variable with a `&'static str`. Each Spin name is leaked once
+    /// per instance and then reused: the core asks for a fixed set of names, so a reused
+    /// instance's memory does not grow with every failed lookup.
+    fn static_name(name: String) -> &'static str {
+        NAMES.with_borrow_mut(|names| match names.iter().find(|n| **n == name) {
+            Some(known) => known,
+            None => {
+                let leaked: &'static str = Box::leak(name.into_boxed_str());
+                names.push(leaked);
+                leaked
+            }
+        })
     }
 }
 

@@ -15,7 +15,9 @@ impl Guest for crate::Component {
     fn load(object: ObjectRef) -> Result<Outcome, LoadError> {
         let started = now_ms();
         let core_object = CoreObject { bucket: object.bucket, name: object.name, generation: object.generation };
-        let result = service::load_object(crate::config(), core_object.clone(), &mut WasiIo);
+        let result = crate::with_instance_state(|instance| {
+            service::load_object(crate::config(), core_object.clone(), &mut WasiIo, &mut instance.credentials)
+        });
         let answer = Answer::from_object_result(&result, &core_object);
         crate::log(&answer.log_line(&[
             ("durationMs", serde_json::json!(now_ms().saturating_sub(started))),

@@ -1,8 +1,11 @@
 //! The metadata server (Cloud Run, GCE, GKE): the default source of access tokens and, when
 //! GCR_USAGE_PROJECT is unset, of the project id.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use crate::credentials::AccessToken;
 use crate::url::Endpoint;
 
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -29,17 +32,23 @@ fn get(metadata: &Endpoint, path: &str) -> http::Request<Vec<u8>> {
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
+    /// Seconds; the metadata server and Google's token endpoint both send it. Anything but a
+    /// non-negative integer is treated as absent (the token is then used once, not cached).
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
 }
 
-/// Reads `{"access_token":…,"expires_in":…,"token_type":"Bearer"}`.
-pub fn parse_token(body: &[u8]) -> Result<String, String> {
+/// Reads `{"access_token":…,"expires_in":…,"token_type":"Bearer"}` (the metadata server's and
+/// the OAuth token endpoint's answer alike).
+pub fn parse_token(body: &[u8]) -> Result<AccessToken, String> {
     let answer: TokenAnswer = serde_json::from_slice(body)
         .map_err(|_| format!("token answer lacks access_token; {}", crate::bigquery::quote_body(body)))?;
     let token = answer.access_token.trim();
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("token answer carries an empty or malformed access_token".into());
     }
-    Ok(token.to_string())
+    let expires_in = answer.expires_in.as_ref().and_then(serde_json::Value::as_u64).map(Duration::from_secs);
+    Ok(AccessToken { value: token.to_string(), expires_in })
 }
 
 /// Reads the plain-text project id and checks it like GCR_USAGE_PROJECT.
@@ -65,8 +74,12 @@ mod tests {
     fn token_and_project_answers() {
         assert_eq!(
             parse_token(br#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#).unwrap(),
-            "ya29.x"
+            AccessToken { value: "ya29.x".into(), expires_in: Some(Duration::from_secs(3599)) }
         );
+        for odd in [r#""3599""#, "-1", "1.5", "null"] {
+            let body = format!(r#"{{"access_token":"ya29.x","expires_in":{odd}}}"#);
+            assert_eq!(parse_token(body.as_bytes()).unwrap().expires_in, None, "{odd}");
+        }
         assert!(parse_token(b"<html>").is_err());
         assert!(parse_token(br#"{"access_token":"a b"}"#).is_err());
         assert_eq!(parse_project(b"demo-project\n").unwrap(), "demo-project");

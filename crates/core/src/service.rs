@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::auth::trigger::{self, Check, KeyCache, KeySet, TriggerAuth};
+use crate::auth::google_keys::{self, KeyCache, KeySet};
+use crate::auth::trigger::{self, Check, TriggerAuth};
 use crate::config::Config;
 use crate::contract::Answer;
+use crate::credentials::CredentialCache;
 use crate::event::{EventDecision, EventShape, MAX_EVENT_BYTES, parse_event};
+use crate::instance::InstanceState;
 use crate::object::ObjectRef;
 use crate::outcome::{LoadError, Outcome};
 use crate::plan::{Plan, plan_load};
@@ -51,9 +54,11 @@ pub trait Io {
     fn random_u64(&mut self) -> u64;
 }
 
-/// Runs a session to its end.
-pub fn drive(mut session: LoadSession, io: &mut impl Io) -> Result<Outcome, LoadError> {
+/// Runs a session to its end, starting from what `credentials` holds and leaving there what
+/// it fetched.
+pub fn drive(session: LoadSession, io: &mut impl Io, credentials: &mut CredentialCache) -> Result<Outcome, LoadError> {
     let now = io.now_ms();
+    let mut session = session.with_cached(credentials, now);
     let mut step = session.start(now);
     loop {
         step = match step {
@@ -72,7 +77,10 @@ pub fn drive(mut session: LoadSession, io: &mut impl Io) -> Result<Outcome, Load
                 let now = io.now_ms();
                 session.on_upload(report, now)
             }
-            Step::Done(result) => return result,
+            Step::Done(result) => {
+                session.remember(credentials);
+                return result;
+            }
         }
     }
 }
@@ -95,7 +103,12 @@ impl ObjectResult {
 /// event parsing). In `both` mode the two loads run one after the other, each with its own
 /// budget, and neither depends on the other's success: both are idempotent, so a redelivery
 /// caused by one failing is a duplicate for the other.
-pub fn load_object(config: Result<Config, crate::ConfigError>, object: ObjectRef, io: &mut impl Io) -> ObjectResult {
+pub fn load_object(
+    config: Result<Config, crate::ConfigError>,
+    object: ObjectRef,
+    io: &mut impl Io,
+    credentials: &mut CredentialCache,
+) -> ObjectResult {
     let config = match config {
         Ok(config) => config,
         Err(e) => return ObjectResult::single(Err(LoadError::Configuration(e.to_string()))),
@@ -109,7 +122,7 @@ pub fn load_object(config: Result<Config, crate::ConfigError>, object: ObjectRef
         let now = io.now_ms();
         let unix = io.unix_secs();
         let seed = io.random_u64();
-        drive(LoadSession::new(config.clone(), planned, now, unix, seed), io)
+        drive(LoadSession::new(config.clone(), planned, now, unix, seed), io, credentials)
     });
     let load = results.next().expect("a plan has at least one load");
     ObjectResult { load, events: results.next() }
@@ -144,13 +157,13 @@ pub fn declared_too_large(headers: &HeaderMap) -> bool {
         .is_some_and(|len| len > MAX_EVENT_BYTES as u64)
 }
 
-/// Handles one HTTP request. `keys` is the instance's cache of Google's OIDC keys (hosts that
-/// reuse an instance keep it between requests).
+/// Handles one HTTP request. `instance` is what the instance keeps between requests (hosts
+/// that reuse an instance pass the same one every time; see [`crate::instance`]).
 pub fn handle(
     request: &Request<'_>,
     config: Result<Config, crate::ConfigError>,
     io: &mut impl Io,
-    keys: &mut KeyCache,
+    instance: &mut InstanceState,
 ) -> Handled {
     let (path, query) = request.path_and_query.split_once('?').unwrap_or((request.path_and_query, ""));
     let plain = |answer| Handled { answer, shape: None, caller: None, log: true };
@@ -194,7 +207,7 @@ pub fn handle(
         Err(e) => return plain(Answer::from_error(&LoadError::Configuration(e.to_string()), None)),
     };
     // Then the sender, before the body is even parsed: a refused request costs nothing more.
-    let caller = match authenticate(&config.trigger, request.headers, query, io, keys) {
+    let caller = match authenticate(&config.trigger, request.headers, query, io, &mut instance.keys) {
         Ok(caller) => caller,
         Err(answer) => return plain(answer),
     };
@@ -206,14 +219,15 @@ pub fn handle(
         EventDecision::Ignore { object, reason } => Answer::from_outcome(&Outcome::ignored(object, reason)),
         EventDecision::Object(object) => {
             let for_errors = object.clone();
-            Answer::from_object_result(&load_object(Ok(config), object, io), &for_errors)
+            Answer::from_object_result(&load_object(Ok(config), object, io, &mut instance.credentials), &for_errors)
         }
     };
     Handled { answer, shape: Some(shape), caller, log: true }
 }
 
 /// Trigger authentication ([`crate::auth::trigger`]), fetching Google's keys when the token
-/// names one not at hand (first use, or a rotation). `Err` is the refusal to send.
+/// names one not at hand (first use, a rotation, or keys past their `max-age`) and
+/// [`KeyCache::may_fetch`] allows it. `Err` is the refusal to send.
 fn authenticate(
     auth: &TriggerAuth,
     headers: &HeaderMap,
@@ -222,34 +236,55 @@ fn authenticate(
     keys: &mut KeyCache,
 ) -> Result<Option<String>, Answer> {
     let now_unix = io.unix_secs();
-    let mut fetched = false;
-    loop {
-        let now_ms = io.now_ms();
-        match trigger::check(auth, headers, query, keys.fresh(now_ms), now_unix) {
-            Check::Allowed { caller } => return Ok(caller),
-            Check::Denied(denial) => return Err(Answer::plain(denial.status, denial.error(), denial.reason)),
-            Check::NeedKeys if fetched => {
-                return Err(Answer::plain(
-                    401,
-                    "unauthenticated",
-                    "the token's key id is not among Google's signing keys",
-                ));
-            }
-            Check::NeedKeys => {
-                let TriggerAuth::GoogleOidc { jwks, .. } = auth else { unreachable!("only OIDC needs keys") };
-                let (set, max_age) = fetch_keys(jwks, io).map_err(|why| {
-                    Answer::from_error(
-                        &LoadError::UpstreamUnavailable(format!(
-                            "cannot verify the sender: Google's OIDC keys ({}) {why}; the trigger should redeliver",
-                            jwks.base()
-                        )),
-                        None,
-                    )
-                })?;
-                keys.store(set, io.now_ms(), max_age);
-                fetched = true;
-            }
+    let decide = |check: Check| match check {
+        Check::Allowed { caller } => Some(Ok(caller)),
+        Check::Denied(denial) => Some(Err(Answer::plain(denial.status, denial.error(), denial.reason))),
+        Check::NeedKeys => None,
+    };
+    let now_ms = io.now_ms();
+    let source = match auth {
+        TriggerAuth::GoogleOidc { jwks, .. } => jwks.base().to_string(),
+        _ => String::new(),
+    };
+    if let Some(done) = decide(trigger::check(auth, headers, query, keys.fresh(&source, now_ms), now_unix)) {
+        return done;
+    }
+    let TriggerAuth::GoogleOidc { jwks, .. } = auth else { unreachable!("only OIDC needs keys") };
+    let unknown_kid = || Answer::plain(401, "unauthenticated", "the token's key id is not among Google's signing keys");
+    let cannot_verify = |why: &str| {
+        Answer::from_error(
+            &LoadError::UpstreamUnavailable(format!(
+                "cannot verify the sender: Google's OIDC keys ({}) {why}; the trigger should redeliver",
+                jwks.base()
+            )),
+            None,
+        )
+    };
+    if !keys.may_fetch(&source, now_ms) {
+        // Fetched moments ago: a kid missing from fresh keys stays missing, and without fresh
+        // keys the set held before (within stale-if-error) is all there is to check against.
+        if keys.fresh(&source, now_ms).is_some() {
+            return Err(unknown_kid());
         }
+        return match keys.usable(&source, now_ms) {
+            Some(stale) => decide(trigger::check(auth, headers, query, Some(stale), now_unix))
+                .unwrap_or_else(|| Err(unknown_kid())),
+            None => Err(cannot_verify("could not be fetched moments ago")),
+        };
+    }
+    keys.fetching(&source, now_ms);
+    match fetch_keys(jwks, io) {
+        Ok((set, max_age)) => {
+            keys.store(&source, set, io.now_ms(), max_age);
+            let fresh = keys.fresh(&source, io.now_ms());
+            decide(trigger::check(auth, headers, query, fresh, now_unix)).unwrap_or_else(|| Err(unknown_kid()))
+        }
+        // Google's endpoint is out of reach: the keys held before still verify what they signed.
+        Err(why) => match keys.usable(&source, io.now_ms()) {
+            Some(stale) => decide(trigger::check(auth, headers, query, Some(stale), now_unix))
+                .unwrap_or_else(|| Err(cannot_verify(&why))),
+            None => Err(cannot_verify(&why)),
+        },
     }
 }
 
@@ -263,9 +298,12 @@ fn fetch_keys(jwks: &crate::url::Endpoint, io: &mut impl Io) -> Result<(KeySet, 
     match io.send(request, KEYS_TIMEOUT) {
         Reply::Response(r) if r.status().is_success() => {
             let set = KeySet::parse(r.body()).map_err(|why| format!("answered unusably: {why}"))?;
-            Ok((set, trigger::max_age_ms(r.headers())))
+            Ok((set, google_keys::max_age_ms(r.headers())))
         }
         Reply::Response(r) => Err(format!("answered HTTP {}", r.status().as_u16())),
         Reply::Failed(why) => Err(format!("could not be fetched: {why}")),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,7 @@ use crate::backoff::{Backoff, Jitter};
 use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
 use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
+use crate::credentials::{self, AccessToken, CredentialCache};
 use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
 use crate::metadata;
 use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind, Retries};
@@ -70,6 +71,19 @@ pub struct LoadSession {
     planned: PlannedLoad,
     project: Option<String>,
     token: Option<String>,
+    /// What the token and the project id are cached under (see [`crate::credentials`]).
+    token_source: Option<String>,
+    project_source: Option<String>,
+    /// The token came from the instance's cache: a 401 means it was revoked early, and one
+    /// fresh token is fetched before the request is sent again.
+    token_from_cache: bool,
+    /// What this session learned for the instance's cache: a token (and the monotonic ms it
+    /// arrived), a project id, and whether Google refused the cached token.
+    fetched_token: Option<(AccessToken, u64)>,
+    fetched_project: Option<String>,
+    token_refused: bool,
+    /// The request to go back to once a refused token has been replaced.
+    after_token: Option<Action>,
     action: Action,
     attempt: u32,
     /// Whether this delivery created the job of the current attempt (loaded vs duplicate,
@@ -112,13 +126,9 @@ impl LoadSession {
             AuthMode::Metadata | AuthMode::None | AuthMode::ServiceAccount { .. } => None,
         };
         let project = config.project.clone();
-        let action = if project.is_none() {
-            Action::ProjectId
-        } else if needs_token_request(&config.auth) {
-            Action::Token
-        } else {
-            first_job_action(planned.format)
-        };
+        let action = setup_action(&project, &token, &config.auth, planned.format);
+        let token_source = credentials::token_source(&config);
+        let project_source = credentials::project_source(&config);
         let deadline_ms = now_ms.saturating_add(duration_ms(config.wait));
         let budget_ms = now_ms.saturating_add(duration_ms(config.wait.max(MIN_BUDGET)));
         LoadSession {
@@ -126,6 +136,13 @@ impl LoadSession {
             planned,
             project,
             token,
+            token_source,
+            project_source,
+            token_from_cache: false,
+            fetched_token: None,
+            fetched_project: None,
+            token_refused: false,
+            after_token: None,
             action,
             attempt: 1,
             created: false,
@@ -142,6 +159,39 @@ impl LoadSession {
             jitter: Jitter::new(seed),
             transient_failures: 0,
             last_transient: None,
+        }
+    }
+
+    /// Takes the project id and a still-good token from the instance's cache, when it holds
+    /// them for this configuration's credential: the requests for them are then skipped.
+    pub fn with_cached(mut self, cache: &CredentialCache, now_ms: u64) -> LoadSession {
+        if self.project.is_none()
+            && let Some(project) = self.project_source.as_deref().and_then(|source| cache.project(source))
+        {
+            self.project = Some(project.to_string());
+        }
+        if self.token.is_none()
+            && let Some(token) = self.token_source.as_deref().and_then(|source| cache.token(source, now_ms))
+        {
+            self.token = Some(token.to_string());
+            self.token_from_cache = true;
+        }
+        self.action = setup_action(&self.project, &self.token, &self.config.auth, self.planned.format);
+        self
+    }
+
+    /// Hands what this session fetched to the instance's cache (call once it is done).
+    pub fn remember(&self, cache: &mut CredentialCache) {
+        if let Some(source) = &self.token_source {
+            if self.token_refused {
+                cache.forget_token(source);
+            }
+            if let Some((token, at_ms)) = &self.fetched_token {
+                cache.store_token(source, token, *at_ms);
+            }
+        }
+        if let (Some(source), Some(project)) = (&self.project_source, &self.fetched_project) {
+            cache.store_project(source, project);
         }
     }
 
@@ -180,6 +230,22 @@ impl LoadSession {
             self.action = Action::Insert;
             return self.send(now_ms);
         }
+        if status == 401
+            && self.token_from_cache
+            && matches!(self.action, Action::Insert | Action::GetJob | Action::Probe)
+        {
+            // The cached token was revoked or expired early: fetch one (once), then repeat the
+            // request. A 401 created nothing, so the insert is not counted as sent.
+            if self.action == Action::Insert {
+                self.inserts_sent = self.inserts_sent.saturating_sub(1);
+            }
+            self.token = None;
+            self.token_from_cache = false;
+            self.token_refused = true;
+            self.after_token = Some(self.action);
+            self.action = Action::Token;
+            return self.send(now_ms);
+        }
         if !(200..300).contains(&status) {
             let error = GoogleError::from_response(status, body);
             return match (error.class(), self.action) {
@@ -199,20 +265,18 @@ impl LoadSession {
         match self.action {
             Action::ProjectId => match metadata::parse_project(body) {
                 Ok(project) => {
+                    self.fetched_project = Some(project.clone());
                     self.project = Some(project);
-                    self.action = if needs_token_request(&self.config.auth) {
-                        Action::Token
-                    } else {
-                        first_job_action(self.planned.format)
-                    };
+                    self.action = setup_action(&self.project, &self.token, &self.config.auth, self.planned.format);
                     self.send(now_ms)
                 }
                 Err(why) => Step::Done(Err(LoadError::UpstreamRejected(why))),
             },
             Action::Token => match metadata::parse_token(body) {
                 Ok(token) => {
-                    self.token = Some(token);
-                    self.action = first_job_action(self.planned.format);
+                    self.token = Some(token.value.clone());
+                    self.fetched_token = Some((token, now_ms));
+                    self.action = self.after_token.take().unwrap_or(first_job_action(self.planned.format));
                     self.send(now_ms)
                 }
                 // A garbled token answer is most likely a flaky proxy: worth another try.
@@ -437,6 +501,17 @@ impl LoadSession {
 /// so the retry jitter stays what the seed always gave.
 fn delivery_token(seed: u64) -> String {
     format!("{:016x}", Jitter::new(!seed).next_u64())
+}
+
+/// The first request a session needs: the project id, then a token, then the job.
+fn setup_action(project: &Option<String>, token: &Option<String>, auth: &AuthMode, format: LoadFormat) -> Action {
+    if project.is_none() {
+        Action::ProjectId
+    } else if token.is_none() && needs_token_request(auth) {
+        Action::Token
+    } else {
+        first_job_action(format)
+    }
 }
 
 /// Whether an access token must be fetched before the first Google API call.

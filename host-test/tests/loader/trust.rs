@@ -21,21 +21,21 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const NOW: u64 = DEFAULT_WALL_START_UNIX_SECS;
+pub(crate) const NOW: u64 = DEFAULT_WALL_START_UNIX_SECS;
 const SA: &str = "loader@demo-project.iam.gserviceaccount.com";
-const PUSHER: &str = "eventarc-trigger@demo-project.iam.gserviceaccount.com";
-const AUDIENCE: &str = "https://gcr-usage-abc-uc.a.run.app";
+pub(crate) const PUSHER: &str = "eventarc-trigger@demo-project.iam.gserviceaccount.com";
+pub(crate) const AUDIENCE: &str = "https://gcr-usage-abc-uc.a.run.app";
 const TOKEN_HOST: &str = "oauth2.googleapis.com";
 const SCOPES: &str = "https://www.googleapis.com/auth/bigquery https://www.googleapis.com/auth/devstorage.read_only";
 
-fn key(n: usize) -> &'static RsaPrivateKey {
+pub(crate) fn key(n: usize) -> &'static RsaPrivateKey {
     static KEYS: OnceLock<Vec<RsaPrivateKey>> = OnceLock::new();
     &KEYS.get_or_init(|| {
         (0..2).map(|i| RsaPrivateKey::new(&mut ChaCha8Rng::seed_from_u64(99 + i), 2048).unwrap()).collect()
     })[n]
 }
 
-fn jwk(key: &RsaPrivateKey, kid: &str) -> Value {
+pub(crate) fn jwk(key: &RsaPrivateKey, kid: &str) -> Value {
     let b64 = |b: Vec<u8>| URL_SAFE_NO_PAD.encode(b);
     json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be())})
 }
@@ -74,7 +74,7 @@ fn sa_harness() -> Harness {
         .env("GCR_USAGE_SA_KEY", &sa_key_json())
 }
 
-fn assert_no_secrets(r: &gcr_usage_host_test::HarnessResponse, secrets: &[&str]) {
+pub(crate) fn assert_no_secrets(r: &gcr_usage_host_test::HarnessResponse, secrets: &[&str]) {
     for secret in secrets {
         assert!(!r.run.stdout_str().contains(secret), "log line carries a secret: {}", r.run.stdout_str());
         assert!(!r.body_str().contains(secret), "answer carries a secret: {}", r.body_str());
@@ -129,30 +129,30 @@ async fn a_refused_exchange_is_502_naming_the_endpoint_not_the_key() {
 
 // --- who may send events -------------------------------------------------------------------
 
-fn claims() -> Value {
+pub(crate) fn claims() -> Value {
     json!({"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": PUSHER, "email_verified": true,
            "iat": NOW - 5, "exp": NOW + 3595, "sub": "1"})
 }
 
-fn with(mut c: Value, field: &str, value: Value) -> Value {
+pub(crate) fn with(mut c: Value, field: &str, value: Value) -> Value {
     c[field] = value;
     c
 }
 
-fn google_keys() -> Rule {
+pub(crate) fn google_keys() -> Rule {
     Rule::get(exact("/oauth2/v3/certs")).host("www.googleapis.com").reply(
         Reply::json(200, &json!({"keys": [jwk(key(0), "google-1")]})).header("cache-control", "public, max-age=20000"),
     )
 }
 
-fn oidc_harness(up: &FakeUpstream) -> Harness {
+pub(crate) fn oidc_harness(up: &FakeUpstream) -> Harness {
     harness(up)
         .env("GCR_USAGE_TRIGGER_AUTH", "google-oidc")
         .env("GCR_USAGE_TRIGGER_AUDIENCE", AUDIENCE)
         .env("GCR_USAGE_TRIGGER_EMAILS", PUSHER)
 }
 
-fn bearer(token: &str) -> TestRequest {
+pub(crate) fn bearer(token: &str) -> TestRequest {
     fixture_request("cloudevent-binary.json").header("authorization", &format!("Bearer {token}"))
 }
 
@@ -246,21 +246,104 @@ async fn keys_that_cannot_be_fetched_are_503_and_nothing_is_loaded() {
     }
 }
 
+/// A token as Cloud Run hands it to the container once it verified it: signature replaced.
+pub(crate) fn stripped(claims: &Value) -> String {
+    let signed = sign_rs256(key(1), Some("k"), claims);
+    format!("{}.SIGNATURE_REMOVED_BY_GOOGLE", signed.rsplit_once('.').unwrap().0)
+}
+
+pub(crate) fn cloud_run_harness(up: &FakeUpstream) -> Harness {
+    harness(up).env("GCR_USAGE_TRIGGER_AUTH", "cloud-run").env("GCR_USAGE_TRIGGER_EMAILS", PUSHER)
+}
+
 #[tokio::test(start_paused = true)]
 async fn cloud_run_mode_trusts_the_platform_and_checks_the_email() {
-    let signed = sign_rs256(key(1), Some("k"), &claims());
-    let stripped = format!("{}.SIGNATURE_REMOVED_BY_GOOGLE", signed.rsplit_once('.').unwrap().0);
     let up = loads(14);
-    let h = harness(&up).env("GCR_USAGE_TRIGGER_AUTH", "cloud-run").env("GCR_USAGE_TRIGGER_EMAILS", PUSHER);
-    let r = h.handle(bearer(&stripped)).await.unwrap();
+    let r = cloud_run_harness(&up).handle(bearer(&stripped(&claims()))).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
-    let other =
-        sign_rs256(key(0), None, &with(claims(), "email", json!("intruder@other-project.iam.gserviceaccount.com")));
+    assert_eq!(log_line(&r)["caller"], PUSHER);
+    let intruder = stripped(&with(claims(), "email", json!("intruder@other-project.iam.gserviceaccount.com")));
     let up = FakeUpstream::new();
-    let h = harness(&up).env("GCR_USAGE_TRIGGER_AUTH", "cloud-run").env("GCR_USAGE_TRIGGER_EMAILS", PUSHER);
-    let r = h.handle(bearer(&other)).await.unwrap();
+    let r = cloud_run_harness(&up).handle(bearer(&intruder)).await.unwrap();
     assert_error(&r, 403, "forbidden", "intruder@other-project.iam.gserviceaccount.com is not in");
     assert!(r.run.outbound.is_empty());
+}
+
+/// The attack of issue 8: any principal allowed to invoke the service sends its own token in
+/// X-Serverless-Authorization (Cloud Run verifies it, strips its signature) and a self-made
+/// token claiming the trigger's account in Authorization (Cloud Run passes it on untouched).
+#[tokio::test(start_paused = true)]
+async fn cloud_run_mode_takes_the_caller_from_the_header_cloud_run_verified() {
+    const INVOKER: &str = "ci-runner@demo-project.iam.gserviceaccount.com";
+    let forged_trigger = sign_rs256(key(1), Some("made-up"), &claims());
+    let verified_invoker = stripped(&with(claims(), "email", json!(INVOKER)));
+    let verified_trigger = stripped(&claims());
+    let both = |authorization: &str, serverless: &str| {
+        fixture_request("cloudevent-binary.json")
+            .header("authorization", &format!("Bearer {authorization}"))
+            .header("x-serverless-authorization", &format!("Bearer {serverless}"))
+    };
+    let serverless_only = |token: &str| {
+        fixture_request("cloudevent-binary.json").header("x-serverless-authorization", &format!("Bearer {token}"))
+    };
+    // (case, request, status, error, reason fragment)
+    let cases: Vec<(&str, TestRequest, u16, &str, &str)> = vec![
+        ("the attack", both(&forged_trigger, &verified_invoker), 403, "forbidden", "different callers"),
+        (
+            "the invoker, honestly",
+            both(&verified_invoker, &verified_invoker),
+            403,
+            "forbidden",
+            "ci-runner@demo-project.iam.gserviceaccount.com is not in",
+        ),
+        (
+            "the trigger beside another identity",
+            both(&verified_invoker, &verified_trigger),
+            403,
+            "forbidden",
+            "different callers",
+        ),
+        (
+            "a forged token alone (a public service)",
+            bearer(&forged_trigger),
+            401,
+            "unauthenticated",
+            "Cloud Run did not verify it",
+        ),
+        (
+            "a forged X-Serverless-Authorization",
+            serverless_only(&forged_trigger),
+            401,
+            "unauthenticated",
+            "still carries a signature",
+        ),
+    ];
+    for (case, request, status, error, reason) in cases {
+        let up = FakeUpstream::new();
+        let r = cloud_run_harness(&up).handle(request).await.unwrap();
+        let body = assert_error(&r, status, error, "");
+        assert!(body["reason"].as_str().unwrap().contains(reason), "{case}: {body}");
+        assert!(r.run.outbound.is_empty(), "{case}: nothing loaded, nothing fetched");
+        assert!(log_line(&r).get("caller").is_none(), "{case}: no caller logged for a refusal");
+        assert_no_secrets(&r, &[&forged_trigger, &verified_invoker, &verified_trigger]);
+    }
+    // The verified trigger, in X-Serverless-Authorization alone or beside itself, is let in.
+    for request in [serverless_only(&verified_trigger), both(&verified_trigger, &verified_trigger)] {
+        let up = loads(14);
+        let r = cloud_run_harness(&up).handle(request).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert_eq!(log_line(&r)["caller"], PUSHER);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_valid_only_later_is_refused() {
+    let up = FakeUpstream::new();
+    up.route(google_keys());
+    let token = sign_rs256(key(0), Some("google-1"), &with(claims(), "nbf", json!(NOW + 3600)));
+    let r = oidc_harness(&up).handle(bearer(&token)).await.unwrap();
+    assert_error(&r, 401, "unauthenticated", "the token is not valid yet (nbf)");
+    assert_eq!(r.run.outbound.len(), 1, "only the key set");
 }
 
 #[tokio::test(start_paused = true)]

@@ -36,7 +36,15 @@ pub struct Token {
     pub claims: Map<String, Value>,
     signing_input: String,
     signature: Vec<u8>,
+    /// The signature part is Cloud Run's [`SIGNATURE_REMOVED`] marker.
+    signature_removed: bool,
 }
+
+/// What Cloud Run puts in place of the signature of every ID token it verified before handing
+/// the request to the container ("Signature removed",
+/// <https://cloud.google.com/run/docs/troubleshooting#signature-removed>). Only a token carrying
+/// it can have passed Cloud Run's check; one with a signature went around it.
+pub const SIGNATURE_REMOVED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
 /// Why a token was refused. Messages never quote the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +69,16 @@ impl Token {
         };
         let header = json(h, "header")?;
         let claims = json(c, "claims")?;
-        // Google's front end replaces the signature with this text; it is not base64url, and
-        // only the `cloud-run` mode (which trusts the platform) reads such a token.
+        // Cloud Run replaces the signature with its marker; that is not base64url, and only the
+        // `cloud-run` mode (which trusts the platform's check) accepts such a token.
+        let signature_removed = s == SIGNATURE_REMOVED;
         let signature = URL_SAFE_NO_PAD.decode(s).unwrap_or_default();
-        Ok(Token { header, claims, signing_input: format!("{h}.{c}"), signature })
+        Ok(Token { header, claims, signing_input: format!("{h}.{c}"), signature, signature_removed })
+    }
+
+    /// Whether Cloud Run verified this token and removed its signature (see [`SIGNATURE_REMOVED`]).
+    pub fn signature_removed_by_google(&self) -> bool {
+        self.signature_removed
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {

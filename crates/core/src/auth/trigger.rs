@@ -4,21 +4,21 @@
 //!   here — RS256 signature against Google's JWK set (fetched by the caller, see
 //!   [`Check::NeedKeys`]), issuer, audience, expiry, `email` in the allow-list, `email_verified`.
 //! - `cloud-run`: Cloud Run already verified the token and the invoker role, and replaced the
-//!   signature (`SIGNATURE_REMOVED_BY_GOOGLE`): only the `email` claim is checked.
+//!   signature (`SIGNATURE_REMOVED_BY_GOOGLE`): the identity is read from the header Cloud Run
+//!   checked (`X-Serverless-Authorization` before `Authorization`), only in that stripped form,
+//!   and its `email` must be in the allow-list.
 //! - `shared-secret`: a token in the `X-Gcr-Usage-Token` header or the `token` query parameter,
 //!   compared in constant time.
 //!
 //! Refusals say what is wrong without quoting the credential: they end up in log lines.
 
-use std::collections::HashMap;
-
 use http::HeaderMap;
-use rsa::RsaPublicKey;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::jwt::{Token, rsa_key_from_jwk};
+pub use super::google_keys::{KeyCache, KeySet, max_age_ms};
+use super::jwt::Token;
 use crate::url::Endpoint;
 
 pub const SECRET_HEADER: &str = "x-gcr-usage-token";
@@ -27,8 +27,11 @@ pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
 /// Clock skew tolerated between Google and this host.
 const LEEWAY_SECS: i64 = 60;
-/// How long fetched keys are trusted when the answer says nothing (Google rotates daily-ish).
-pub const DEFAULT_KEYS_MAX_AGE_MS: u64 = 3_600_000;
+/// The header Cloud Run checks first: "If both [`Authorization` and `X-Serverless-Authorization`]
+/// are provided, only the `X-Serverless-Authorization` header is checked"
+/// (<https://cloud.google.com/run/docs/authenticating/service-to-service#acquire-token>), and the
+/// `Authorization` header then reaches the container untouched — unverified.
+pub const SERVERLESS_AUTHORIZATION: &str = "x-serverless-authorization";
 
 /// A secret value: compared, never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,77 +96,23 @@ pub enum Check {
     NeedKeys,
 }
 
-/// Google's signing keys by `kid`.
-#[derive(Debug, Clone, Default)]
-pub struct KeySet(HashMap<String, RsaPublicKey>);
-
-impl KeySet {
-    /// Reads a JWK set (`{"keys":[{"kty":"RSA","kid":…,"n":…,"e":…}, …]}`); non-RSA keys are skipped.
-    pub fn parse(body: &[u8]) -> Result<KeySet, String> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| "the key set is not JSON".to_string())?;
-        let keys = value.get("keys").and_then(Value::as_array).ok_or("the key set has no keys array")?;
-        let set: HashMap<String, RsaPublicKey> =
-            keys.iter().filter_map(|k| Some((k.get("kid")?.as_str()?.to_string(), rsa_key_from_jwk(k)?))).collect();
-        if set.is_empty() {
-            return Err("the key set holds no RSA key".into());
-        }
-        Ok(KeySet(set))
-    }
-}
-
-/// Keys fetched by this instance, and until when they are trusted (monotonic ms).
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    keys: Option<(KeySet, u64)>,
-}
-
-impl KeyCache {
-    pub fn fresh(&self, now_ms: u64) -> Option<&KeySet> {
-        self.keys.as_ref().filter(|(_, until)| now_ms < *until).map(|(k, _)| k)
-    }
-
-    pub fn store(&mut self, keys: KeySet, now_ms: u64, max_age_ms: u64) {
-        self.keys = Some((keys, now_ms.saturating_add(max_age_ms)));
-    }
-}
-
-/// `Cache-Control: max-age=N` of the key-set answer, in ms.
-pub fn max_age_ms(headers: &HeaderMap) -> u64 {
-    headers
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
-        .map_or(DEFAULT_KEYS_MAX_AGE_MS, |s| s.saturating_mul(1000))
-}
-
 /// Decides whether the request may proceed. `keys`: what the caller holds (None = nothing yet).
 pub fn check(auth: &TriggerAuth, headers: &HeaderMap, query: &str, keys: Option<&KeySet>, now_unix: u64) -> Check {
     match auth {
         TriggerAuth::None => Check::Allowed { caller: None },
         TriggerAuth::SharedSecret(secret) => shared_secret(secret, headers, query),
-        TriggerAuth::CloudRun { emails } => {
-            let token = match bearer(headers).map(Token::parse) {
-                None => {
-                    return unauthenticated(
-                        "no Authorization: Bearer token (is the service deployed with --no-allow-unauthenticated?)",
-                    );
-                }
-                Some(Err(e)) => return unauthenticated(format!("the bearer token is unreadable: {}", e.0)),
-                Some(Ok(t)) => t,
-            };
-            allowed_email(&token, emails, false)
-        }
+        TriggerAuth::CloudRun { emails } => cloud_run(emails, headers),
         TriggerAuth::GoogleOidc { audience, emails, .. } => {
-            let token = match bearer(headers).map(Token::parse) {
-                None => return unauthenticated("no Authorization: Bearer token"),
-                Some(Err(e)) => return unauthenticated(format!("the bearer token is unreadable: {}", e.0)),
-                Some(Ok(t)) => t,
+            let token = match bearer(headers, http::header::AUTHORIZATION.as_str()) {
+                Bearer::Missing => return unauthenticated("no Authorization: Bearer token"),
+                Bearer::Malformed(why) => return unauthenticated(why),
+                Bearer::Token(token) => token,
             };
             if token.header_str("alg") != Some("RS256") {
                 return unauthenticated("the token is not signed with RS256");
             }
             let Some(kid) = token.header_str("kid") else { return unauthenticated("the token names no key (kid)") };
-            let Some(key) = keys.and_then(|k| k.0.get(kid)) else { return Check::NeedKeys };
+            let Some(key) = keys.and_then(|k| k.get(kid)) else { return Check::NeedKeys };
             if let Err(e) = token.verify_rs256(key) {
                 return unauthenticated(format!("the token is not Google's: {}", e.0));
             }
@@ -187,15 +136,99 @@ pub fn check(auth: &TriggerAuth, headers: &HeaderMap, query: &str, keys: Option<
             if token.claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat - LEEWAY_SECS > now) {
                 return unauthenticated("the token was issued in the future");
             }
+            // RFC 7519 §4.1.5: not to be accepted before `nbf`. Google's ID tokens carry none
+            // today; a token that does is held to it.
+            match token.claims.get("nbf") {
+                None => {}
+                Some(nbf) => match nbf.as_i64() {
+                    Some(nbf) if nbf - LEEWAY_SECS <= now => {}
+                    Some(_) => return unauthenticated("the token is not valid yet (nbf)"),
+                    None => return unauthenticated("the token's nbf is not a number"),
+                },
+            }
             allowed_email(&token, emails, true)
         }
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// `cloud-run`: the identity comes from the token Cloud Run verified — `X-Serverless-Authorization`
+/// when present, else `Authorization` — and only in the form Cloud Run forwards after verifying
+/// it, with the signature replaced by [`super::jwt::SIGNATURE_REMOVED`]. Cloud Run checked the
+/// signature, audience, expiry and the caller's `run.invoker` role; this checks who it was.
+fn cloud_run(emails: &[String], headers: &HeaderMap) -> Check {
+    let serverless = bearer(headers, SERVERLESS_AUTHORIZATION);
+    let authorization = bearer(headers, http::header::AUTHORIZATION.as_str());
+    let (verified, header, beside) = match serverless {
+        Bearer::Token(token) => (token, "X-Serverless-Authorization", Some(authorization)),
+        Bearer::Malformed(why) => return unauthenticated(why),
+        Bearer::Missing => match authorization {
+            Bearer::Token(token) => (token, "Authorization", None),
+            Bearer::Malformed(why) => return unauthenticated(why),
+            Bearer::Missing => {
+                return unauthenticated(
+                    "no Authorization or X-Serverless-Authorization: Bearer token (is the service deployed with --no-allow-unauthenticated?)",
+                );
+            }
+        },
+    };
+    if !verified.signature_removed_by_google() {
+        // A token whose signature is still there did not pass through Cloud Run's check (a
+        // public service, or another way in): its claims are whatever the sender wrote.
+        return unauthenticated(format!(
+            "the {header} token still carries a signature, so Cloud Run did not verify it (deploy with --no-allow-unauthenticated, or use GCR_USAGE_TRIGGER_AUTH=google-oidc on a public service)"
+        ));
+    }
+    // Both headers: Cloud Run verified X-Serverless-Authorization and passed Authorization on
+    // as the sender wrote it. A second identity there is at best confusing and at worst the
+    // forgery this check exists for (a permitted invoker claiming the trigger's account).
+    match beside {
+        None | Some(Bearer::Missing) => {}
+        Some(Bearer::Malformed(_)) => {
+            return unauthenticated(
+                "the Authorization header beside X-Serverless-Authorization is not a readable bearer token",
+            );
+        }
+        Some(Bearer::Token(other)) => {
+            let same = match (other.claim_str("email"), verified.claim_str("email")) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            };
+            if !same {
+                return forbidden(
+                    "Authorization and X-Serverless-Authorization name different callers; only X-Serverless-Authorization was verified by Cloud Run",
+                );
+            }
+        }
+    }
+    allowed_email(&verified, emails, false)
+}
+
+/// A bearer token header as sent: absent, not a readable `Bearer` JWT (the reason names the
+/// header, never the value), or the parsed (unverified) token.
+enum Bearer {
+    Missing,
+    Malformed(String),
+    Token(Token),
+}
+
+fn bearer(headers: &HeaderMap, name: &str) -> Bearer {
+    let display = if name == SERVERLESS_AUTHORIZATION { "X-Serverless-Authorization" } else { "Authorization" };
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else { return Bearer::Missing };
+    if values.next().is_some() {
+        // Which of two copies a proxy verified is anyone's guess: refuse rather than pick one.
+        return Bearer::Malformed(format!("more than one {display} header"));
+    }
+    let Some((scheme, token)) = value.to_str().ok().map(str::trim).and_then(|v| v.split_once(' ')) else {
+        return Bearer::Malformed(format!("the {display} header is not a Bearer token"));
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Bearer::Malformed(format!("the {display} header is not a Bearer token"));
+    }
+    match Token::parse(token.trim()) {
+        Ok(token) => Bearer::Token(token),
+        Err(e) => Bearer::Malformed(format!("the {display} bearer token is unreadable: {}", e.0)),
+    }
 }
 
 fn allowed_email(token: &Token, emails: &[String], must_be_verified: bool) -> Check {

@@ -283,7 +283,7 @@ fn big_log(bytes: usize) -> (Vec<u8>, usize) {
 }
 
 fn run(google: &mut Google, vars: &[(&str, &str)]) -> ObjectResult {
-    load_object(Ok(config(vars)), object(), google)
+    load_object(Ok(config(vars)), object(), google, &mut Default::default())
 }
 
 fn outcome(result: &ObjectResult) -> &crate::Outcome {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::ObjectRef;
+use crate::credentials::CredentialCache;
 use crate::log_name::LogKind;
 use crate::service::{Io, drive};
 
@@ -96,7 +97,7 @@ fn planned() -> PlannedLoad {
 fn run(config: Config, script: &mut Script) -> Result<Outcome, LoadError> {
     let seed = script.random_u64();
     let now = script.now_ms;
-    drive(LoadSession::new(config, planned(), now, 1_767_225_600, seed), script)
+    drive(LoadSession::new(config, planned(), now, 1_767_225_600, seed), script, &mut CredentialCache::default())
 }
 
 #[test]
@@ -387,4 +388,98 @@ fn a_service_account_key_is_exchanged_at_its_token_uri() {
     let e = run(config(&[("GCR_USAGE_AUTH", "service-account"), ("GCR_USAGE_SA_KEY", &key)]), &mut s).unwrap_err();
     assert!(e.message().starts_with("OAuth token endpoint (service-account key) refused"), "{e}");
     assert!(!e.message().contains("eyJ"), "no JWT in messages: {e}");
+}
+
+const UNAUTHENTICATED: &str = r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","errors":[{"reason":"authError","message":"Invalid Credentials"}],"status":"UNAUTHENTICATED"}}"#;
+
+fn metadata_config() -> Config {
+    Config::from_env(|k| (k == "GCR_USAGE_BUCKETS").then(|| "demo-gcr-logs".to_string())).unwrap()
+}
+
+fn run_cached(config: Config, script: &mut Script, cache: &mut CredentialCache) -> Result<Outcome, LoadError> {
+    let now = script.now_ms;
+    drive(LoadSession::new(config, planned(), now, 1_767_225_600 + now / 1000, 42), script, cache)
+}
+
+#[test]
+fn an_instance_asks_the_metadata_server_once_while_the_token_lasts() {
+    let mut cache = CredentialCache::default();
+    let mut s = Script::new(vec![Ok((200, "meta-project\n")), Ok((200, TOKEN)), Ok((200, DONE))]);
+    run_cached(metadata_config(), &mut s, &mut cache).unwrap();
+    for _ in 0..99 {
+        s.answers.push_back(Ok((200, DONE.into())));
+        run_cached(metadata_config(), &mut s, &mut cache).unwrap();
+    }
+    let metadata = s.paths().iter().filter(|p| p.contains("computeMetadata")).count();
+    assert_eq!((metadata, cache.token_fetches(), cache.project_fetches()), (2, 1, 1), "100 events, one token");
+    assert!(s.sent.iter().skip(2).all(|(_, _, auth)| auth == "Bearer ya29.test"));
+    // Shortly before expiry (3599 s - 5 min) a new token is fetched, the project id is kept.
+    s.now_ms = 1_100 + (3599 - 300) * 1000; // the token arrived at 1 100 ms
+    s.answers.extend([Ok((200, TOKEN.replace("ya29.test", "ya29.next"))), Ok((200, DONE.into()))]);
+    let before = s.sent.len();
+    run_cached(metadata_config(), &mut s, &mut cache).unwrap();
+    assert_eq!(s.paths()[before..].len(), 2);
+    assert!(s.paths()[before].ends_with("/token"));
+    assert_eq!(s.sent[before + 1].2, "Bearer ya29.next");
+}
+
+#[test]
+fn a_cached_token_refused_with_401_is_replaced_once_and_the_request_repeated() {
+    let mut cache = CredentialCache::default();
+    let mut s = Script::new(vec![Ok((200, "meta-project\n")), Ok((200, TOKEN)), Ok((200, DONE))]);
+    run_cached(metadata_config(), &mut s, &mut cache).unwrap();
+    let before = s.sent.len();
+    s.answers.extend([
+        Ok((401, UNAUTHENTICATED.into())),
+        Ok((200, TOKEN.replace("ya29.test", "ya29.fresh"))),
+        Ok((200, DONE.into())),
+    ]);
+    let o = run_cached(metadata_config(), &mut s, &mut cache).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded, "the repeated insert created the job: ours");
+    let sent = &s.sent[before..];
+    assert_eq!(sent.len(), 3);
+    assert_eq!((sent[0].2.as_str(), sent[2].2.as_str()), ("Bearer ya29.test", "Bearer ya29.fresh"));
+    assert_eq!(sent[0].1, sent[2].1, "the same jobs.insert");
+    assert_eq!(cache.token("metadata http://metadata.google.internal", s.now_ms), Some("ya29.fresh"));
+    // A fresh token refused too is Google's word: no loop.
+    s.answers.extend([Ok((401, UNAUTHENTICATED.into())), Ok((200, TOKEN.into())), Ok((401, UNAUTHENTICATED.into()))]);
+    let e = run_cached(metadata_config(), &mut s, &mut cache).unwrap_err();
+    assert_eq!(e.kind(), "upstream-rejected");
+    assert!(e.message().contains("Invalid Credentials") || e.message().contains("invalid authentication"), "{e}");
+}
+
+#[test]
+fn a_fetched_token_refused_with_401_is_not_fetched_again() {
+    let mut s = Script::new(vec![Ok((200, "meta-project\n")), Ok((200, TOKEN)), Ok((401, UNAUTHENTICATED))]);
+    let e = run(metadata_config(), &mut s).unwrap_err();
+    assert_eq!((e.kind(), s.sent.len()), ("upstream-rejected", 3));
+}
+
+#[test]
+fn tokens_are_cached_per_credential() {
+    let mut cache = CredentialCache::default();
+    let other_metadata = || {
+        Config::from_env(|k| match k {
+            "GCR_USAGE_BUCKETS" => Some("demo-gcr-logs".into()),
+            "GCE_METADATA_HOST" => Some("127.0.0.1:8181".into()),
+            _ => None,
+        })
+        .unwrap()
+    };
+    let mut s = Script::new(vec![Ok((200, "meta-project\n")), Ok((200, TOKEN)), Ok((200, DONE))]);
+    run_cached(metadata_config(), &mut s, &mut cache).unwrap();
+    s.answers.extend([
+        Ok((200, "other-project\n".into())),
+        Ok((200, TOKEN.replace("test", "other"))),
+        Ok((200, DONE.into())),
+    ]);
+    let before = s.sent.len();
+    let o = run_cached(other_metadata(), &mut s, &mut cache).unwrap();
+    assert_eq!(s.sent.len() - before, 3, "another metadata server: its own project and token");
+    assert_eq!(o.destination.as_deref(), Some("other-project:storageanalysis.usage"));
+    assert_eq!(s.sent.last().unwrap().2, "Bearer ya29.other");
+    // Fixed tokens and self-signed JWTs are never cached, nor handed to other configurations.
+    s.answers.push_back(Ok((200, DONE.into())));
+    run_cached(config(&[("GCR_USAGE_AUTH", "token"), ("GCR_USAGE_TOKEN", "ya29.dev")]), &mut s, &mut cache).unwrap();
+    assert_eq!(s.sent.last().unwrap().2, "Bearer ya29.dev");
 }

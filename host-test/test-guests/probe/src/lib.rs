@@ -100,6 +100,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 format!("{} {}", hex(&s), hex(&i))
             }
             "/trap" => core::arch::wasm32::unreachable(),
+            // Requests this instance has served: 1 on a fresh instance, more on a reused one.
+            "/count" => {
+                static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                format!("{}", SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)
+            }
             "/spin" => {
                 let n: u64 = param(query, "n").unwrap_or(1000);
                 let mut x = 0u64;

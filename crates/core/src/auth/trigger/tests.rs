@@ -3,8 +3,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use super::*;
-use crate::auth::jwt::sign_rs256;
+use crate::auth::google_keys::{
+    DEFAULT_KEYS_MAX_AGE_MS, MAX_KEYS, MAX_KEYS_MAX_AGE_MS, MAX_SOURCES, MIN_FETCH_INTERVAL_MS, MIN_KEYS_MAX_AGE_MS,
+    STALE_IF_ERROR_MS,
+};
 use crate::auth::jwt::test_keys::{jwk, key};
+use crate::auth::jwt::{SIGNATURE_REMOVED, sign_rs256};
 
 const AUD: &str = "https://gcr-usage-abc-uc.a.run.app/";
 const SA: &str = "push@demo-project.iam.gserviceaccount.com";
@@ -83,6 +87,13 @@ fn every_forgery_and_mismatch_is_refused() {
         ("no expiry", sign_rs256(key(0), Some("k0"), &with(claims(), "exp", json!(null))), 401, "no expiry"),
         ("future", sign_rs256(key(0), Some("k0"), &with(claims(), "iat", json!(NOW + 600))), 401, "future"),
         (
+            "not yet valid",
+            sign_rs256(key(0), Some("k0"), &with(claims(), "nbf", json!(NOW + 3600))),
+            401,
+            "not valid yet",
+        ),
+        ("nbf not a number", sign_rs256(key(0), Some("k0"), &with(claims(), "nbf", json!("soon"))), 401, "nbf"),
+        (
             "issuer",
             sign_rs256(key(0), Some("k0"), &with(claims(), "iss", json!("https://evil.example"))),
             401,
@@ -135,14 +146,159 @@ fn unknown_keys_ask_for_the_key_set() {
 }
 
 #[test]
-fn cloud_run_mode_checks_only_the_email() {
-    let auth = TriggerAuth::CloudRun { emails: vec![SA.into()] };
-    let signed = sign_rs256(key(1), Some("whatever"), &with(claims(), "exp", json!(1)));
-    let stripped = format!("{}.SIGNATURE_REMOVED_BY_GOOGLE", signed.rsplit_once('.').unwrap().0);
-    assert_eq!(check(&auth, &headers(&stripped), "", None, NOW), Check::Allowed { caller: Some(SA.into()) });
-    let other = sign_rs256(key(0), None, &with(claims(), "email", json!("x@y.z")));
-    assert_eq!(denied(check(&auth, &headers(&other), "", None, NOW)).0, 403);
-    assert!(denied(check(&auth, &HeaderMap::new(), "", None, NOW)).1.contains("--no-allow-unauthenticated"));
+fn nbf_within_the_leeway_or_past_is_accepted() {
+    for nbf in [NOW - 3600, NOW, NOW + 59] {
+        let token = sign_rs256(key(0), Some("k0"), &with(claims(), "nbf", json!(nbf)));
+        assert!(matches!(run(&oidc(), &token), Check::Allowed { .. }), "nbf {nbf}");
+    }
+}
+
+const TRIGGER: &str = "eventarc-trigger@demo-project.iam.gserviceaccount.com";
+const INVOKER: &str = "someone-allowed-to-invoke@demo-project.iam.gserviceaccount.com";
+
+/// A token as Cloud Run hands it to the container after verifying it.
+fn stripped(email: &str) -> String {
+    let signed = sign_rs256(key(0), Some("k0"), &with(claims(), "email", json!(email)));
+    format!("{}.{SIGNATURE_REMOVED}", signed.rsplit_once('.').unwrap().0)
+}
+
+/// A token with a signature (its own key: nobody checks it in `cloud-run` mode).
+fn signed(email: &str) -> String {
+    sign_rs256(key(1), Some("attacker"), &with(claims(), "email", json!(email)))
+}
+
+fn cloud_run_check(authorization: Option<&str>, serverless: Option<&str>) -> Check {
+    let mut h = HeaderMap::new();
+    if let Some(a) = authorization {
+        h.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+    }
+    if let Some(s) = serverless {
+        h.insert(SERVERLESS_AUTHORIZATION, s.parse().unwrap());
+    }
+    check(&TriggerAuth::CloudRun { emails: vec![TRIGGER.into()] }, &h, "", None, NOW)
+}
+
+/// (name, Authorization, X-Serverless-Authorization, status (0 = allowed), words in the reason)
+type CloudRunCase = (&'static str, Option<String>, Option<String>, u16, &'static str);
+
+#[test]
+fn cloud_run_mode_reads_the_identity_cloud_run_verified() {
+    let bearer = |t: &str| format!("Bearer {t}");
+    let allowed = Check::Allowed { caller: Some(TRIGGER.into()) };
+    let no_email = sign_rs256(key(0), Some("k0"), &with(claims(), "email", json!(null)));
+    let cases: Vec<CloudRunCase> = vec![
+        ("Eventarc / Pub/Sub push: Authorization only, verified", Some(bearer(&stripped(TRIGGER))), None, 0, ""),
+        ("X-Serverless-Authorization only, verified", None, Some(bearer(&stripped(TRIGGER))), 0, ""),
+        ("both, the same caller", Some(bearer(&stripped(TRIGGER))), Some(bearer(&stripped(TRIGGER))), 0, ""),
+        (
+            "the attack: a permitted invoker's verified token, and a forged one claiming the trigger",
+            Some(bearer(&signed(TRIGGER))),
+            Some(bearer(&stripped(INVOKER))),
+            403,
+            "different callers",
+        ),
+        (
+            "the attack's other half: the invoker in both headers is still not the trigger",
+            Some(bearer(&signed(INVOKER))),
+            Some(bearer(&stripped(INVOKER))),
+            403,
+            "not in GCR_USAGE_TRIGGER_EMAILS",
+        ),
+        (
+            "verified trigger beside someone else",
+            Some(bearer(&stripped(INVOKER))),
+            Some(bearer(&stripped(TRIGGER))),
+            403,
+            "different callers",
+        ),
+        (
+            "verified beside a non-bearer Authorization",
+            Some("Basic dXNlcjpwYXNz".into()),
+            Some(bearer(&stripped(TRIGGER))),
+            401,
+            "not a readable bearer",
+        ),
+        (
+            "verified beside garbage",
+            Some(bearer("garbage")),
+            Some(bearer(&stripped(TRIGGER))),
+            401,
+            "not a readable bearer",
+        ),
+        (
+            "beside a token without an email",
+            Some(bearer(&no_email)),
+            Some(bearer(&stripped(TRIGGER))),
+            403,
+            "different callers",
+        ),
+        (
+            "a signed token Cloud Run never saw (public service)",
+            Some(bearer(&signed(TRIGGER))),
+            None,
+            401,
+            "did not verify it",
+        ),
+        (
+            "a signed X-Serverless-Authorization",
+            None,
+            Some(bearer(&signed(TRIGGER))),
+            401,
+            "X-Serverless-Authorization token still carries a signature",
+        ),
+        (
+            "a verified token of someone else",
+            Some(bearer(&stripped(INVOKER))),
+            None,
+            403,
+            "not in GCR_USAGE_TRIGGER_EMAILS",
+        ),
+        ("no header at all", None, None, 401, "--no-allow-unauthenticated"),
+        (
+            "an unreadable X-Serverless-Authorization",
+            Some(bearer(&stripped(TRIGGER))),
+            Some(bearer("x.y")),
+            401,
+            "X-Serverless-Authorization bearer token is unreadable",
+        ),
+        (
+            "X-Serverless-Authorization not bearer",
+            Some(bearer(&stripped(TRIGGER))),
+            Some("Basic eA==".into()),
+            401,
+            "X-Serverless-Authorization header is not a Bearer token",
+        ),
+        (
+            "Authorization not bearer",
+            Some("Basic eA==".into()),
+            None,
+            401,
+            "Authorization header is not a Bearer token",
+        ),
+    ];
+    for (name, authorization, serverless, status, words) in cases {
+        let got = cloud_run_check(authorization.as_deref(), serverless.as_deref());
+        if status == 0 {
+            assert_eq!(got, allowed, "{name}");
+            continue;
+        }
+        let (got_status, reason) = denied(got);
+        assert_eq!(got_status, status, "{name}: {reason}");
+        assert!(reason.contains(words), "{name}: {reason}");
+        for token in authorization.iter().chain(serverless.iter()) {
+            let token = token.trim_start_matches("Bearer ");
+            assert!(token.len() < 12 || !reason.contains(token), "{name}: the reason quotes a token");
+        }
+    }
+}
+
+#[test]
+fn cloud_run_mode_refuses_a_repeated_header() {
+    let mut h = HeaderMap::new();
+    h.append(SERVERLESS_AUTHORIZATION, format!("Bearer {}", stripped(TRIGGER)).parse().unwrap());
+    h.append(SERVERLESS_AUTHORIZATION, format!("Bearer {}", stripped(INVOKER)).parse().unwrap());
+    let (status, reason) = denied(check(&TriggerAuth::CloudRun { emails: vec![TRIGGER.into()] }, &h, "", None, NOW));
+    assert_eq!((status, reason.as_str()), (401, "more than one X-Serverless-Authorization header"));
 }
 
 #[test]
@@ -170,8 +326,43 @@ fn key_sets_and_their_lifetime() {
     h.insert(http::header::CACHE_CONTROL, "public, max-age=19204, must-revalidate".parse().unwrap());
     assert_eq!(max_age_ms(&h), 19_204_000);
     assert_eq!(max_age_ms(&HeaderMap::new()), DEFAULT_KEYS_MAX_AGE_MS);
+    let src = GOOGLE_JWKS_URL;
     let mut cache = KeyCache::default();
-    assert!(cache.fresh(0).is_none());
-    cache.store(keys(), 1_000, 500);
-    assert!(cache.fresh(1_499).is_some() && cache.fresh(1_500).is_none());
+    assert!(cache.fresh(src, 0).is_none());
+    cache.store(src, keys(), 1_000, 120_000);
+    assert!(cache.fresh(src, 120_999).is_some() && cache.fresh(src, 121_000).is_none());
+    assert!(cache.fresh("https://elsewhere/certs", 2_000).is_none(), "keys are only used for their own endpoint");
+    assert!(cache.usable(src, 121_000 + STALE_IF_ERROR_MS - 1).is_some(), "stale-if-error");
+    assert!(cache.usable(src, 121_000 + STALE_IF_ERROR_MS).is_none());
+    // max-age is bounded both ways.
+    cache.store(src, keys(), 0, 0);
+    assert!(cache.fresh(src, MIN_KEYS_MAX_AGE_MS - 1).is_some());
+    cache.store(src, keys(), 0, u64::MAX);
+    assert!(cache.fresh(src, MAX_KEYS_MAX_AGE_MS).is_none());
+}
+
+#[test]
+fn fetches_are_rate_limited() {
+    let mut cache = KeyCache::default();
+    let src = GOOGLE_JWKS_URL;
+    assert!(cache.may_fetch(src, 0), "the first fetch is always allowed");
+    cache.fetching(src, 5_000);
+    assert!(!cache.may_fetch(src, 5_000 + MIN_FETCH_INTERVAL_MS - 1));
+    assert!(cache.may_fetch(src, 5_000 + MIN_FETCH_INTERVAL_MS));
+    assert!(cache.may_fetch("https://other/certs", 5_000), "per key-set URL");
+    assert_eq!(cache.fetches(), 1);
+    // At most MAX_SOURCES URLs are held; the one fetched longest ago goes first.
+    for i in 0..10 {
+        cache.fetching(&format!("https://k{i}/certs"), 6_000 + i);
+        cache.store(&format!("https://k{i}/certs"), keys(), 6_000 + i, 60_000);
+    }
+    assert_eq!(cache.sources(), MAX_SOURCES);
+    assert!(cache.fresh("https://k9/certs", 7_000).is_some() && cache.fresh(src, 7_000).is_none());
+}
+
+#[test]
+fn key_sets_are_bounded() {
+    let many: Vec<_> = (0..40).map(|i| jwk(key(i % 2), &format!("k{i}"))).collect();
+    let set = KeySet::parse(json!({"keys": many}).to_string().as_bytes()).unwrap();
+    assert_eq!(set.len(), MAX_KEYS);
 }
