@@ -375,13 +375,17 @@ def passes_to_component(name: str) -> bool:
     return name.startswith("GCR_USAGE_") or name == "GCE_METADATA_HOST"
 
 
+#: serve.sh's own settings (instance reuse), read by the script and not passed to the component.
+SERVE_SETTINGS = ("SERVE_MAX_INSTANCE_REUSE_COUNT", "SERVE_IDLE_INSTANCE_TIMEOUT")
+
+
 def serve_env(port: int, env: Mapping[str, str]) -> dict[str, str]:
     """The whole environment of serve.sh: what Cloud Run would set (PORT) plus the configuration.
 
     Nothing else is inherited, so the suite's own variables (GCR_USAGE_WASM, ...) never reach
     the component. A variable serve.sh would not pass on is refused here rather than lost.
     """
-    dropped = sorted(k for k in env if not passes_to_component(k))
+    dropped = sorted(k for k in env if not passes_to_component(k) and k not in SERVE_SETTINGS)
     if dropped:
         raise ValueError(f"deploy/serve.sh passes only GCR_USAGE_* and GCE_METADATA_HOST, not {dropped}")
     tool = wasmtime_path()

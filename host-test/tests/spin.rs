@@ -177,10 +177,9 @@ async fn the_spin_build_loads_a_fixture_event_configured_only_by_spin_variables(
     assert_eq!(r.result.expect("loaded").rows, Some(7));
 }
 
-#[tokio::test(start_paused = true)]
-async fn spin_toml_defaults_drive_metadata_auth_through_the_allowed_metadata_host() {
-    // Only what has no default: the manifest's defaults (metadata auth, US, storageanalysis)
-    // do the rest, and the metadata server is one of the allowed hosts.
+/// Only the bucket and the project set: metadata auth (token `ya29.from-metadata`) and the
+/// other defaults come from `spin.toml`; jobs finish with 3 rows.
+fn spin_with_defaults() -> (FakeUpstream, Harness) {
     let up = FakeUpstream::new();
     up.route(google::metadata_token_rule().reply(google::metadata_token("ya29.from-metadata")));
     up.route(google::jobs_insert_rule(PROJECT).reply(google::job_done_echo(3)));
@@ -188,6 +187,14 @@ async fn spin_toml_defaults_drive_metadata_auth_through_the_allowed_metadata_hos
         .spin_variable("gcr_usage_buckets", BUCKET)
         .spin_variable("gcr_usage_project", PROJECT)
         .upstream(up.clone());
+    (up, h)
+}
+
+#[tokio::test(start_paused = true)]
+async fn spin_toml_defaults_drive_metadata_auth_through_the_allowed_metadata_host() {
+    // Only what has no default: the manifest's defaults (metadata auth, US, storageanalysis)
+    // do the rest, and the metadata server is one of the allowed hosts.
+    let (up, h) = spin_with_defaults();
     let r = h.handle(fixture_request("pubsub-push.json")).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     let hosts: Vec<&str> = r.run.outbound.iter().map(|q| q.url.as_str()).collect();
@@ -732,16 +739,9 @@ async fn two_configurations_alternating_through_one_instance_keep_their_own_cred
         b64(json!({"alg": "RS256", "kid": "k"})),
         b64(json!({"email": PUSHER, "aud": "https://x.a.run.app"}))
     );
-    let up = FakeUpstream::new();
-    up.route(google::metadata_token_rule().reply(google::metadata_token("ya29.from-metadata")));
-    up.route(google::jobs_insert_rule(PROJECT).reply(google::job_done_echo(3)));
     // A: metadata credentials, cloud-run triggers from PUSHER, the default dataset.
-    let h = Harness::spin()
-        .spin_variable("gcr_usage_buckets", BUCKET)
-        .spin_variable("gcr_usage_project", PROJECT)
-        .spin_variable("gcr_usage_trigger_auth", "cloud-run")
-        .spin_variable("gcr_usage_trigger_emails", PUSHER)
-        .upstream(up.clone());
+    let (up, h) = spin_with_defaults();
+    let h = h.spin_variable("gcr_usage_trigger_auth", "cloud-run").spin_variable("gcr_usage_trigger_emails", PUSHER);
     let a = [
         ("gcr_usage_auth", "metadata"),
         ("gcr_usage_dataset", "storageanalysis"),
