@@ -48,8 +48,9 @@ fi
 
 # Instance reuse. `wasmtime serve` gives a WASI 0.2 component a fresh instance per request
 # unless told otherwise, which throws away what the loader caches for its instance's life:
-# Google's OIDC keys (google-oidc triggers, per max-age), the access token (until 5 minutes before
-# it expires) and the project id. Reused, an instance fetches them once instead of once per event.
+# Google's OIDC keys (google-oidc triggers, per max-age), the access token (while it has 5 minutes
+# plus the event's budget left) and the project id. Reused, an instance fetches them once, not
+# once per event.
 # The loader keeps nothing else between requests (gcr_usage_core::instance), so reuse changes
 # fetches, not answers. Requests still never share an instance at once (a WASI 0.2 export cannot
 # be re-entered): concurrent events get instances of their own, each with its own caches.

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use crate::config::{AuthMode, Config};
 
-/// A cached token is used until this long before it expires: a token handed to a job must
-/// outlive the event, the upload and the polls (Google's client libraries refresh 3 min 45 s
-/// before expiry; an event's budget is a few minutes at most).
+/// A cached token is handed out only while it has this much life left beyond what the asker
+/// needs (Google's client libraries refresh 3 min 45 s before expiry).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// A token answer without `expires_in` is not cached: there is no telling how long it lives.
 /// One with a lifetime above this is held to it anyway (Google's last an hour).
@@ -59,14 +58,19 @@ pub struct CredentialCache {
 struct CachedToken {
     source: String,
     value: String,
-    /// Monotonic ms after which the token is fetched anew.
-    use_until_ms: u64,
+    /// Monotonic ms at which the token expires (as its `expires_in` said, from when it arrived).
+    expires_at_ms: u64,
 }
 
 impl CredentialCache {
-    /// A token from `source` that is good for at least [`REFRESH_MARGIN`] more.
-    pub fn token(&self, source: &str, now_ms: u64) -> Option<&str> {
-        self.token.as_ref().filter(|t| t.source == source && now_ms < t.use_until_ms).map(|t| t.value.as_str())
+    /// A token from `source` that stays valid for at least `needed` more (a session asks for
+    /// its whole budget plus [`REFRESH_MARGIN`]).
+    pub fn token(&self, source: &str, now_ms: u64, needed: Duration) -> Option<&str> {
+        let needed_ms = u64::try_from(needed.as_millis()).unwrap_or(u64::MAX);
+        self.token
+            .as_ref()
+            .filter(|t| t.source == source && now_ms.saturating_add(needed_ms) < t.expires_at_ms)
+            .map(|t| t.value.as_str())
     }
 
     /// Remembers a token fetched at `fetched_at_ms` (replacing any other: one credential at a
@@ -77,13 +81,11 @@ impl CredentialCache {
             self.token = None;
             return;
         };
-        // Short-lived tokens are used for half their life rather than not at all.
-        let usable = lifetime.checked_sub(REFRESH_MARGIN).filter(|u| *u >= lifetime / 2).unwrap_or(lifetime / 2);
-        let usable_ms = u64::try_from(usable.as_millis()).unwrap_or(u64::MAX);
+        let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
         self.token = Some(CachedToken {
             source: source.to_string(),
             value: token.value.clone(),
-            use_until_ms: fetched_at_ms.saturating_add(usable_ms),
+            expires_at_ms: fetched_at_ms.saturating_add(lifetime_ms),
         });
     }
 
@@ -118,34 +120,35 @@ impl CredentialCache {
 mod tests {
     use super::*;
 
+    const NEED: Duration = Duration::from_secs(330); // a 30 s budget + the margin
+
     fn token(value: &str, secs: Option<u64>) -> AccessToken {
         AccessToken { value: value.into(), expires_in: secs.map(Duration::from_secs) }
     }
 
     #[test]
-    fn a_token_is_used_until_the_margin_before_it_expires() {
+    fn a_token_is_handed_out_while_it_outlives_what_is_needed() {
         let mut cache = CredentialCache::default();
-        assert_eq!(cache.token("m", 0), None);
+        assert_eq!(cache.token("m", 0, NEED), None);
         cache.store_token("m", &token("ya29.a", Some(3599)), 1_000);
-        let until = 1_000 + (3599 - 300) * 1000;
-        assert_eq!(cache.token("m", until - 1), Some("ya29.a"));
-        assert_eq!(cache.token("m", until), None, "refreshed 5 minutes before expiry");
-        assert_eq!(cache.token("other", 2_000), None, "another credential's token is never handed out");
+        let last = 1_000 + (3599 - 330) * 1000 - 1;
+        assert_eq!(cache.token("m", last, NEED), Some("ya29.a"));
+        assert_eq!(cache.token("m", last + 1, NEED), None, "5 min + the budget before expiry: fetched anew");
+        assert_eq!(cache.token("m", 1_000, Duration::from_secs(3600)), None, "an hour-long event needs a fresh one");
+        assert_eq!(cache.token("other", 2_000, NEED), None, "another credential's token is never handed out");
         assert_eq!(cache.token_fetches(), 1);
     }
 
     #[test]
-    fn short_long_and_unknown_lifetimes() {
+    fn long_and_unknown_lifetimes() {
         let mut cache = CredentialCache::default();
         cache.store_token("m", &token("short", Some(120)), 0);
-        assert_eq!((cache.token("m", 59_999), cache.token("m", 60_000)), (Some("short"), None), "half of 2 min");
+        assert_eq!(cache.token("m", 0, NEED), None, "too short to cover an event: used once, not cached");
         cache.store_token("m", &token("long", Some(86_400)), 0);
-        assert_eq!(cache.token("m", 3_300_000 - 1), Some("long"));
-        assert_eq!(cache.token("m", 3_300_000), None, "held to an hour at most");
+        assert_eq!(cache.token("m", 3_270_000 - 1, NEED), Some("long"));
+        assert_eq!(cache.token("m", 3_270_000, NEED), None, "held to an hour at most");
         cache.store_token("m", &token("unknown", None), 0);
-        assert_eq!(cache.token("m", 0), None, "no expires_in: not cached");
-        cache.store_token("m", &token("zero", Some(0)), 0);
-        assert_eq!(cache.token("m", 0), None);
+        assert_eq!(cache.token("m", 0, Duration::ZERO), None, "no expires_in: not cached");
     }
 
     #[test]
@@ -153,9 +156,9 @@ mod tests {
         let mut cache = CredentialCache::default();
         cache.store_token("m", &token("t", Some(3600)), 0);
         cache.forget_token("other");
-        assert_eq!(cache.token("m", 1), Some("t"));
+        assert_eq!(cache.token("m", 1, NEED), Some("t"));
         cache.forget_token("m");
-        assert_eq!(cache.token("m", 1), None);
+        assert_eq!(cache.token("m", 1, NEED), None);
         cache.store_project("m", "demo-project");
         assert_eq!((cache.project("m"), cache.project("n")), (Some("demo-project"), None));
     }

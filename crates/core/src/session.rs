@@ -74,9 +74,6 @@ pub struct LoadSession {
     /// What the token and the project id are cached under (see [`crate::credentials`]).
     token_source: Option<String>,
     project_source: Option<String>,
-    /// The token came from the instance's cache: a 401 means it was revoked early, and one
-    /// fresh token is fetched before the request is sent again.
-    token_from_cache: bool,
     /// What this session learned for the instance's cache: a token (and the monotonic ms it
     /// arrived), a project id, and whether Google refused the cached token.
     fetched_token: Option<(AccessToken, u64)>,
@@ -138,7 +135,6 @@ impl LoadSession {
             token,
             token_source,
             project_source,
-            token_from_cache: false,
             fetched_token: None,
             fetched_project: None,
             token_refused: false,
@@ -170,11 +166,12 @@ impl LoadSession {
         {
             self.project = Some(project.to_string());
         }
+        // The token must outlive the whole event (its budget), plus the usual margin.
+        let needed = self.config.wait.max(MIN_BUDGET) + credentials::REFRESH_MARGIN;
         if self.token.is_none()
-            && let Some(token) = self.token_source.as_deref().and_then(|source| cache.token(source, now_ms))
+            && let Some(token) = self.token_source.as_deref().and_then(|source| cache.token(source, now_ms, needed))
         {
             self.token = Some(token.to_string());
-            self.token_from_cache = true;
         }
         self.action = setup_action(&self.project, &self.token, &self.config.auth, self.planned.format);
         self
@@ -231,16 +228,17 @@ impl LoadSession {
             return self.send(now_ms);
         }
         if status == 401
-            && self.token_from_cache
+            && !self.token_refused
+            && needs_token_request(&self.config.auth)
             && matches!(self.action, Action::Insert | Action::GetJob | Action::Probe)
         {
-            // The cached token was revoked or expired early: fetch one (once), then repeat the
+            // The token was revoked, or expired under a long event (a cached one, or one the
+            // metadata server handed out near its end): fetch one, once, and repeat the
             // request. A 401 created nothing, so the insert is not counted as sent.
             if self.action == Action::Insert {
                 self.inserts_sent = self.inserts_sent.saturating_sub(1);
             }
             self.token = None;
-            self.token_from_cache = false;
             self.token_refused = true;
             self.after_token = Some(self.action);
             self.action = Action::Token;

@@ -414,7 +414,7 @@ fn an_instance_asks_the_metadata_server_once_while_the_token_lasts() {
     assert_eq!((metadata, cache.token_fetches(), cache.project_fetches()), (2, 1, 1), "100 events, one token");
     assert!(s.sent.iter().skip(2).all(|(_, _, auth)| auth == "Bearer ya29.test"));
     // Shortly before expiry (3599 s - 5 min) a new token is fetched, the project id is kept.
-    s.now_ms = 1_100 + (3599 - 300) * 1000; // the token arrived at 1 100 ms
+    s.now_ms = 1_100 + (3599 - 300 - 30) * 1000; // arrived at 1 100 ms; 5 min + the 30 s budget
     s.answers.extend([Ok((200, TOKEN.replace("ya29.test", "ya29.next"))), Ok((200, DONE.into()))]);
     let before = s.sent.len();
     run_cached(metadata_config(), &mut s, &mut cache).unwrap();
@@ -440,7 +440,7 @@ fn a_cached_token_refused_with_401_is_replaced_once_and_the_request_repeated() {
     assert_eq!(sent.len(), 3);
     assert_eq!((sent[0].2.as_str(), sent[2].2.as_str()), ("Bearer ya29.test", "Bearer ya29.fresh"));
     assert_eq!(sent[0].1, sent[2].1, "the same jobs.insert");
-    assert_eq!(cache.token("metadata http://metadata.google.internal", s.now_ms), Some("ya29.fresh"));
+    assert_eq!(cache.token("metadata http://metadata.google.internal", s.now_ms, Duration::ZERO), Some("ya29.fresh"));
     // A fresh token refused too is Google's word: no loop.
     s.answers.extend([Ok((401, UNAUTHENTICATED.into())), Ok((200, TOKEN.into())), Ok((401, UNAUTHENTICATED.into()))]);
     let e = run_cached(metadata_config(), &mut s, &mut cache).unwrap_err();
@@ -449,10 +449,22 @@ fn a_cached_token_refused_with_401_is_replaced_once_and_the_request_repeated() {
 }
 
 #[test]
-fn a_fetched_token_refused_with_401_is_not_fetched_again() {
-    let mut s = Script::new(vec![Ok((200, "meta-project\n")), Ok((200, TOKEN)), Ok((401, UNAUTHENTICATED))]);
+fn a_401_fetches_one_new_token_and_then_is_googles_word() {
+    // A token the metadata server handed out near its end can expire under a long event.
+    let mut s = Script::new(vec![
+        Ok((200, "meta-project\n")),
+        Ok((200, TOKEN)),
+        Ok((401, UNAUTHENTICATED)),
+        Ok((200, TOKEN)),
+        Ok((401, UNAUTHENTICATED)),
+    ]);
     let e = run(metadata_config(), &mut s).unwrap_err();
-    assert_eq!((e.kind(), s.sent.len()), ("upstream-rejected", 3));
+    assert_eq!((e.kind(), s.sent.len()), ("upstream-rejected", 5));
+    assert!(s.paths()[3].ends_with("/token"));
+    // A fixed token cannot be replaced: its 401 is final at once.
+    let mut s = Script::new(vec![Ok((401, UNAUTHENTICATED))]);
+    let e = run(config(&[("GCR_USAGE_AUTH", "token"), ("GCR_USAGE_TOKEN", "ya29.dev")]), &mut s).unwrap_err();
+    assert_eq!((e.kind(), s.sent.len()), ("upstream-rejected", 1));
 }
 
 #[test]
