@@ -197,6 +197,7 @@ async fn spin_toml_defaults_drive_metadata_auth_through_the_allowed_metadata_hos
     let (up, h) = spin_with_defaults();
     let r = h.handle(fixture_request("pubsub-push.json")).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(up.denied().is_empty());
     let hosts: Vec<&str> = r.run.outbound.iter().map(|q| q.url.as_str()).collect();
     assert!(hosts[0].starts_with("http://metadata.google.internal/computeMetadata/"), "{hosts:?}");
     assert!(hosts[1].starts_with("https://bigquery.googleapis.com/bigquery/v2/"), "{hosts:?}");
