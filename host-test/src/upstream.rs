@@ -405,10 +405,9 @@ impl FakeUpstream {
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, Error> {
         let (parts, body) = request.into_parts();
-        // Waiting for the whole body is what lets tests assert on it; it completes when the guest
-        // finishes the outgoing body (the guest may do so after calling `handle`). A denied
-        // request's body is drained too, so the guest sees the denial and not a broken pipe.
-        let body = body.collect().await?.to_bytes();
+        // Waiting for the whole body is what lets tests assert on it. A denied request's body is
+        // drained too, so the guest sees the denial and not a broken pipe.
+        let body = read_like_hyper(&parts.headers, body).await?;
         let uri = &parts.uri;
         let recorded = RecordedRequest {
             method: parts.method.clone(),
@@ -455,6 +454,30 @@ impl FakeUpstream {
             Action::Hang | Action::Dynamic(_) => unreachable!("handled above"),
         }
     }
+}
+
+/// Reads a request body the way hyper's client does: with a `Content-Length`, exactly that many
+/// bytes, and then the body is dropped at once — so the guest's output stream reports `closed`
+/// as soon as the last byte is taken, possibly before the guest's own flush or `finish`
+/// (wasmtime-wasi-http's `BodyWriteStream` answers `closed` once its receiver is gone). Without
+/// one, to the end the guest marks with `finish`.
+async fn read_like_hyper(headers: &HeaderMap, mut body: WasiBody) -> Result<Bytes, Error> {
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let Some(declared) = declared else { return Ok(body.collect().await?.to_bytes()) };
+    let mut bytes = bytes::BytesMut::with_capacity(declared.min(64 << 20));
+    while bytes.len() < declared {
+        match body.frame().await {
+            Some(frame) => {
+                if let Ok(data) = frame?.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            None => break,
+        }
+    }
+    drop(body);
+    Ok(bytes.freeze())
 }
 
 pub(crate) fn describe_unmatched(unmatched: &[RecordedRequest]) -> String {

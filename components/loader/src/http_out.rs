@@ -121,17 +121,27 @@ fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingR
     // `handle` first: the host drains the body only once the request is under way, so writing
     // more than one stream buffer (4 KiB in wasmtime) before it would block forever.
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
+    let mut written = Ok(());
     if !body.is_empty() {
         let stream = outgoing_body.write().map_err(|()| "request body stream unavailable".to_string())?;
-        write_all(&stream, &body).map_err(|e| format!("writing the request body: {}", stream_error(e)))?;
+        written = write_all(&stream, &body).map_err(|e| format!("writing the request body: {}", stream_error(e)));
     }
-    OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
+    if written.is_ok() {
+        OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
+    } else {
+        // The connection stopped taking the body part-way. What happened is the response's to
+        // say: the server may have answered early (a 4xx), or the host knows the transport
+        // error. Only without either is the write error all there is.
+        drop(outgoing_body);
+    }
 
     future.subscribe().block();
-    match future.get() {
-        Some(Ok(Ok(response))) => Ok(response),
-        Some(Ok(Err(code))) => Err(format!("{code:?}")),
-        Some(Err(())) | None => Err("the host lost the response".to_string()),
+    match (future.get(), written) {
+        (Some(Ok(Ok(response))), _) => Ok(response),
+        (Some(Ok(Err(code))), Ok(())) => Err(format!("{code:?}")),
+        (Some(Ok(Err(code))), Err(write)) => Err(format!("{code:?} ({write})")),
+        (Some(Err(())) | None, Ok(())) => Err("the host lost the response".to_string()),
+        (Some(Err(())) | None, Err(write)) => Err(write),
     }
 }
 
@@ -163,6 +173,11 @@ pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
 /// Writes as much as the host permits per call (`check-write`; wasmtime grants 1 MiB) and
 /// flushes once: upload chunks are megabytes, and 4 KiB `blocking-write-and-flush` calls
 /// cost a host round trip each.
+///
+/// Once every byte has been written, `closed` is success: wasmtime-wasi-http's outgoing body
+/// closes its stream as soon as the connection has taken `Content-Length` bytes (hyper drops
+/// the body then), which can happen before the flush or the final check. A body that really
+/// did not arrive shows in the response instead (a transport error, or the server's answer).
 fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), StreamError> {
     while !data.is_empty() {
         let permit = stream.check_write()?;
@@ -174,10 +189,14 @@ fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), StreamError> 
         stream.write(&data[..n])?;
         data = &data[n..];
     }
-    stream.flush()?;
+    let delivered = |result: Result<(), StreamError>| match result {
+        Err(StreamError::Closed) => Ok(()),
+        other => other,
+    };
+    delivered(stream.flush())?;
     stream.subscribe().block();
     // Surfaces an error of the flush itself.
-    stream.check_write().map(|_| ())
+    delivered(stream.check_write().map(|_| ()))
 }
 
 fn stream_error(e: StreamError) -> String {

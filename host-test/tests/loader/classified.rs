@@ -150,6 +150,24 @@ async fn memory_stays_flat_however_large_the_log() {
     assert!(large < 8 << 20, "{peaks:?}");
 }
 
+/// wasmtime-wasi-http's outgoing body reports its stream `closed` as soon as the receiver has
+/// taken `Content-Length` bytes (hyper drops the body then; the fake reads the same way). A
+/// multi-MiB chunk fills the body channel, so the guest waits on it and finds it closed after
+/// its last write: that is a body fully written, not a failure to retry (issue 9).
+#[tokio::test(start_paused = true)]
+async fn a_body_taken_whole_at_its_content_length_is_sent_once() {
+    let log = big_log(12 << 20);
+    let (up, google) = google_with(log.clone());
+    // The default 4 MiB chunks: each written in 1 MiB host writes, the channel full at the end.
+    let r = classified(&up, "classified").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
+    let body = r.json();
+    assert_eq!((r.status, &body["outcome"]), (200, &json!("loaded")), "{body}");
+    assert!(body.get("retries").is_none(), "a delivered body was retried: {body}");
+    let uploaded = &google.uploads()[0].1;
+    let chunks = r.run.outbound.iter().filter(|o| o.method == http::Method::PUT).count();
+    assert_eq!(chunks, uploaded.len().div_ceil(4 << 20), "each chunk sent once");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_corrupted_download_is_retried_and_never_loaded() {
     let log = fixture_log();
