@@ -340,7 +340,11 @@ fn generation(value: Option<&Value>, field: &str) -> Result<Option<u64>, Invalid
     if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return invalid(field, format!("{:?} is not a decimal integer", truncate(&text, 40)));
     }
-    text.parse::<u64>().map(Some).or_else(|_| invalid(field, format!("{text} is out of range")))
+    match text.parse::<u64>() {
+        Ok(generation) if generation <= crate::object::MAX_GENERATION => Ok(Some(generation)),
+        Ok(generation) => invalid(field, crate::object::generation_out_of_range(generation)),
+        Err(_) => invalid(field, format!("{text} is out of range")),
+    }
 }
 
 #[cfg(test)]

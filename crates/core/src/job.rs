@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn odd_names_give_valid_ids() {
         for name in ["dir/ä ö#?%+&=.csv", &"ü".repeat(500), &"x".repeat(1024)] {
-            let id = spec(name, Some(u64::MAX)).job_id(5);
+            let id = spec(name, Some(crate::object::MAX_GENERATION)).job_id(5);
             assert!(valid_job_id(&id), "{id}");
             assert!(id.len() < 300);
         }

@@ -22,6 +22,13 @@ fn generation_as_string<S: serde::Serializer>(g: &Option<u64>, s: S) -> Result<S
     }
 }
 
+/// Cloud Storage generations are int64 (positive in practice): anything above is no object's.
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
+
+pub fn generation_out_of_range(generation: u64) -> String {
+    format!("{generation} is out of range: Cloud Storage generations are int64 (at most {MAX_GENERATION})")
+}
+
 impl ObjectRef {
     /// `gs://bucket/name`, the form BigQuery load jobs and people read.
     pub fn gs_uri(&self) -> String {
@@ -54,6 +61,9 @@ impl ObjectRef {
         }
         if self.name.chars().any(|c| c == '\r' || c == '\n') {
             return Err((at("name"), "contains a line break, which Cloud Storage forbids".into()));
+        }
+        if let Some(generation) = self.generation.filter(|g| *g > MAX_GENERATION) {
+            return Err((at("generation"), generation_out_of_range(generation)));
         }
         Ok(())
     }
@@ -108,6 +118,13 @@ mod tests {
         assert!(obj("logs", "a\nb").validate("").is_err());
         assert!(obj("Bad Bucket", "x").validate("").unwrap_err().1.contains("not a valid"));
         assert!(obj("logs", "dir/ü #?%+ name").validate("").is_ok());
+        let mut big = obj("logs", "x");
+        big.generation = Some(MAX_GENERATION);
+        assert!(big.validate("").is_ok());
+        big.generation = Some(MAX_GENERATION + 1);
+        let (field, message) = big.validate("data").unwrap_err();
+        assert_eq!(field, "data.generation");
+        assert!(message.contains("int64"), "{message}");
     }
 
     #[test]

@@ -87,6 +87,14 @@ pub fn malformed_events() -> Vec<(TestRequest, &'static str)> {
             "generation: 99999999999999999999 is out of range",
         ),
         (
+            raw(r#"{"bucket": "demo-gcr-logs", "name": "n", "generation": "9223372036854775808"}"#),
+            "generation: 9223372036854775808 is out of range: Cloud Storage generations are int64",
+        ),
+        (
+            raw(r#"{"bucket": "demo-gcr-logs", "name": "n", "generation": 18446744073709551615}"#),
+            "generation: 18446744073709551615 is out of range: Cloud Storage generations are int64",
+        ),
+        (
             raw(r#"{"bucket": "demo-gcr-logs", "name": "n", "generation": true}"#),
             "generation: must be a decimal integer",
         ),
@@ -279,9 +287,9 @@ async fn names_needing_escapes_give_valid_job_ids_and_exact_urls() {
     for name in &names {
         assert!(name.len() <= 1024);
         let up = duplicates(11);
-        let r = harness(&up).handle(bare(BUCKET, name, Some(u64::MAX))).await.unwrap();
+        let r = harness(&up).handle(bare(BUCKET, name, Some(i64::MAX as u64))).await.unwrap();
         let body = r.json();
-        let job_id = expected_job_id(BUCKET, name, Some(u64::MAX), USAGE_DEST, 1);
+        let job_id = expected_job_id(BUCKET, name, Some(i64::MAX as u64), USAGE_DEST, 1);
         assert_valid_job_id(&job_id);
         assert!(job_id.len() < 300, "{job_id}");
         assert_eq!(

@@ -87,6 +87,8 @@ async fn every_error_variant() {
         (object_ref(BUCKET, "", None), "name: must not be empty"),
         (object_ref(BUCKET, &long, None), "name: is 1025 bytes long"),
         (object_ref(BUCKET, "a\rb", None), "name: contains a line break"),
+        (object_ref(BUCKET, USAGE_NAME, Some(1 << 63)), "generation: 9223372036854775808 is out of range"),
+        (object_ref(BUCKET, USAGE_NAME, Some(u64::MAX)), "generation: 18446744073709551615 is out of range"),
     ] {
         let r = harness(&FakeUpstream::new()).call_load(object).await.unwrap();
         assert!(matches!(&r.result, Err(LoadError::InvalidInput(m)) if m.starts_with(says)), "{says}: {:?}", r.result);

@@ -93,7 +93,19 @@ fn bad_bodies_name_the_problem() {
     assert_eq!(err(&[], br#"{"bucket":"demo-gcr-logs","name":""}"#).field, "name");
     assert_eq!(err(&[], br#"{"bucket":7,"name":"x"}"#).message, "must be a string, not a number");
     assert_eq!(err(&[], br#"{"kind":"storage#bucket","bucket":"b-1","name":"x"}"#).field, "kind");
-    for generation in [r#""12a""#, r#""-1""#, r#""1.5""#, "1.5", "-3", r#""""#, "true", r#""99999999999999999999""#] {
+    for generation in [
+        r#""12a""#,
+        r#""-1""#,
+        r#""1.5""#,
+        "1.5",
+        "-3",
+        r#""""#,
+        "true",
+        r#""99999999999999999999""#,
+        r#""9223372036854775808""#,
+        r#""18446744073709551615""#,
+        "9223372036854775808",
+    ] {
         let body = format!(r#"{{"bucket":"demo-gcr-logs","name":"x","generation":{generation}}}"#);
         assert_eq!(err(&[], body.as_bytes()).field, "generation", "{generation}");
     }
