@@ -70,10 +70,13 @@ impl FakeGoogle {
         self.state.lock().expect("fake Google state poisoned")
     }
 
-    /// Routes the downloads, the upload sessions and `jobs.get` for `project` to this state.
+    /// Routes the downloads, object metadata, the upload sessions and `jobs.get` for `project`
+    /// to this state.
     pub fn install(&self, upstream: &FakeUpstream, project: &str) {
         let me = self.clone();
         upstream.route(Rule::get(prefix("/download/storage/v1/b/")).reply(Reply::dynamic(move |r| me.download(r))));
+        let me = self.clone();
+        upstream.route(Rule::get(prefix("/storage/v1/b/")).reply(Reply::dynamic(move |r| me.metadata(r))));
         let upload_path = format!("/upload/bigquery/v2/projects/{project}/jobs");
         let me = self.clone();
         let path = upload_path.clone();
@@ -90,11 +93,21 @@ impl FakeGoogle {
         );
     }
 
+    /// `objects.get` (JSON API metadata): the fields the loader asks for, int64 as a string.
+    fn metadata(&self, r: &RecordedRequest) -> Reply {
+        let Some(key) = object_key(r.path.trim_start_matches("/storage/v1/b/")) else {
+            return Reply::text(400, "bad path");
+        };
+        match self.lock().objects.get(&key) {
+            Some((generation, ..)) => Reply::json(200, &serde_json::json!({"generation": generation.to_string()})),
+            None => Reply::json(404, &serde_json::json!({"error": {"code": 404, "message": "No such object"}})),
+        }
+    }
+
     fn download(&self, r: &RecordedRequest) -> Reply {
-        let rest = r.path.trim_start_matches("/download/storage/v1/b/");
-        let Some((bucket, name)) = rest.split_once("/o/") else { return Reply::text(400, "bad path") };
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let key = (decode(bucket), decode(name));
+        let Some(key) = object_key(r.path.trim_start_matches("/download/storage/v1/b/")) else {
+            return Reply::text(400, "bad path");
+        };
         let state = self.lock();
         match state.objects.get(&key) {
             Some((generation, bytes, hash))
@@ -172,4 +185,11 @@ impl FakeGoogle {
             None => google_error(404, "notFound", &format!("Not found: Job {}", job.id())),
         }
     }
+}
+
+/// `(bucket, name)` from `BUCKET/o/NAME` (both percent-encoded in the path).
+fn object_key(rest: &str) -> Option<(String, String)> {
+    let (bucket, name) = rest.split_once("/o/")?;
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    Some((decode(bucket), decode(name)))
 }

@@ -58,6 +58,8 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 enum Action {
     ProjectId,
     Token,
+    /// The object's live generation, when the event named none: the job id depends on it.
+    Generation,
     /// `jobs.get` before an upload: does this attempt's job exist already?
     Probe,
     /// `jobs.insert`, or the upload for classified loads.
@@ -123,7 +125,7 @@ impl LoadSession {
             AuthMode::Metadata | AuthMode::None | AuthMode::ServiceAccount { .. } => None,
         };
         let project = config.project.clone();
-        let action = setup_action(&project, &token, &config.auth, planned.format);
+        let action = setup_action(&project, &token, &config.auth, &planned);
         let token_source = credentials::token_source(&config);
         let project_source = credentials::project_source(&config);
         let deadline_ms = now_ms.saturating_add(duration_ms(config.wait));
@@ -173,7 +175,7 @@ impl LoadSession {
         {
             self.token = Some(token.to_string());
         }
-        self.action = setup_action(&self.project, &self.token, &self.config.auth, self.planned.format);
+        self.action = setup_action(&self.project, &self.token, &self.config.auth, &self.planned);
         self
     }
 
@@ -222,6 +224,12 @@ impl LoadSession {
         };
         let status = response.status().as_u16();
         let body = response.body();
+        if self.action == Action::Generation && status == 404 {
+            return Step::Done(Err(LoadError::InvalidInput(format!(
+                "generation: the event names none, and {} does not exist (any more); there is nothing to load",
+                self.planned.object.gs_uri()
+            ))));
+        }
         if self.action == Action::Probe && status == 404 {
             // No job for this attempt yet: this delivery uploads it.
             self.action = Action::Insert;
@@ -230,7 +238,7 @@ impl LoadSession {
         if status == 401
             && !self.token_refused
             && needs_token_request(&self.config.auth)
-            && matches!(self.action, Action::Insert | Action::GetJob | Action::Probe)
+            && matches!(self.action, Action::Generation | Action::Insert | Action::GetJob | Action::Probe)
         {
             // The token was revoked, or expired under a long event (a cached one, or one the
             // metadata server handed out near its end): fetch one, once, and repeat the
@@ -265,7 +273,7 @@ impl LoadSession {
                 Ok(project) => {
                     self.fetched_project = Some(project.clone());
                     self.project = Some(project);
-                    self.action = setup_action(&self.project, &self.token, &self.config.auth, self.planned.format);
+                    self.action = setup_action(&self.project, &self.token, &self.config.auth, &self.planned);
                     self.send(now_ms)
                 }
                 Err(why) => Step::Done(Err(LoadError::UpstreamRejected(why))),
@@ -274,11 +282,23 @@ impl LoadSession {
                 Ok(token) => {
                     self.token = Some(token.value.clone());
                     self.fetched_token = Some((token, now_ms));
-                    self.action = self.after_token.take().unwrap_or(first_job_action(self.planned.format));
+                    self.action = self
+                        .after_token
+                        .take()
+                        .unwrap_or_else(|| setup_action(&self.project, &self.token, &self.config.auth, &self.planned));
                     self.send(now_ms)
                 }
                 // A garbled token answer is most likely a flaky proxy: worth another try.
                 Err(why) => self.transient(format!("metadata server: {why}"), now_ms),
+            },
+            Action::Generation => match crate::storage::parse_generation(body) {
+                Ok(generation) => {
+                    self.planned.object.generation = Some(generation);
+                    self.action = first_job_action(self.planned.format);
+                    self.send(now_ms)
+                }
+                // A 200 without a generation is not Cloud Storage's answer: most likely a proxy.
+                Err(why) => self.transient(format!("Cloud Storage objects.get: {why}"), now_ms),
             },
             Action::Insert => {
                 self.created = true;
@@ -310,6 +330,7 @@ impl LoadSession {
                 "OAuth token endpoint (service-account key)"
             }
             (Action::Token, _) => "metadata server (access token)",
+            (Action::Generation, _) => "Cloud Storage objects.get (generation)",
             (Action::Insert, LoadFormat::RawCsv) => "BigQuery jobs.insert",
             (Action::Insert, LoadFormat::Events) => "BigQuery upload (jobs.insert)",
             (Action::GetJob | Action::Probe, _) => "BigQuery jobs.get",
@@ -348,6 +369,9 @@ impl LoadSession {
                 }
                 _ => metadata::token_request(&self.config.metadata),
             },
+            (Action::Generation, _) => {
+                crate::storage::generation_request(&self.config.storage, &self.planned.object, token)
+            }
             (Action::Insert, LoadFormat::RawCsv) => {
                 self.spec().insert_request(&self.config.bigquery, self.attempt, &self.delivery, token)
             }
@@ -501,14 +525,17 @@ fn delivery_token(seed: u64) -> String {
     format!("{:016x}", Jitter::new(!seed).next_u64())
 }
 
-/// The first request a session needs: the project id, then a token, then the job.
-fn setup_action(project: &Option<String>, token: &Option<String>, auth: &AuthMode, format: LoadFormat) -> Action {
+/// The first request a session needs: the project id, then a token, then the object's
+/// generation if the event named none, then the job.
+fn setup_action(project: &Option<String>, token: &Option<String>, auth: &AuthMode, planned: &PlannedLoad) -> Action {
     if project.is_none() {
         Action::ProjectId
     } else if token.is_none() && needs_token_request(auth) {
         Action::Token
+    } else if planned.object.generation.is_none() {
+        Action::Generation
     } else {
-        first_job_action(format)
+        first_job_action(planned.format)
     }
 }
 

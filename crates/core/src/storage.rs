@@ -25,6 +25,30 @@ pub fn download_request(storage: &Endpoint, object: &ObjectRef, token: Option<&s
     build(http::Method::GET, &storage.url(&path), token, None)
 }
 
+/// `GET …/storage/v1/b/{bucket}/o/{object}?fields=generation`: the live generation of an
+/// object an event named without one. The job id is derived from the generation, so an event
+/// with it and one without must end up with the same: this is asked before the id is decided.
+pub fn generation_request(storage: &Endpoint, object: &ObjectRef, token: Option<&str>) -> http::Request<Vec<u8>> {
+    let path = format!("/storage/v1/b/{}/o/{}?fields=generation", encode(&object.bucket), encode(&object.name));
+    build(http::Method::GET, &storage.url(&path), token, None)
+}
+
+/// The generation in an object resource (`{"generation": "1710170135482117"}`; int64 as a
+/// JSON string, as everywhere in the JSON API).
+pub fn parse_generation(body: &[u8]) -> Result<u64, String> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| format!("object metadata is not JSON; {}", crate::bigquery::quote_body(body)))?;
+    let text = match value.get("generation") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err("object metadata carries no generation".into()),
+    };
+    match text.parse::<u64>() {
+        Ok(g) if g <= crate::object::MAX_GENERATION => Ok(g),
+        _ => Err(format!("object metadata's generation {:?} is not an int64", crate::object::truncate(&text, 40))),
+    }
+}
+
 /// What the download's headers promise about its body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expected {

@@ -1,7 +1,7 @@
 //! Event shapes: each fixture event loads its object; non-finalize events and non-log objects are
 //! ignored without a single outbound request; log names route to the right table.
 
-use gcr_usage_host_test::{FakeUpstream, TestRequest};
+use gcr_usage_host_test::{FakeGoogle, FakeUpstream, TestRequest, google, workspace_root};
 use serde_json::json;
 
 use crate::common::*;
@@ -63,12 +63,42 @@ async fn flattened_legacy_events_and_integer_generations_load_too() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_missing_generation_still_gives_a_deterministic_job_id() {
-    let up = loads(1);
-    let r = harness(&up).handle(bare(BUCKET, USAGE_NAME, None)).await.unwrap();
-    let body = assert_loaded(&r, USAGE_NAME, None, 1);
-    assert!(body["jobId"].as_str().unwrap().contains("_gnone_"), "{body}");
-    assert!(body["object"].get("generation").is_none());
+async fn an_event_without_a_generation_loads_under_the_live_generations_job_id() {
+    // One object, two events — one naming its generation, one not (a bare POST): one job id,
+    // so the second is a duplicate, never a second load (issue 9).
+    let up = FakeUpstream::new();
+    up.route(google::jobs_insert_rule(PROJECT).replies([google::job_done_echo(14), google::duplicate_job_echo()]));
+    up.route(google::jobs_get_rule(PROJECT).reply(google::job_done_echo(14)));
+    let google = FakeGoogle::new();
+    google.object(
+        BUCKET,
+        USAGE_NAME,
+        USAGE_GEN,
+        std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap(),
+    );
+    google.install(&up, PROJECT);
+    let h = harness(&up);
+    let named = h.handle(bare(BUCKET, USAGE_NAME, Some(USAGE_GEN))).await.unwrap();
+    let unnamed = h.handle(bare(BUCKET, USAGE_NAME, None)).await.unwrap();
+    let (a, b) = (named.json(), unnamed.json());
+    assert_eq!((named.status, &a["outcome"]), (200, &json!("loaded")), "{a}");
+    assert_eq!((unnamed.status, &b["outcome"]), (200, &json!("duplicate")), "{b}");
+    assert_eq!(a["jobId"], b["jobId"]);
+    assert_eq!(b["object"]["generation"], USAGE_GEN.to_string(), "the answer names the generation it loaded");
+    let lookup = &unnamed.run.outbound[0];
+    assert_eq!(
+        lookup.url,
+        format!("https://storage.googleapis.com/storage/v1/b/{BUCKET}/o/{USAGE_NAME}?fields=generation")
+    );
+    // An object that no longer exists: nothing to load, said as bad input (4xx).
+    let r = h.handle(bare(BUCKET, "accessLog_usage_2024_03_11_15_00_00_00cbe51e4b703105e9_v0", None)).await.unwrap();
+    assert_error(
+        &r,
+        400,
+        "invalid-input",
+        "generation: the event names none, and gs://demo-gcr-logs/accessLog_usage_2024_03_11_15",
+    );
+    assert_eq!(r.run.outbound.len(), 1, "no job for a missing object");
 }
 
 /// Every delivery shape's delete / archive / metadata-update event, with the `reason` expected.

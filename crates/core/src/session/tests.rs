@@ -495,3 +495,53 @@ fn tokens_are_cached_per_credential() {
     run_cached(config(&[("GCR_USAGE_AUTH", "token"), ("GCR_USAGE_TOKEN", "ya29.dev")]), &mut s, &mut cache).unwrap();
     assert_eq!(s.sent.last().unwrap().2, "Bearer ya29.dev");
 }
+
+fn without_generation() -> PlannedLoad {
+    let mut planned = planned();
+    planned.object.generation = None;
+    planned
+}
+
+#[test]
+fn an_event_without_a_generation_loads_under_the_live_generations_job_id() {
+    let mut s = Script::new(vec![Ok((200, r#"{"generation":"9"}"#)), Ok((200, DONE))]);
+    let o = drive(
+        LoadSession::new(config(&[]), without_generation(), 1_000, 1_767_225_600, 42),
+        &mut s,
+        &mut CredentialCache::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.paths()[0],
+        "GET https://storage.googleapis.com/storage/v1/b/demo-gcr-logs/o/accessLog_usage_2019_05_19_18_00_00_00cbe5_v0"
+    );
+    assert!(s.sent[0].1.ends_with("?fields=generation"));
+    // The same job id as the event that named generation 9: the object cannot load twice.
+    let mut with = Script::new(vec![Ok((200, DONE))]);
+    let named = run(config(&[]), &mut with).unwrap();
+    assert_eq!((o.outcome, &o.job_id), (OutcomeKind::Loaded, &named.job_id));
+    assert_eq!(o.object.unwrap().generation, Some(9));
+}
+
+#[test]
+fn a_generation_that_cannot_be_resolved() {
+    let session = || LoadSession::new(config(&[]), without_generation(), 1_000, 1_767_225_600, 42);
+    // Gone: nothing to load, and the sender learns why (4xx: redelivery cannot help).
+    let mut s = Script::new(vec![Ok((404, r#"{"error":{"code":404,"message":"No such object"}}"#))]);
+    let e = drive(session(), &mut s, &mut CredentialCache::default()).unwrap_err();
+    assert_eq!(e.kind(), "invalid-input");
+    assert!(e.message().contains("generation: the event names none, and gs://demo-gcr-logs/"), "{e}");
+    // Not allowed to look: Google's refusal, named.
+    let mut s = Script::new(vec![Ok((403, DENIED))]);
+    let e = drive(session(), &mut s, &mut CredentialCache::default()).unwrap_err();
+    assert_eq!(e.kind(), "upstream-rejected");
+    assert!(e.message().contains("Cloud Storage objects.get (generation) refused"), "{e}");
+    // A garbled answer or a 503 is retried like any transient failure.
+    let mut s =
+        Script::new(vec![Ok((200, "{}")), Ok((503, "busy")), Ok((200, r#"{"generation":"9"}"#)), Ok((200, DONE))]);
+    let o = drive(session(), &mut s, &mut CredentialCache::default()).unwrap();
+    assert_eq!(o.retries.unwrap().count, 2);
+    for bad in [r#"{"generation":"9223372036854775808"}"#, r#"{"generation":"x"}"#] {
+        assert!(crate::storage::parse_generation(bad.as_bytes()).is_err(), "{bad}");
+    }
+}
