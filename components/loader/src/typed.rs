@@ -3,11 +3,12 @@
 use gcr_usage_core::contract::Answer;
 use gcr_usage_core::outcome::FileCounts as CoreCounts;
 use gcr_usage_core::{
-    LoadError as CoreError, ObjectRef as CoreObject, Outcome as CoreOutcome, OutcomeKind as CoreKind, service,
+    LoadError as CoreError, ObjectRef as CoreObject, Outcome as CoreOutcome, OutcomeKind as CoreKind,
+    Retries as CoreRetries, service,
 };
 
 use crate::bindings::exports::gcr_usage::loader::loader::{
-    EventsOutcome, FileCounts, Guest, LoadError, ObjectRef, Outcome, OutcomeKind,
+    EventsOutcome, FileCounts, Guest, LoadError, MalformedRow, ObjectRef, Outcome, OutcomeKind, Retries,
 };
 use crate::wasi_io::{WasiIo, now_ms};
 
@@ -24,30 +25,42 @@ impl Guest for crate::Component {
             ("eventShape", "wit-call".into()),
         ]));
         let events = result.events.map(|events| events.map(events_outcome).map_err(load_error));
-        let o = result.load.map_err(load_error)?;
+        // Destructured without `..`: a field the core's outcome gains must be mapped here too,
+        // or this does not compile — nothing is dropped between the answer and the WIT record.
+        let CoreOutcome { outcome, object: loaded, log_kind, destination, job_id, rows, reason, counts, retries } =
+            result.load.map_err(load_error)?;
         Ok(Outcome {
-            kind: kind(o.outcome),
-            object: o.object.as_ref().map_or_else(|| to_wit(&core_object), to_wit),
-            log_kind: o.log_kind.map(|k| k.as_str().to_string()),
-            destination: o.destination,
-            job_id: o.job_id,
-            rows: o.rows,
-            reason: o.reason,
-            counts: o.counts.as_ref().map(counts),
+            kind: kind(outcome),
+            object: loaded.as_ref().map_or_else(|| to_wit(&core_object), to_wit),
+            log_kind: log_kind.map(|k| k.as_str().to_string()),
+            destination,
+            job_id,
+            rows,
+            reason,
+            counts: counts.as_ref().map(file_counts),
+            retries: retries.map(to_wit_retries),
             events,
         })
     }
 }
 
 fn events_outcome(o: CoreOutcome) -> EventsOutcome {
+    // The object and log kind are the raw load's (same object); the rest is this load's own.
+    let CoreOutcome { outcome, object: _, log_kind: _, destination, job_id, rows, reason, counts, retries } = o;
     EventsOutcome {
-        kind: kind(o.outcome),
-        destination: o.destination,
-        job_id: o.job_id,
-        rows: o.rows,
-        reason: o.reason,
-        counts: o.counts.as_ref().map(counts),
+        kind: kind(outcome),
+        destination,
+        job_id,
+        rows,
+        reason,
+        counts: counts.as_ref().map(file_counts),
+        retries: retries.map(to_wit_retries),
     }
+}
+
+fn to_wit_retries(r: CoreRetries) -> Retries {
+    let CoreRetries { count, last } = r;
+    Retries { count, last }
 }
 
 fn kind(kind: CoreKind) -> OutcomeKind {
@@ -60,14 +73,19 @@ fn kind(kind: CoreKind) -> OutcomeKind {
     }
 }
 
-fn counts(c: &CoreCounts) -> FileCounts {
+fn file_counts(c: &CoreCounts) -> FileCounts {
+    let CoreCounts { bytes, records, events, malformed, duplicates, invalid_utf8, first_malformed } = c;
     FileCounts {
-        bytes: c.bytes,
-        records: c.records,
-        events: c.events,
-        malformed: c.malformed,
-        duplicates: c.duplicates,
-        invalid_utf8: c.invalid_utf8,
+        bytes: *bytes,
+        records: *records,
+        events: *events,
+        malformed: *malformed,
+        duplicates: *duplicates,
+        invalid_utf8: *invalid_utf8,
+        first_malformed: first_malformed
+            .iter()
+            .map(|m| MalformedRow { line: m.line, row: m.row, reason: m.reason.to_string() })
+            .collect(),
     }
 }
 

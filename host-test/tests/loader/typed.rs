@@ -155,3 +155,20 @@ async fn typed_and_http_paths_agree_on_the_job() {
     assert_eq!(o.log_kind.as_deref(), Some("storage"));
     assert_eq!(typed.run.outbound[0].body, http.run.outbound[0].body, "the same jobs.insert");
 }
+
+#[tokio::test(start_paused = true)]
+async fn retries_reach_the_typed_outcome_as_they_reach_the_answer() {
+    let up = FakeUpstream::new();
+    up.route(google::jobs_insert_rule(PROJECT).replies([google::server_error(503), google::job_done_echo(5)]));
+    let r = harness(&up).call_load(usage_ref()).await.unwrap();
+    let o = outcome(&r);
+    assert_eq!(o.kind, OutcomeKind::Loaded);
+    let retries = o.retries.as_ref().expect("the WIT outcome carries the retries");
+    assert_eq!(retries.count, 1);
+    assert!(retries.last.contains("503"), "{}", retries.last);
+    let line = only_log_line(&r.run);
+    assert_eq!((&line["retries"]["count"], &line["retries"]["last"]), (&1.into(), &retries.last.clone().into()));
+    // Without a retry there is none to report.
+    let r = harness(&loads(5)).call_load(usage_ref()).await.unwrap();
+    assert!(outcome(&r).retries.is_none());
+}

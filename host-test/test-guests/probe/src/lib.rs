@@ -53,6 +53,7 @@ impl LoaderGuest for Probe {
                 rows: Some(body.len() as u64),
                 reason: None,
                 counts: None,
+                retries: None,
                 events: None,
             }),
             Ok((status, _)) => Err(LoadError::UpstreamRejected(format!("status {status}"))),
