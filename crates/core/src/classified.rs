@@ -34,8 +34,6 @@ const MALFORMED_SAMPLES: usize = 5;
 const CHUNK_TRIES: u32 = 4;
 /// Error bodies from Cloud Storage are read up to this size for the message.
 const ERROR_BODY_BYTES: usize = 64 * 1024;
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything one upload needs, prepared by the session.
 #[derive(Debug)]
@@ -70,20 +68,26 @@ pub struct UploadReport {
     pub end: UploadEnd,
     /// Present once the object was read to its end.
     pub counts: Option<FileCounts>,
+    /// Chunk failures retried within the upload, and the last of them: the session counts them
+    /// with its own in the outcome's `retries`.
+    pub retries: u32,
+    pub last_retry: Option<String>,
 }
 
 pub fn run_upload(plan: UploadPlan, io: &mut impl Io) -> UploadReport {
-    let mut uploader = Uploader { jitter: Jitter::new(plan.seed), plan, counts: None };
+    let mut uploader = Uploader { jitter: Jitter::new(plan.seed), plan, counts: None, retries: 0, last_retry: None };
     let end = match uploader.run(io) {
         Ok(end) | Err(end) => end,
     };
-    UploadReport { end, counts: uploader.counts }
+    UploadReport { end, counts: uploader.counts, retries: uploader.retries, last_retry: uploader.last_retry }
 }
 
 struct Uploader {
     plan: UploadPlan,
     jitter: Jitter,
     counts: Option<FileCounts>,
+    retries: u32,
+    last_retry: Option<String>,
 }
 
 /// Where the chunks go and how far the server has them.
@@ -229,13 +233,19 @@ impl Uploader {
                 }
                 Reply::Failed(why) => why,
             };
+            let what = format!("BigQuery upload of bytes {base}-{}: {trouble}", end.saturating_sub(1));
             if tries >= CHUNK_TRIES {
-                return Err(UploadEnd::Transient(format!(
-                    "BigQuery upload of bytes {base}-{}: {trouble} (after {tries} tries)",
-                    end.saturating_sub(1)
-                )));
+                return Err(UploadEnd::Transient(format!("{what} (after {tries} tries)")));
             }
-            io.sleep(retries.next_delay(self.jitter.next_u64()));
+            // The event's budget holds for these sleeps as for the session's own: no retry is
+            // slept past it.
+            let delay = retries.next_delay(self.jitter.next_u64());
+            if io.now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)) > self.plan.budget_ms {
+                return Err(UploadEnd::Transient(format!("{what} (no time left in the event's budget to retry)")));
+            }
+            self.retries += 1;
+            self.last_retry = Some(what);
+            io.sleep(delay);
             self.resume(io, session, base, end)?;
         }
     }
@@ -265,13 +275,11 @@ impl Uploader {
 
     /// The next request's timeout, or the end of the upload when the budget is spent.
     fn timeout(&self, io: &mut impl Io) -> Result<Duration, UploadEnd> {
-        let now = io.now_ms();
-        if now >= self.plan.budget_ms {
-            return Err(UploadEnd::Transient(
+        crate::session::request_timeout(self.plan.budget_ms, io.now_ms()).ok_or_else(|| {
+            UploadEnd::Transient(
                 "the event's time budget ran out during the upload (classified loads download and upload the whole log within GCR_USAGE_WAIT_SECONDS; raise it for large logs)".into(),
-            ));
-        }
-        Ok(Duration::from_millis(self.plan.budget_ms - now).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT))
+            )
+        })
     }
 }
 

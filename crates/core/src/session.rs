@@ -54,6 +54,13 @@ pub const MIN_BUDGET: Duration = Duration::from_secs(10);
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The timeout of a request started at `now_ms` under a budget ending at `budget_ms`, or `None`
+/// when the budget is spent and nothing may be sent. The session and the upload both ask here.
+pub(crate) fn request_timeout(budget_ms: u64, now_ms: u64) -> Option<Duration> {
+    (now_ms < budget_ms)
+        .then(|| Duration::from_millis(budget_ms - now_ms).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     ProjectId,
@@ -209,6 +216,11 @@ impl LoadSession {
         if report.counts.is_some() {
             self.counts = report.counts;
         }
+        // Chunk retries inside the upload are this event's retries too.
+        self.transient_failures += report.retries;
+        if report.last_retry.is_some() {
+            self.last_transient = report.last_retry;
+        }
         match report.end {
             UploadEnd::Answered(reply) => self.on_reply(*reply, now_ms),
             UploadEnd::Transient(why) => self.transient(why, now_ms),
@@ -352,11 +364,7 @@ impl LoadSession {
     }
 
     fn send(&mut self, now_ms: u64) -> Step {
-        if now_ms >= self.budget_ms {
-            return self.out_of_time();
-        }
-        let remaining = Duration::from_millis(self.budget_ms - now_ms);
-        let timeout = remaining.clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT);
+        let Some(timeout) = request_timeout(self.budget_ms, now_ms) else { return self.out_of_time() };
         if self.action == Action::Insert {
             self.inserts_sent += 1;
         }

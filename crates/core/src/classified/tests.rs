@@ -486,6 +486,27 @@ fn a_failed_chunk_is_resumed_from_what_the_session_holds() {
     // The stored-but-unanswered chunk is not sent again: the next range starts after it.
     assert!(ranges[6].starts_with("bytes 262144-"), "{ranges:?}");
     assert_eq!(google.uploads[0].iter().filter(|&&b| b == b'\n').count(), rows);
+    // The three chunk failures are the event's retries, as the session's own would be.
+    let retries = o.retries.expect("chunk retries reach the outcome");
+    assert_eq!(retries.count, 3);
+    assert!(retries.last.starts_with("BigQuery upload of bytes 0-262143: connection reset"), "{}", retries.last);
+}
+
+#[test]
+fn chunk_retries_are_never_slept_past_the_events_budget() {
+    let (log, _) = big_log(300 << 10);
+    let mut google = Google::new(log);
+    google.chunk_outage = true;
+    // GCR_USAGE_WAIT_SECONDS=0: the 10 s minimum budget, starting at the fake's 1 000 ms.
+    let e = run(&mut google, &[("GCR_USAGE_WAIT_SECONDS", "0")]).load.unwrap_err();
+    assert_eq!(e.kind(), "upstream-unavailable");
+    let budget_end = 1_000 + 10_000;
+    // Every request was started inside the budget (each takes the fake 20 ms).
+    assert!(
+        google.now_ms <= budget_end + 20,
+        "the upload ran until {} ms, past the budget ending at {budget_end}",
+        google.now_ms
+    );
 }
 
 #[test]
