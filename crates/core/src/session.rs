@@ -107,9 +107,6 @@ pub struct LoadSession {
     /// max(wait, MIN_BUDGET) from the start: no request is sent and no retry slept past it,
     /// so slow but successful answers cannot stretch an event beyond its budget either.
     budget_ms: u64,
-    /// `jobs.insert` requests sent for the current attempt: after an ambiguous failure (timeout,
-    /// 5xx) a 409 on the retry most likely means our own first request got through.
-    inserts_sent: u32,
     /// The current attempt's job was seen PENDING/RUNNING (it exists and had not failed).
     seen_running: bool,
     /// What reading the object found, once an upload read it.
@@ -156,7 +153,6 @@ impl LoadSession {
             unix_at_start: now_unix,
             ms_at_start: now_ms,
             budget_ms,
-            inserts_sent: 0,
             seen_running: false,
             counts: None,
             retries: Backoff::retries(),
@@ -254,10 +250,7 @@ impl LoadSession {
         {
             // The token was revoked, or expired under a long event (a cached one, or one the
             // metadata server handed out near its end): fetch one, once, and repeat the
-            // request. A 401 created nothing, so the insert is not counted as sent.
-            if self.action == Action::Insert {
-                self.inserts_sent = self.inserts_sent.saturating_sub(1);
-            }
+            // request.
             self.token = None;
             self.token_refused = true;
             self.after_token = Some(self.action);
@@ -270,9 +263,8 @@ impl LoadSession {
                 (ErrorClass::AlreadyExists, Action::Insert) => {
                     // Delivered before: adopt the existing job instead of failing (the Python
                     // client raises here; that is what made the seed unsafe to redeliver).
-                    // Whose job it is, the job's delivery label tells once it is read; this
-                    // guess only stands for jobs without one.
-                    self.created = self.inserts_sent > 1;
+                    // Whose job it is, the job's delivery label tells once it is read.
+                    self.created = false;
                     self.action = Action::GetJob;
                     self.send(now_ms)
                 }
@@ -325,8 +317,13 @@ impl LoadSession {
             }
             Action::GetJob | Action::Probe => match parse_job(body) {
                 Ok(job) => {
-                    if let Some(delivery) = job.delivery {
-                        self.created = delivery == self.delivery;
+                    // Every job this loader creates carries its delivery's label, so a job
+                    // without ours — another delivery's, or an older loader's without any — is
+                    // never ours, whatever happened to our own requests. (A guess from "our
+                    // first insert failed ambiguously" was wrong whenever that insert never
+                    // arrived: the session property test found the case.)
+                    if !self.created || job.delivery.is_some() {
+                        self.created = job.delivery.as_deref() == Some(self.delivery.as_str());
                     }
                     self.job_state(job.state, now_ms)
                 }
@@ -365,9 +362,6 @@ impl LoadSession {
 
     fn send(&mut self, now_ms: u64) -> Step {
         let Some(timeout) = request_timeout(self.budget_ms, now_ms) else { return self.out_of_time() };
-        if self.action == Action::Insert {
-            self.inserts_sent += 1;
-        }
         let token = self.token.as_deref();
         let request = match (self.action, self.planned.format) {
             (Action::ProjectId, _) => metadata::project_request(&self.config.metadata),
@@ -490,7 +484,6 @@ impl LoadSession {
         // under the next id; load jobs are atomic, so the failed one loaded nothing.
         self.attempt += 1;
         self.created = false;
-        self.inserts_sent = 0;
         self.seen_running = false;
         self.polls = Backoff::polling();
         self.action = first_job_action(self.planned.format);
