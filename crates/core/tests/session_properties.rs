@@ -8,6 +8,7 @@
 //! - name one job id per attempt (`…`, `…_r2`, … in order);
 //! - never answer `loaded` for a job another delivery created;
 //! - count every transient failure it got past in `retries`.
+//!
 //! Raw loads only: the classified upload has its own tests (`classified/tests.rs`).
 
 use std::collections::{HashMap, VecDeque};
