@@ -204,7 +204,11 @@ pub const USER_AGENT: &str = concat!("gcr-usage/", env!("CARGO_PKG_VERSION"));
 pub fn build(method: http::Method, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> http::Request<Vec<u8>> {
     let mut builder = http::Request::builder().method(method).uri(url).header(http::header::USER_AGENT, USER_AGENT);
     if let Some(token) = token {
-        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        // Sensitive: `Debug` of the header map (a log line, a test failure) shows `Sensitive`,
+        // never the token, and HTTP/2 stacks keep it out of their compression tables.
+        let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).expect("tokens are header-safe");
+        value.set_sensitive(true);
+        builder = builder.header(http::header::AUTHORIZATION, value);
     }
     if let Some(body) = &body {
         // An explicit length: some proxies and emulators mishandle chunked request bodies.
@@ -361,6 +365,8 @@ mod tests {
             "https://bigquery.googleapis.com/bigquery/v2/projects/demo-project/jobs?prettyPrint=false"
         );
         assert_eq!(req.headers()["authorization"], "Bearer tok");
+        assert!(req.headers()["authorization"].is_sensitive());
+        assert!(!format!("{:?}", req.headers()).contains("tok\""), "the token shows in Debug output");
         assert_eq!(req.headers()["content-length"], req.body().len().to_string().as_str());
         let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
         assert_eq!(body["jobReference"]["location"], "US");
