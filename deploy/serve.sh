@@ -60,6 +60,10 @@ fi
 # - 120 s idle: log objects arrive in bursts (each bucket writes one per hour, a backfill many at
 #   once); an instance lives through a burst, and its memory is released two minutes after it.
 #   Longer would save one token fetch an hour at most: tokens last an hour anyway.
+# Caches are per instance, so "once" means once per instance: wasmtime serve starts another
+# instance for a request that arrives while the last one is still being put back in its pool
+# (a client that sends the next event the instant it got an answer can meet that gap), and a
+# burst of concurrent events gets one instance per event in flight.
 # A trapped instance is always dropped by wasmtime, never reused. SERVE_MAX_INSTANCE_REUSE_COUNT=1
 # restores one instance per request (what the cold-start benchmark compares against).
 reuse=(--max-instance-reuse-count "${SERVE_MAX_INSTANCE_REUSE_COUNT:-1000}"

@@ -2,10 +2,11 @@
 
 deploy/Dockerfile precompiles the component with ``deploy/serve.sh --compile`` and runs
 ``deploy/serve.sh`` as its ENTRYPOINT. These tests check that the Dockerfile really does that,
-record the exact argv serve.sh execs (a stand-in "wasmtime" prints it), and run that command
-line for real against the emulators with a .cwasm compiled by the same script: /healthz, a
-fixture log loaded end to end, bare JSON log lines, and the refusal of a .cwasm without
-``--allow-precompiled``. (The rest of the suite starts its loaders through serve.sh too.)
+record the exact argv serve.sh execs (a stand-in "wasmtime" prints it; instance reuse included,
+its SERVE_* settings kept from the component), and run that command line for real against the
+emulators with a .cwasm compiled by the same script: /healthz, a fixture log loaded end to end,
+bare JSON log lines, and the refusal of a .cwasm without ``--allow-precompiled``. (The rest of
+the suite starts its loaders through serve.sh too.)
 """
 
 from __future__ import annotations
@@ -106,8 +107,23 @@ def recorded_argv(recorder: Path, env: dict[str, str], *args: str) -> list[str]:
 def test_serve_command_line(recorder: Path) -> None:
     argv = recorded_argv(recorder, {"PORT": "9090", "GCR_USAGE_PROJECT": "p", "GCR_USAGE_BUCKETS": "b"})
     assert argv == ["serve", "--addr", "0.0.0.0:9090", "-C", "cache=n", "--allow-precompiled", "-Scli",
-                    "--no-logging-prefix", "--env", "GCR_USAGE_BUCKETS", "--env", "GCR_USAGE_PROJECT",
-                    IMAGE_COMPONENT]
+                    "--no-logging-prefix", "--max-instance-reuse-count", "1000", "--idle-instance-timeout", "120s",
+                    "--env", "GCR_USAGE_BUCKETS", "--env", "GCR_USAGE_PROJECT", IMAGE_COMPONENT]
+
+
+def test_instance_reuse_settings_are_serve_sh_s_own(recorder: Path) -> None:
+    """SERVE_MAX_INSTANCE_REUSE_COUNT / SERVE_IDLE_INSTANCE_TIMEOUT replace the defaults and stay
+    with serve.sh: the component is not handed them."""
+    env = {"GCR_USAGE_BUCKETS": "b", "SERVE_MAX_INSTANCE_REUSE_COUNT": "1", "SERVE_IDLE_INSTANCE_TIMEOUT": "5s"}
+    argv = recorded_argv(recorder, env)
+    assert argv[argv.index("--no-logging-prefix"):argv.index("--env")] == [
+        "--no-logging-prefix", "--max-instance-reuse-count", "1", "--idle-instance-timeout", "5s"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--env"] == ["GCR_USAGE_BUCKETS"]
+    assert not [a for a in argv if "SERVE_" in a]
+    # The suite's serve_env lets them through to serve.sh, and only to serve.sh.
+    assert set(stack_mod.SERVE_SETTINGS) == {"SERVE_MAX_INSTANCE_REUSE_COUNT", "SERVE_IDLE_INSTANCE_TIMEOUT"}
+    assert not any(stack_mod.passes_to_component(name) for name in stack_mod.SERVE_SETTINGS)
+    assert stack_mod.serve_env(9090, env)["SERVE_MAX_INSTANCE_REUSE_COUNT"] == "1"
 
 
 def test_port_defaults_to_8080_and_component_can_be_given(recorder: Path) -> None:
