@@ -11,11 +11,14 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::outcome::{LoadError, Outcome, OutcomeKind};
+use crate::outcome::{LoadError, Outcome, OutcomeKind, Refusal};
 use crate::service::ObjectResult;
 
-/// A rendered answer: status, JSON body and the one log line for the event.
+/// A rendered answer: status, JSON body and the one log line for the event. Made only by the
+/// constructors below, from an [`Outcome`], a [`LoadError`] or a [`Refusal`]: `non_exhaustive`
+/// keeps hosts from writing a status by hand and so around the rule.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Answer {
     pub status: u16,
     pub body: Value,
@@ -37,6 +40,15 @@ pub fn status_of_outcome(kind: OutcomeKind) -> u16 {
         OutcomeKind::Loaded | OutcomeKind::Duplicate | OutcomeKind::Ignored => 200,
         OutcomeKind::Submitted => 202,
         OutcomeKind::Failed => 422,
+    }
+}
+
+pub fn status_of_refusal(refusal: &Refusal) -> u16 {
+    match refusal {
+        Refusal::Unauthenticated(_) => 401,
+        Refusal::Forbidden(_) => 403,
+        Refusal::MethodNotAllowed(_) => 405,
+        Refusal::BodyTooLarge(_) => 413,
     }
 }
 
@@ -119,9 +131,23 @@ impl Answer {
         Answer { status, body: Value::Object(body), severity, message: error.to_string() }
     }
 
-    /// Answers outside the load path (health, routing, size).
-    pub fn plain(status: u16, error: &str, reason: impl Into<String>) -> Answer {
-        let reason = reason.into();
+    /// A request turned away before any load (routing, size, trigger authentication).
+    pub fn from_refusal(refusal: &Refusal) -> Answer {
+        Answer::error_body(status_of_refusal(refusal), refusal.kind(), refusal.message().to_string())
+    }
+
+    /// `GET /healthz` with a valid configuration (an invalid one answers its `configuration`
+    /// error instead).
+    pub fn healthy() -> Answer {
+        Answer {
+            status: 200,
+            body: serde_json::json!({"status": "ok"}),
+            severity: Severity::Info,
+            message: "healthy".into(),
+        }
+    }
+
+    fn error_body(status: u16, error: &str, reason: String) -> Answer {
         let mut body = Map::new();
         body.insert("outcome".into(), "error".into());
         body.insert("error".into(), error.into());
@@ -171,6 +197,12 @@ mod tests {
         assert_eq!(status_of_error(&LoadError::Configuration(String::new())), 500);
         assert_eq!(status_of_error(&LoadError::UpstreamRejected(String::new())), 502);
         assert_eq!(status_of_error(&LoadError::UpstreamUnavailable(String::new())), 503);
+        assert_eq!(status_of_refusal(&Refusal::Unauthenticated(String::new())), 401);
+        assert_eq!(status_of_refusal(&Refusal::Forbidden(String::new())), 403);
+        assert_eq!(status_of_refusal(&Refusal::MethodNotAllowed(String::new())), 405);
+        assert_eq!(status_of_refusal(&Refusal::BodyTooLarge(String::new())), 413);
+        let a = Answer::from_refusal(&Refusal::Forbidden("x@y is not in GCR_USAGE_TRIGGER_EMAILS".into()));
+        assert_eq!((a.status, &a.body["error"], a.severity), (403, &"forbidden".into(), Severity::Warning));
     }
 
     #[test]

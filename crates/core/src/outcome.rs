@@ -160,3 +160,38 @@ impl std::fmt::Display for LoadError {
         write!(f, "{}: {}", self.kind(), self.message())
     }
 }
+
+/// A request turned away before any load was attempted: the rest of the contract's vocabulary,
+/// beside [`Outcome`] and [`LoadError`]. Every answer the loader gives is built from one of the
+/// three ([`crate::contract::Answer`]), so no answer can pick its status by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 405: not `POST` (or `GET /healthz`).
+    MethodNotAllowed(String),
+    /// 413: a body over the event size limit.
+    BodyTooLarge(String),
+    /// 401: trigger authentication found no usable credential.
+    Unauthenticated(String),
+    /// 403: a valid credential of someone not allowed to send events.
+    Forbidden(String),
+}
+
+impl Refusal {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::MethodNotAllowed(_) => "method-not-allowed",
+            Refusal::BodyTooLarge(_) => "body-too-large",
+            Refusal::Unauthenticated(_) => "unauthenticated",
+            Refusal::Forbidden(_) => "forbidden",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::MethodNotAllowed(m)
+            | Refusal::BodyTooLarge(m)
+            | Refusal::Unauthenticated(m)
+            | Refusal::Forbidden(m) => m,
+        }
+    }
+}

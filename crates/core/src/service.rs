@@ -14,7 +14,7 @@ use crate::credentials::CredentialCache;
 use crate::event::{EventDecision, EventShape, MAX_EVENT_BYTES, parse_event};
 use crate::instance::InstanceState;
 use crate::object::ObjectRef;
-use crate::outcome::{LoadError, Outcome};
+use crate::outcome::{LoadError, Outcome, Refusal};
 use crate::plan::{Plan, plan_load};
 use crate::session::{LoadSession, Reply, Step};
 
@@ -167,39 +167,24 @@ pub fn handle(
 ) -> Handled {
     let (path, query) = request.path_and_query.split_once('?').unwrap_or((request.path_and_query, ""));
     let plain = |answer| Handled { answer, shape: None, caller: None, log: true };
+    let refused = |refusal: Refusal| plain(Answer::from_refusal(&refusal));
     match (request.method, path) {
         ("GET" | "HEAD", "/healthz") => {
             return match config {
-                Ok(_) => Handled {
-                    answer: Answer {
-                        status: 200,
-                        body: serde_json::json!({"status": "ok"}),
-                        severity: crate::contract::Severity::Info,
-                        message: "healthy".into(),
-                    },
-                    shape: None,
-                    caller: None,
-                    log: false,
-                },
+                Ok(_) => Handled { answer: Answer::healthy(), shape: None, caller: None, log: false },
                 Err(e) => plain(Answer::from_error(&LoadError::Configuration(e.to_string()), None)),
             };
         }
-        (_, "/healthz") => return plain(Answer::plain(405, "method-not-allowed", "use GET /healthz")),
+        (_, "/healthz") => return refused(Refusal::MethodNotAllowed("use GET /healthz".into())),
         ("POST", _) => {}
         (method, _) => {
-            return plain(Answer::plain(
-                405,
-                "method-not-allowed",
-                format!("{method} is not supported; POST an event, or GET /healthz"),
-            ));
+            return refused(Refusal::MethodNotAllowed(format!(
+                "{method} is not supported; POST an event, or GET /healthz"
+            )));
         }
     }
     if declared_too_large(request.headers) || request.body.len() > MAX_EVENT_BYTES {
-        return plain(Answer::plain(
-            413,
-            "body-too-large",
-            format!("event bodies are limited to {MAX_EVENT_BYTES} bytes"),
-        ));
+        return refused(Refusal::BodyTooLarge(format!("event bodies are limited to {MAX_EVENT_BYTES} bytes")));
     }
     // Configuration first: a broken deployment should say so on every event, naming the variable.
     let config = match config {
@@ -238,7 +223,7 @@ fn authenticate(
     let now_unix = io.unix_secs();
     let decide = |check: Check| match check {
         Check::Allowed { caller } => Some(Ok(caller)),
-        Check::Denied(denial) => Some(Err(Answer::plain(denial.status, denial.error(), denial.reason))),
+        Check::Denied(refusal) => Some(Err(Answer::from_refusal(&refusal))),
         Check::NeedKeys => None,
     };
     let now_ms = io.now_ms();
@@ -250,7 +235,9 @@ fn authenticate(
         return done;
     }
     let TriggerAuth::GoogleOidc { jwks, .. } = auth else { unreachable!("only OIDC needs keys") };
-    let unknown_kid = || Answer::plain(401, "unauthenticated", "the token's key id is not among Google's signing keys");
+    let unknown_kid = || {
+        Answer::from_refusal(&Refusal::Unauthenticated("the token's key id is not among Google's signing keys".into()))
+    };
     let cannot_verify = |why: &str| {
         Answer::from_error(
             &LoadError::UpstreamUnavailable(format!(

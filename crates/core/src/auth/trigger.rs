@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 pub use super::google_keys::{KeyCache, KeySet, max_age_ms};
 use super::jwt::Token;
+use crate::outcome::Refusal;
 use crate::url::Endpoint;
 
 pub const SECRET_HEADER: &str = "x-gcr-usage-token";
@@ -64,34 +65,21 @@ pub enum TriggerAuth {
     SharedSecret(Secret),
 }
 
-/// A refusal: 401 (no usable credential) or 403 (a valid credential of someone not allowed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    pub status: u16,
-    pub reason: String,
-}
-
-impl Denial {
-    pub fn error(&self) -> &'static str {
-        if self.status == 403 { "forbidden" } else { "unauthenticated" }
-    }
-}
-
 fn unauthenticated(reason: impl Into<String>) -> Check {
-    Check::Denied(Denial { status: 401, reason: reason.into() })
+    Check::Denied(Refusal::Unauthenticated(reason.into()))
 }
 
 fn forbidden(reason: impl Into<String>) -> Check {
-    Check::Denied(Denial { status: 403, reason: reason.into() })
+    Check::Denied(Refusal::Forbidden(reason.into()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Go on; `caller` is the verified (or platform-asserted) e-mail, for the log line.
-    Allowed {
-        caller: Option<String>,
-    },
-    Denied(Denial),
+    Allowed { caller: Option<String> },
+    /// [`Refusal::Unauthenticated`] (no usable credential) or [`Refusal::Forbidden`] (a valid
+    /// credential of someone not allowed).
+    Denied(Refusal),
     /// The token names a key not among the keys at hand: fetch Google's keys, then check again.
     NeedKeys,
 }

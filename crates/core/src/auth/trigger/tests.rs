@@ -53,7 +53,7 @@ fn run(auth: &TriggerAuth, token: &str) -> Check {
 
 fn denied(check: Check) -> (u16, String) {
     match check {
-        Check::Denied(d) => (d.status, d.reason),
+        Check::Denied(d) => (crate::contract::status_of_refusal(&d), d.message().to_string()),
         other => panic!("expected a denial, got {other:?}"),
     }
 }
