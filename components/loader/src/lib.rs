@@ -97,29 +97,10 @@ mod spin {
             // of reach. Using the environment instead could silently run with other
             // credentials, so this is a configuration error (500, redelivered later). Spin's
             // message names the provider's problem, never the value.
-            Err(Error::Provider(why)) | Err(Error::Other(why)) => Err(ConfigError {
-                variable: static_name(spin_name),
-                message: format!("the Spin variable could not be read: {why}"),
-            }),
-        }
-    }
-
-    thread_local! {
-        static NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// `ConfigError` names its variable with a `&'static str`. Each Spin name is leaked once
-    /// per instance and then reused: the core asks for a fixed set of names, so a reused
-    /// instance's memory does not grow with every failed lookup.
-    fn static_name(name: String) -> &'static str {
-        NAMES.with_borrow_mut(|names| match names.iter().find(|n| **n == name) {
-            Some(known) => known,
-            None => {
-                let leaked: &'static str = Box::leak(name.into_boxed_str());
-                names.push(leaked);
-                leaked
+            Err(Error::Provider(why)) | Err(Error::Other(why)) => {
+                Err(ConfigError::new(spin_name, format!("the Spin variable could not be read: {why}")))
             }
-        })
+        }
     }
 }
 

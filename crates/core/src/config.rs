@@ -126,21 +126,11 @@ pub struct Config {
     pub trigger: TriggerAuth,
 }
 
-/// A configuration problem: which variable, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.variable, self.message)
-    }
-}
+/// A configuration problem: which variable (`field`), and what is wrong with it.
+pub type ConfigError = crate::field_error::FieldError;
 
 fn error<T>(variable: &'static str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError { variable, message: message.into() })
+    Err(ConfigError::new(variable, message))
 }
 
 impl Config {
@@ -201,7 +191,7 @@ impl Config {
         let metadata = Endpoint::parse(&format!("http://{}", or(METADATA_HOST, DEFAULT_METADATA_HOST)))
             .ok()
             .filter(|e| e.has_no_path())
-            .ok_or(ConfigError { variable: METADATA_HOST, message: "must be host or host:port".into() })?;
+            .ok_or_else(|| ConfigError::new(METADATA_HOST, "must be host or host:port"))?;
         let mode = match get(MODE).as_deref().unwrap_or("raw") {
             "raw" => Mode::Raw,
             "classified" => Mode::Classified,
@@ -362,7 +352,7 @@ fn parse_trigger(get: &dyn Fn(&str) -> Option<String>, secret: Option<String>) -
         "none" => Ok(TriggerAuth::None),
         "google-oidc" => {
             let audience = get(TRIGGER_AUDIENCE).ok_or(ConfigError {
-                variable: TRIGGER_AUDIENCE,
+                field: TRIGGER_AUDIENCE.into(),
                 message: "is required with GCR_USAGE_TRIGGER_AUTH=google-oidc (the push endpoint URL or the audience set on the subscription)".into(),
             })?;
             let jwks = Endpoint::parse(&get(OIDC_JWKS_URL).unwrap_or_else(|| GOOGLE_JWKS_URL.to_string()))
@@ -407,8 +397,8 @@ mod tests {
         Config::from_env(|k| map.get(k).cloned())
     }
 
-    fn var_of(vars: &[(&str, &str)]) -> &'static str {
-        config(vars).unwrap_err().variable
+    fn var_of(vars: &[(&str, &str)]) -> String {
+        config(vars).unwrap_err().field
     }
 
     #[test]

@@ -43,17 +43,7 @@ impl EventShape {
 }
 
 /// A malformed event: answered 400, with the field (header or JSON path) and the rule broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidEvent {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for InvalidEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+pub type InvalidEvent = crate::field_error::FieldError;
 
 fn invalid<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, InvalidEvent> {
     Err(InvalidEvent { field: field.into(), message: message.into() })
@@ -314,10 +304,7 @@ fn object_resource(map: &Map<String, Value>, at: &str) -> Result<ObjectRef, Inva
 }
 
 fn validate(object: ObjectRef, at: &str) -> Result<ObjectRef, InvalidEvent> {
-    match object.validate(at) {
-        Ok(()) => Ok(object),
-        Err((field, message)) => invalid(field, message),
-    }
+    object.validate(at).map(|()| object)
 }
 
 fn required_string(map: &Map<String, Value>, key: &str, field: &str) -> Result<String, InvalidEvent> {

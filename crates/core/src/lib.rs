@@ -18,6 +18,7 @@ pub mod config;
 pub mod contract;
 pub mod credentials;
 pub mod event;
+pub mod field_error;
 pub mod instance;
 pub mod job;
 pub mod log_name;

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::field_error::FieldError;
+
 /// Cloud Storage limits object names to 1,024 bytes of UTF-8.
 pub const MAX_OBJECT_NAME_BYTES: usize = 1024;
 
@@ -37,33 +39,33 @@ impl ObjectRef {
 
     /// Checks what every event shape must satisfy; `field` prefixes the field names in errors
     /// so the sender learns where in *its* payload the problem is (e.g. `message.data.name`).
-    pub fn validate(&self, field: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, field: &str) -> Result<(), FieldError> {
         let at = |f: &str| {
             if field.is_empty() { f.to_string() } else { format!("{field}.{f}") }
         };
         if self.bucket.is_empty() {
-            return Err((at("bucket"), "must not be empty".into()));
+            return Err(FieldError::new(at("bucket"), "must not be empty"));
         }
         if !is_valid_bucket_name(&self.bucket) {
-            return Err((
+            return Err(FieldError::new(
                 at("bucket"),
                 format!("{:?} is not a valid Cloud Storage bucket name", truncate(&self.bucket, 80)),
             ));
         }
         if self.name.is_empty() {
-            return Err((at("name"), "must not be empty".into()));
+            return Err(FieldError::new(at("name"), "must not be empty"));
         }
         if self.name.len() > MAX_OBJECT_NAME_BYTES {
-            return Err((
+            return Err(FieldError::new(
                 at("name"),
                 format!("is {} bytes long; Cloud Storage allows at most {MAX_OBJECT_NAME_BYTES}", self.name.len()),
             ));
         }
         if self.name.chars().any(|c| c == '\r' || c == '\n') {
-            return Err((at("name"), "contains a line break, which Cloud Storage forbids".into()));
+            return Err(FieldError::new(at("name"), "contains a line break, which Cloud Storage forbids"));
         }
         if let Some(generation) = self.generation.filter(|g| *g > MAX_GENERATION) {
-            return Err((at("generation"), generation_out_of_range(generation)));
+            return Err(FieldError::new(at("generation"), generation_out_of_range(generation)));
         }
         Ok(())
     }
@@ -110,19 +112,19 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        assert_eq!(obj("", "n").validate("data").unwrap_err().0, "data.bucket");
-        assert_eq!(obj("logs", "").validate("").unwrap_err().0, "name");
+        assert_eq!(obj("", "n").validate("data").unwrap_err().field, "data.bucket");
+        assert_eq!(obj("logs", "").validate("").unwrap_err().field, "name");
         let e = obj("logs", &"n".repeat(1025)).validate("message.data").unwrap_err();
-        assert_eq!(e.0, "message.data.name");
-        assert!(e.1.contains("1025 bytes"));
+        assert_eq!(e.field, "message.data.name");
+        assert!(e.message.contains("1025 bytes"));
         assert!(obj("logs", "a\nb").validate("").is_err());
-        assert!(obj("Bad Bucket", "x").validate("").unwrap_err().1.contains("not a valid"));
+        assert!(obj("Bad Bucket", "x").validate("").unwrap_err().message.contains("not a valid"));
         assert!(obj("logs", "dir/ü #?%+ name").validate("").is_ok());
         let mut big = obj("logs", "x");
         big.generation = Some(MAX_GENERATION);
         assert!(big.validate("").is_ok());
         big.generation = Some(MAX_GENERATION + 1);
-        let (field, message) = big.validate("data").unwrap_err();
+        let crate::field_error::FieldError { field, message } = big.validate("data").unwrap_err();
         assert_eq!(field, "data.generation");
         assert!(message.contains("int64"), "{message}");
     }

@@ -26,8 +26,8 @@ pub enum Plan {
 /// The allow-list comes first: an event from a foreign bucket is a misrouted trigger (or a
 /// forged request) and deserves a 403, whatever the object is.
 pub fn plan_load(config: &Config, object: ObjectRef) -> Result<Plan, LoadError> {
-    if let Err((field, message)) = object.validate("") {
-        return Err(LoadError::InvalidInput(format!("{field}: {message}")));
+    if let Err(error) = object.validate("") {
+        return Err(LoadError::InvalidInput(error.to_string()));
     }
     if !config.buckets.allows(&object.bucket) {
         return Err(LoadError::BucketNotAllowed(format!("bucket {:?} is not in GCR_USAGE_BUCKETS", object.bucket)));
