@@ -44,7 +44,7 @@ pub struct UploadPlan {
     pub download: http::Request<Vec<u8>>,
     pub object: ObjectRef,
     pub bigquery: Endpoint,
-    pub token: Option<String>,
+    pub token: Option<crate::secret::Secret>,
     pub chunk: usize,
     /// No request is started at or after this monotonic time.
     pub budget_ms: u64,
@@ -203,7 +203,7 @@ impl Uploader {
             tries += 1;
             let timeout = self.timeout(io)?;
             let from = (session.persisted - base) as usize;
-            let token = self.plan.token.as_deref();
+            let token = self.plan.token.as_ref().map(crate::secret::Secret::expose);
             let request = upload::chunk_request(&session.url, token, session.persisted, data[from..].to_vec(), total);
             let trouble = match io.send(request, timeout) {
                 Reply::Response(r) if r.status().is_success() => {
@@ -253,7 +253,7 @@ impl Uploader {
     /// After a lost or failed chunk: ask the session how much it holds before resending.
     fn resume(&mut self, io: &mut impl Io, session: &mut Session, base: u64, end: u64) -> Result<(), UploadEnd> {
         let timeout = self.timeout(io)?;
-        let request = upload::status_request(&session.url, self.plan.token.as_deref());
+        let request = upload::status_request(&session.url, self.plan.token.as_ref().map(crate::secret::Secret::expose));
         match io.send(request, timeout) {
             Reply::Response(r) if r.status().as_u16() == 308 => match upload::persisted(&r) {
                 Some(held) if (base..=end).contains(&held) => {

@@ -78,7 +78,7 @@ pub enum AuthMode {
     /// Access token from the metadata server (Cloud Run, GCE, GKE): the default.
     Metadata,
     /// A fixed bearer token (development: `gcloud auth print-access-token`).
-    Token(String),
+    Token(Secret),
     /// No `Authorization` header (local emulators).
     None,
     /// A service-account key (`GCR_USAGE_SA_KEY`): a signed JWT exchanged at the key's
@@ -143,7 +143,7 @@ impl Config {
         let auth = match get(AUTH).as_deref().unwrap_or("metadata") {
             "metadata" => AuthMode::Metadata,
             "token" => match get(TOKEN) {
-                Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => AuthMode::Token(token),
+                Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => AuthMode::Token(Secret::new(token)),
                 Some(_) => return error(TOKEN, "must be a bearer token without spaces or control characters"),
                 None => return error(TOKEN, "is required when GCR_USAGE_AUTH=token"),
             },
@@ -549,7 +549,8 @@ mod tests {
         assert_eq!(c.buckets, BucketAllowList::Only(vec!["a-logs".into(), "b.logs.example.com".into()]));
         assert_eq!(c.project.as_deref(), Some("example.com:demo-project"));
         assert_eq!(c.location, "europe-west4");
-        assert_eq!(c.auth, AuthMode::Token("ya29.abc-DEF_123".into()));
+        assert_eq!(c.auth, AuthMode::Token(Secret::new("ya29.abc-DEF_123")));
+        assert!(!format!("{c:?}").contains("ya29.abc"), "the configuration's Debug shows no token");
         assert_eq!(c.wait, Duration::ZERO);
         assert_eq!(c.bigquery.base(), "http://127.0.0.1:9050");
         assert_eq!(c.metadata.base(), "http://127.0.0.1:8181");

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::config::{AuthMode, Config};
+use crate::secret::Secret;
 
 /// A cached token is handed out only while it has this much life left beyond what the asker
 /// needs (Google's client libraries refresh 3 min 45 s before expiry).
@@ -21,7 +22,7 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// An access token as the metadata server or a token endpoint answered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {
-    pub value: String,
+    pub value: Secret,
     pub expires_in: Option<Duration>,
 }
 
@@ -57,7 +58,7 @@ pub struct CredentialCache {
 #[derive(Debug)]
 struct CachedToken {
     source: String,
-    value: String,
+    value: Secret,
     /// Monotonic ms at which the token expires (as its `expires_in` said, from when it arrived).
     expires_at_ms: u64,
 }
@@ -70,7 +71,7 @@ impl CredentialCache {
         self.token
             .as_ref()
             .filter(|t| t.source == source && now_ms.saturating_add(needed_ms) < t.expires_at_ms)
-            .map(|t| t.value.as_str())
+            .map(|t| t.value.expose())
     }
 
     /// Remembers a token fetched at `fetched_at_ms` (replacing any other: one credential at a
@@ -123,7 +124,7 @@ mod tests {
     const NEED: Duration = Duration::from_secs(330); // a 30 s budget + the margin
 
     fn token(value: &str, secs: Option<u64>) -> AccessToken {
-        AccessToken { value: value.into(), expires_in: secs.map(Duration::from_secs) }
+        AccessToken { value: Secret::new(value), expires_in: secs.map(Duration::from_secs) }
     }
 
     #[test]

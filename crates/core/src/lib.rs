@@ -27,6 +27,7 @@ pub mod object;
 pub mod outcome;
 pub mod plan;
 pub mod schema;
+pub mod secret;
 pub mod service;
 pub mod session;
 pub mod storage;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::credentials::AccessToken;
+use crate::secret::Secret;
 use crate::url::Endpoint;
 
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -48,7 +49,7 @@ pub fn parse_token(body: &[u8]) -> Result<AccessToken, String> {
         return Err("token answer carries an empty or malformed access_token".into());
     }
     let expires_in = answer.expires_in.as_ref().and_then(serde_json::Value::as_u64).map(Duration::from_secs);
-    Ok(AccessToken { value: token.to_string(), expires_in })
+    Ok(AccessToken { value: Secret::new(token), expires_in })
 }
 
 /// Reads the plain-text project id and checks it like GCR_USAGE_PROJECT.
@@ -74,7 +75,7 @@ mod tests {
     fn token_and_project_answers() {
         assert_eq!(
             parse_token(br#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#).unwrap(),
-            AccessToken { value: "ya29.x".into(), expires_in: Some(Duration::from_secs(3599)) }
+            AccessToken { value: Secret::new("ya29.x"), expires_in: Some(Duration::from_secs(3599)) }
         );
         for odd in [r#""3599""#, "-1", "1.5", "null"] {
             let body = format!(r#"{{"access_token":"ya29.x","expires_in":{odd}}}"#);

@@ -24,6 +24,7 @@ use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
 use crate::metadata;
 use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind, Retries};
 use crate::plan::PlannedLoad;
+use crate::secret::Secret;
 
 /// What the host must do next.
 #[derive(Debug)]
@@ -79,7 +80,7 @@ pub struct LoadSession {
     config: Config,
     planned: PlannedLoad,
     project: Option<String>,
-    token: Option<String>,
+    token: Option<Secret>,
     /// What the token and the project id are cached under (see [`crate::credentials`]).
     token_source: Option<String>,
     project_source: Option<String>,
@@ -125,7 +126,7 @@ impl LoadSession {
     pub fn new(config: Config, planned: PlannedLoad, now_ms: u64, now_unix: u64, seed: u64) -> LoadSession {
         let token = match &config.auth {
             AuthMode::Token(t) => Some(t.clone()),
-            AuthMode::ServiceAccount { key, self_signed: true } => Some(key.self_signed(now_unix)),
+            AuthMode::ServiceAccount { key, self_signed: true } => Some(Secret::new(key.self_signed(now_unix))),
             AuthMode::Metadata | AuthMode::None | AuthMode::ServiceAccount { .. } => None,
         };
         let project = config.project.clone();
@@ -176,7 +177,7 @@ impl LoadSession {
         if self.token.is_none()
             && let Some(token) = self.token_source.as_deref().and_then(|source| cache.token(source, now_ms, needed))
         {
-            self.token = Some(token.to_string());
+            self.token = Some(Secret::new(token));
         }
         self.action = setup_action(&self.project, &self.token, &self.config.auth, &self.planned);
         self
@@ -362,7 +363,7 @@ impl LoadSession {
 
     fn send(&mut self, now_ms: u64) -> Step {
         let Some(timeout) = request_timeout(self.budget_ms, now_ms) else { return self.out_of_time() };
-        let token = self.token.as_deref();
+        let token = self.token.as_ref().map(Secret::expose);
         let request = match (self.action, self.planned.format) {
             (Action::ProjectId, _) => metadata::project_request(&self.config.metadata),
             (Action::Token, _) => match &self.config.auth {
@@ -528,7 +529,7 @@ fn delivery_token(seed: u64) -> String {
 
 /// The first request a session needs: the project id, then a token, then the object's
 /// generation if the event named none, then the job.
-fn setup_action(project: &Option<String>, token: &Option<String>, auth: &AuthMode, planned: &PlannedLoad) -> Action {
+fn setup_action(project: &Option<String>, token: &Option<Secret>, auth: &AuthMode, planned: &PlannedLoad) -> Action {
     if project.is_none() {
         Action::ProjectId
     } else if token.is_none() && needs_token_request(auth) {

@@ -34,21 +34,7 @@ const LEEWAY_SECS: i64 = 60;
 /// `Authorization` header then reaches the container untouched — unverified.
 pub const SERVERLESS_AUTHORIZATION: &str = "x-serverless-authorization";
 
-/// A secret value: compared, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TriggerAuth {
@@ -242,7 +228,7 @@ fn shared_secret(secret: &Secret, headers: &HeaderMap, query: &str) -> Check {
         return unauthenticated(format!("no {SECRET_HEADER} header or {SECRET_QUERY} query parameter"));
     };
     // Hashing first makes the comparison's time independent of both values' lengths.
-    let same: bool = Sha256::digest(offered.as_bytes()).ct_eq(&Sha256::digest(secret.0.as_bytes())).into();
+    let same: bool = Sha256::digest(offered.as_bytes()).ct_eq(&Sha256::digest(secret.expose().as_bytes())).into();
     if same { Check::Allowed { caller: None } } else { unauthenticated("the shared secret does not match") }
 }
 
