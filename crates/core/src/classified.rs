@@ -13,8 +13,8 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::backoff::{Backoff, Jitter};
 use crate::bigquery::{ErrorClass, GoogleError};
+use crate::budget::Budget;
 use crate::object::ObjectRef;
 use crate::outcome::{FileCounts, LoadError};
 use crate::service::{Io, Streamed};
@@ -46,9 +46,9 @@ pub struct UploadPlan {
     pub bigquery: Endpoint,
     pub token: Option<crate::secret::Secret>,
     pub chunk: usize,
-    /// No request is started at or after this monotonic time.
-    pub budget_ms: u64,
-    pub seed: u64,
+    /// The event's budget, lent by the session: every request, sleep and retry of the upload
+    /// is decided by it, and it goes back in the report with what was spent.
+    pub budget: Budget,
 }
 
 /// How an upload ended, for the session to interpret.
@@ -61,6 +61,8 @@ pub enum UploadEnd {
     Transient(String),
     /// Another try cannot help.
     Fatal(LoadError),
+    /// The event's budget is spent: the trigger must redeliver (the message says why).
+    OutOfBudget(String),
 }
 
 #[derive(Debug)]
@@ -68,26 +70,21 @@ pub struct UploadReport {
     pub end: UploadEnd,
     /// Present once the object was read to its end.
     pub counts: Option<FileCounts>,
-    /// Chunk failures retried within the upload, and the last of them: the session counts them
-    /// with its own in the outcome's `retries`.
-    pub retries: u32,
-    pub last_retry: Option<String>,
+    /// The budget lent with the plan, with the time spent and the chunk failures it counted.
+    pub budget: Budget,
 }
 
 pub fn run_upload(plan: UploadPlan, io: &mut impl Io) -> UploadReport {
-    let mut uploader = Uploader { jitter: Jitter::new(plan.seed), plan, counts: None, retries: 0, last_retry: None };
+    let mut uploader = Uploader { plan, counts: None };
     let end = match uploader.run(io) {
         Ok(end) | Err(end) => end,
     };
-    UploadReport { end, counts: uploader.counts, retries: uploader.retries, last_retry: uploader.last_retry }
+    UploadReport { end, counts: uploader.counts, budget: uploader.plan.budget }
 }
 
 struct Uploader {
     plan: UploadPlan,
-    jitter: Jitter,
     counts: Option<FileCounts>,
-    retries: u32,
-    last_retry: Option<String>,
 }
 
 /// Where the chunks go and how far the server has them.
@@ -194,7 +191,6 @@ impl Uploader {
     ) -> Result<Option<http::Response<Vec<u8>>>, UploadEnd> {
         let base = session.persisted;
         let end = base + data.len() as u64;
-        let mut retries = Backoff::retries();
         let mut tries = 0;
         loop {
             if session.persisted == end && total.is_none() {
@@ -207,6 +203,7 @@ impl Uploader {
             let request = upload::chunk_request(&session.url, token, session.persisted, data[from..].to_vec(), total);
             let trouble = match io.send(request, timeout) {
                 Reply::Response(r) if r.status().is_success() => {
+                    self.plan.budget.progressed();
                     return if total.is_some() {
                         Ok(Some(r))
                     } else {
@@ -218,6 +215,7 @@ impl Uploader {
                     Some(held) if (base..=end).contains(&held) => {
                         session.persisted = held;
                         if held == end && total.is_none() {
+                            self.plan.budget.progressed();
                             continue;
                         }
                         format!("the upload session holds {held} of {end} bytes")
@@ -237,14 +235,9 @@ impl Uploader {
             if tries >= CHUNK_TRIES {
                 return Err(UploadEnd::Transient(format!("{what} (after {tries} tries)")));
             }
-            // The event's budget holds for these sleeps as for the session's own: no retry is
-            // slept past it.
-            let delay = retries.next_delay(self.jitter.next_u64());
-            if io.now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)) > self.plan.budget_ms {
-                return Err(UploadEnd::Transient(format!("{what} (no time left in the event's budget to retry)")));
-            }
-            self.retries += 1;
-            self.last_retry = Some(what);
+            // The event's budget decides, as for the session's own retries: counted, and never
+            // slept past its end.
+            let delay = self.plan.budget.retry(what, io.now_ms()).map_err(UploadEnd::OutOfBudget)?;
             io.sleep(delay);
             self.resume(io, session, base, end)?;
         }
@@ -275,8 +268,8 @@ impl Uploader {
 
     /// The next request's timeout, or the end of the upload when the budget is spent.
     fn timeout(&self, io: &mut impl Io) -> Result<Duration, UploadEnd> {
-        crate::session::request_timeout(self.plan.budget_ms, io.now_ms()).ok_or_else(|| {
-            UploadEnd::Transient(
+        self.plan.budget.request_timeout(io.now_ms()).ok_or_else(|| {
+            UploadEnd::OutOfBudget(
                 "the event's time budget ran out during the upload (classified loads download and upload the whole log within GCR_USAGE_WAIT_SECONDS; raise it for large logs)".into(),
             )
         })

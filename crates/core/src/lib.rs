@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod bigquery;
+pub mod budget;
 pub mod classified;
 pub mod config;
 pub mod contract;

@@ -15,14 +15,16 @@
 
 use std::time::Duration;
 
-use crate::backoff::{Backoff, Jitter};
+use crate::backoff::Jitter;
 use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
+use crate::budget::Budget;
+pub use crate::budget::MIN_BUDGET;
 use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
 use crate::credentials::{self, AccessToken, CredentialCache};
 use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
 use crate::metadata;
-use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind, Retries};
+use crate::outcome::{FileCounts, LoadError, Outcome, OutcomeKind};
 use crate::plan::PlannedLoad;
 use crate::secret::Secret;
 
@@ -45,21 +47,6 @@ pub enum Reply {
     Response(http::Response<Vec<u8>>),
     /// No HTTP answer: connection refused, DNS, TLS, timeout… (the host's words).
     Failed(String),
-}
-
-/// The least time an event gets for its requests and retries, even with
-/// GCR_USAGE_WAIT_SECONDS=0 ("do not wait for the job"): submitting still takes a round trip
-/// or three, and a transient error deserves a retry or two.
-pub const MIN_BUDGET: Duration = Duration::from_secs(10);
-/// Per-request timeout bounds: a request never outlives the budget, but always gets a moment.
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The timeout of a request started at `now_ms` under a budget ending at `budget_ms`, or `None`
-/// when the budget is spent and nothing may be sent. The session and the upload both ask here.
-pub(crate) fn request_timeout(budget_ms: u64, now_ms: u64) -> Option<Duration> {
-    (now_ms < budget_ms)
-        .then(|| Duration::from_millis(budget_ms - now_ms).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,32 +79,37 @@ pub struct LoadSession {
     /// The request to go back to once a refused token has been replaced.
     after_token: Option<Action>,
     action: Action,
-    attempt: u32,
-    /// Whether this delivery created the job of the current attempt (loaded vs duplicate,
-    /// and whether a failure is ours to report or a past attempt's to supersede).
-    created: bool,
+    attempt: Attempt,
     /// This delivery's random token, sent as the jobs' `delivery` label: a job read back with
     /// it is ours, whatever happened to the answer of the request that created it.
     delivery: String,
-    /// GCR_USAGE_WAIT_SECONDS from the start: how long to wait for a running job.
-    deadline_ms: u64,
     /// Wall-clock seconds at the start, and the monotonic ms they correspond to: JWTs need
     /// Unix time, everything else the monotonic clock.
     unix_at_start: u64,
     ms_at_start: u64,
-    /// max(wait, MIN_BUDGET) from the start: no request is sent and no retry slept past it,
-    /// so slow but successful answers cannot stretch an event beyond its budget either.
-    budget_ms: u64,
-    /// The current attempt's job was seen PENDING/RUNNING (it exists and had not failed).
-    seen_running: bool,
     /// What reading the object found, once an upload read it.
     counts: Option<FileCounts>,
-    retries: Backoff,
-    polls: Backoff,
-    jitter: Jitter,
-    transient_failures: u32,
-    /// The last of them, for the outcome's `retries`.
-    last_transient: Option<String>,
+    /// Every send, sleep and retry of this event is decided against it (see [`crate::budget`]).
+    budget: Budget,
+}
+
+/// What belongs to one attempt (job id `…`, `…_r2`, …), replaced whole by the next.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    number: u32,
+    /// Whether this delivery created the attempt's job (loaded vs duplicate, and whether a
+    /// failure is ours to report or a past attempt's to supersede).
+    created: bool,
+    /// The job was seen PENDING/RUNNING (it exists and had not failed).
+    seen_running: bool,
+}
+
+impl Attempt {
+    const FIRST: Attempt = Attempt { number: 1, created: false, seen_running: false };
+
+    fn next(self) -> Attempt {
+        Attempt { number: self.number + 1, ..Attempt::FIRST }
+    }
 }
 
 impl LoadSession {
@@ -133,8 +125,7 @@ impl LoadSession {
         let action = setup_action(&project, &token, &config.auth, &planned);
         let token_source = credentials::token_source(&config);
         let project_source = credentials::project_source(&config);
-        let deadline_ms = now_ms.saturating_add(duration_ms(config.wait));
-        let budget_ms = now_ms.saturating_add(duration_ms(config.wait.max(MIN_BUDGET)));
+        let budget = Budget::new(config.wait, now_ms, seed);
         LoadSession {
             config,
             planned,
@@ -147,20 +138,12 @@ impl LoadSession {
             token_refused: false,
             after_token: None,
             action,
-            attempt: 1,
-            created: false,
+            attempt: Attempt::FIRST,
             delivery: delivery_token(seed),
-            deadline_ms,
             unix_at_start: now_unix,
             ms_at_start: now_ms,
-            budget_ms,
-            seen_running: false,
             counts: None,
-            retries: Backoff::retries(),
-            polls: Backoff::polling(),
-            jitter: Jitter::new(seed),
-            transient_failures: 0,
-            last_transient: None,
+            budget,
         }
     }
 
@@ -213,15 +196,13 @@ impl LoadSession {
         if report.counts.is_some() {
             self.counts = report.counts;
         }
-        // Chunk retries inside the upload are this event's retries too.
-        self.transient_failures += report.retries;
-        if report.last_retry.is_some() {
-            self.last_transient = report.last_retry;
-        }
+        // The budget comes back with what the upload spent and the chunk failures it counted.
+        self.budget = report.budget;
         match report.end {
             UploadEnd::Answered(reply) => self.on_reply(*reply, now_ms),
             UploadEnd::Transient(why) => self.transient(why, now_ms),
             UploadEnd::Fatal(error) => Step::Done(Err(error)),
+            UploadEnd::OutOfBudget(why) => Step::Done(Err(LoadError::UpstreamUnavailable(why))),
         }
     }
 
@@ -265,7 +246,7 @@ impl LoadSession {
                     // Delivered before: adopt the existing job instead of failing (the Python
                     // client raises here; that is what made the seed unsafe to redeliver).
                     // Whose job it is, the job's delivery label tells once it is read.
-                    self.created = false;
+                    self.attempt.created = false;
                     self.action = Action::GetJob;
                     self.send(now_ms)
                 }
@@ -306,7 +287,7 @@ impl LoadSession {
                 Err(why) => self.transient(format!("Cloud Storage objects.get: {why}"), now_ms),
             },
             Action::Insert => {
-                self.created = true;
+                self.attempt.created = true;
                 match parse_job(body) {
                     Ok(job) => self.job_state(job.state, now_ms),
                     // The job was accepted but the answer is unreadable: read the job instead.
@@ -323,8 +304,8 @@ impl LoadSession {
                     // never ours, whatever happened to our own requests. (A guess from "our
                     // first insert failed ambiguously" was wrong whenever that insert never
                     // arrived: the session property test found the case.)
-                    if !self.created || job.delivery.is_some() {
-                        self.created = job.delivery.as_deref() == Some(self.delivery.as_str());
+                    if !self.attempt.created || job.delivery.is_some() {
+                        self.attempt.created = job.delivery.as_deref() == Some(self.delivery.as_str());
                     }
                     self.job_state(job.state, now_ms)
                 }
@@ -362,7 +343,7 @@ impl LoadSession {
     }
 
     fn send(&mut self, now_ms: u64) -> Step {
-        let Some(timeout) = request_timeout(self.budget_ms, now_ms) else { return self.out_of_time() };
+        let Some(timeout) = self.budget.request_timeout(now_ms) else { return self.out_of_time() };
         let token = self.token.as_ref().map(Secret::expose);
         let request = match (self.action, self.planned.format) {
             (Action::ProjectId, _) => metadata::project_request(&self.config.metadata),
@@ -376,49 +357,48 @@ impl LoadSession {
                 crate::storage::generation_request(&self.config.storage, &self.planned.object, token)
             }
             (Action::Insert, LoadFormat::RawCsv) => {
-                self.spec().insert_request(&self.config.bigquery, self.attempt, &self.delivery, token)
+                self.spec().insert_request(&self.config.bigquery, self.attempt.number, &self.delivery, token)
             }
             (Action::Insert, LoadFormat::Events) => {
                 return Step::Upload(Box::new(UploadPlan {
-                    initiate: self.spec().upload_request(&self.config.bigquery, self.attempt, &self.delivery, token),
+                    initiate: self.spec().upload_request(
+                        &self.config.bigquery,
+                        self.attempt.number,
+                        &self.delivery,
+                        token,
+                    ),
                     download: crate::storage::download_request(&self.config.storage, &self.planned.object, token),
                     object: self.planned.object.clone(),
                     bigquery: self.config.bigquery.clone(),
                     token: self.token.clone(),
                     chunk: self.config.upload_chunk,
-                    budget_ms: self.budget_ms,
-                    seed: self.jitter.next_u64(),
+                    budget: self.budget.clone(),
                 }));
             }
-            (Action::GetJob | Action::Probe, _) => self.spec().get_request(&self.config.bigquery, self.attempt, token),
+            (Action::GetJob | Action::Probe, _) => {
+                self.spec().get_request(&self.config.bigquery, self.attempt.number, token)
+            }
         };
         Step::Send { request, timeout }
     }
 
     fn transient(&mut self, what: String, now_ms: u64) -> Step {
-        self.transient_failures += 1;
-        let delay = self.retries.next_delay(self.jitter.next_u64());
-        if now_ms.saturating_add(duration_ms(delay)) > self.budget_ms {
-            return Step::Done(Err(LoadError::UpstreamUnavailable(format!(
-                "{what} (gave up after {} tries within the event's {} s budget; the trigger should redeliver)",
-                self.transient_failures,
-                self.config.wait.max(MIN_BUDGET).as_secs()
-            ))));
+        match self.budget.retry(what, now_ms) {
+            Ok(delay) => Step::Sleep(delay),
+            Err(give_up) => Step::Done(Err(LoadError::UpstreamUnavailable(give_up))),
         }
-        self.last_transient = Some(what);
-        Step::Sleep(delay)
     }
 
     /// The budget is spent before the next request: say what is known, and let the trigger
     /// redeliver whenever the job's fate is unknown.
     fn out_of_time(&self) -> Step {
         match self.action {
-            Action::GetJob if self.created => Step::Done(Ok(self.outcome(
+            Action::GetJob if self.attempt.created => Step::Done(Ok(self.outcome(
                 OutcomeKind::Submitted,
                 None,
                 Some("the load job was submitted but GCR_USAGE_WAIT_SECONDS ran out before it finished; BigQuery finishes it on its own".into()),
             ))),
-            Action::GetJob if self.seen_running => Step::Done(Ok(self.outcome(
+            Action::GetJob if self.attempt.seen_running => Step::Done(Ok(self.outcome(
                 OutcomeKind::Duplicate,
                 None,
                 Some("the load job already existed (redelivered event) and is still running".into()),
@@ -432,13 +412,12 @@ impl LoadSession {
     }
 
     fn job_state(&mut self, state: JobState, now_ms: u64) -> Step {
-        self.retries = Backoff::retries();
-        self.seen_running = matches!(state, JobState::Pending | JobState::Running);
+        self.budget.progressed();
+        self.attempt.seen_running = matches!(state, JobState::Pending | JobState::Running);
         match state {
             JobState::Pending | JobState::Running => {
-                let delay = self.polls.next_delay(self.jitter.next_u64());
-                if now_ms.saturating_add(duration_ms(delay)) > self.deadline_ms {
-                    let (kind, reason) = if self.created {
+                let Some(delay) = self.budget.poll(now_ms) else {
+                    let (kind, reason) = if self.attempt.created {
                         (
                             OutcomeKind::Submitted,
                             "the load job was still running when GCR_USAGE_WAIT_SECONDS ran out; BigQuery finishes it on its own",
@@ -450,12 +429,12 @@ impl LoadSession {
                         )
                     };
                     return Step::Done(Ok(self.outcome(kind, None, Some(reason.to_string()))));
-                }
+                };
                 self.action = Action::GetJob;
                 Step::Sleep(delay)
             }
             JobState::Done { rows, failure: None } => {
-                let (kind, reason) = if self.created {
+                let (kind, reason) = if self.attempt.created {
                     (OutcomeKind::Loaded, None)
                 } else {
                     (
@@ -470,23 +449,21 @@ impl LoadSession {
     }
 
     fn failed(&mut self, failure: JobFailure, now_ms: u64) -> Step {
-        if self.created {
+        if self.attempt.created {
             let reason = format!(
                 "BigQuery rejected load job attempt {}/{MAX_ATTEMPTS}: {failure}; redelivering the event submits a fresh attempt",
-                self.attempt
+                self.attempt.number
             );
             return Step::Done(Ok(self.outcome(OutcomeKind::Failed, None, Some(reason))));
         }
-        if self.attempt >= MAX_ATTEMPTS {
+        if self.attempt.number >= MAX_ATTEMPTS {
             let reason = format!("all {MAX_ATTEMPTS} load job attempts for this object failed; the last: {failure}");
             return Step::Done(Ok(self.outcome(OutcomeKind::Failed, None, Some(reason))));
         }
         // A past delivery's job failed (bad data then, or a table fixed since): try afresh
         // under the next id; load jobs are atomic, so the failed one loaded nothing.
-        self.attempt += 1;
-        self.created = false;
-        self.seen_running = false;
-        self.polls = Backoff::polling();
+        self.attempt = self.attempt.next();
+        self.budget.new_attempt();
         self.action = first_job_action(self.planned.format);
         self.send(now_ms)
     }
@@ -498,11 +475,11 @@ impl LoadSession {
             object: Some(spec.object.clone()),
             log_kind: Some(spec.kind),
             destination: Some(spec.destination.to_string()),
-            job_id: Some(spec.job_id(self.attempt)),
+            job_id: Some(spec.job_id(self.attempt.number)),
             rows,
             reason,
             counts: self.counts.clone(),
-            retries: self.last_transient.clone().map(|last| Retries { count: self.transient_failures, last }),
+            retries: self.budget.retries(),
         }
     }
 
@@ -512,7 +489,7 @@ impl LoadSession {
                 format!(
                     "{} refused job {} for {}: {error}",
                     self.describe(),
-                    self.spec().job_id(self.attempt),
+                    self.spec().job_id(self.attempt.number),
                     self.spec().destination
                 )
             }
@@ -552,10 +529,6 @@ fn first_job_action(format: LoadFormat) -> Action {
         LoadFormat::RawCsv => Action::Insert,
         LoadFormat::Events => Action::Probe,
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

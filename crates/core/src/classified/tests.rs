@@ -514,9 +514,12 @@ fn chunks_failing_every_try_give_up_and_retry_the_upload() {
     let (log, _) = big_log(300 << 10);
     let mut google = Google::new(log);
     google.chunk_outage = true;
-    let e = run(&mut google, &[("GCR_USAGE_WAIT_SECONDS", "0")]).load.unwrap_err();
+    // The default 30 s budget: room for the whole upload again after the first one's four
+    // chunk tries (one backoff for the event: 1, 2, 4 s between them, then 8 s).
+    let e = run(&mut google, &[]).load.unwrap_err();
     assert_eq!(e.kind(), "upstream-unavailable");
     assert!(e.message().contains("upload"), "{e}");
+    assert!(google.now_ms <= 1_000 + 30_000 + 20, "past the budget: {} ms", google.now_ms);
     let kinds = google.kinds();
     // The first upload: four tries of its first chunk with a status query between them.
     assert_eq!(
