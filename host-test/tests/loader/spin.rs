@@ -4,7 +4,6 @@
 //! WIT), configured through Spin variables resolved from `spin.toml`, its outbound requests held
 //! to `spin.toml`'s `allowed_outbound_hosts`. And `spin.toml` itself is checked against the core.
 
-mod common;
 
 use std::collections::BTreeSet;
 
