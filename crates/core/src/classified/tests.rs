@@ -44,6 +44,7 @@ fn kind_of(request: &http::Request<Vec<u8>>) -> Kind {
 }
 
 /// What the fake does instead of its normal answer.
+#[derive(Debug, Clone)]
 enum Fault {
     Reply(u16, &'static str),
     Network,
@@ -613,4 +614,77 @@ fn both_mode_loads_raw_then_events_and_answers_for_both() {
         (503, &json!("loaded"), &json!("upstream-unavailable"))
     );
     assert_eq!(answer.severity, crate::contract::Severity::Error);
+}
+
+mod properties {
+    //! The classified upload under random faults (issue 9, item 3, for uploads): 503s,
+    //! connections reset before an answer, and chunks stored whose answer was lost (the 308 /
+    //! `Range` path), on every kind of request. Whatever the faults, the load ends inside its
+    //! budget, the session sends chunks only from the offset the server holds (the fake asserts
+    //! it), no object makes two jobs, the events uploaded are the core's byte for byte, and
+    //! every fault it met is counted in `retries`.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fault() -> impl Strategy<Value = (Kind, Fault)> {
+        let kind = prop_oneof![
+            Just(Kind::GetJob),
+            Just(Kind::Initiate),
+            Just(Kind::Download),
+            Just(Kind::Chunk),
+            Just(Kind::Status)
+        ];
+        let fault = prop_oneof![
+            Just(Fault::Reply(503, r#"{"error":{"code":503,"message":"busy","errors":[{"reason":"backendError"}]}}"#)),
+            Just(Fault::Network),
+            Just(Fault::PersistThenFail),
+        ];
+        (kind, fault)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+        #[test]
+        fn uploads_keep_the_promises_whatever_fails(
+            faults in prop::collection::vec(fault(), 0..10),
+            large in any::<bool>(),
+        ) {
+            let log = if large { big_log(600 << 10).0 } else { fixture() };
+            let mut google = Google::new(log.clone());
+            let offered = faults.len();
+            for f in faults {
+                google.faults.push_back(f);
+            }
+            let result = run(&mut google, &[("GCR_USAGE_UPLOAD_CHUNK_KIB", "256")]);
+            let consumed = (offered - google.faults.len()) as u32;
+            prop_assert!(google.now_ms <= 1_000 + 30_000 + 20, "ran past the budget: {} ms", google.now_ms);
+            prop_assert!(google.uploads.len() <= 1, "one object, one job: {} uploads", google.uploads.len());
+            match &result.load {
+                Ok(o) => {
+                    prop_assert!(matches!(o.outcome, OutcomeKind::Loaded | OutcomeKind::Duplicate), "{o:?}");
+                    let expected: Vec<u8> = {
+                        let object = object();
+                        let options = crate::usage::ReaderOptions {
+                            dedup: crate::usage::Dedup::Window(DEDUP_WINDOW),
+                            malformed_samples: 5,
+                        };
+                        let mut reader = crate::usage::UsageLogReader::with_options(&log[..], options);
+                        let mut row = crate::usage::UsageRow::default();
+                        let mut out = Vec::new();
+                        while reader.read_row(&mut row).unwrap() {
+                            crate::usage::ndjson::write_line(&crate::usage::classify(&row, &object), &mut out);
+                        }
+                        out
+                    };
+                    prop_assert!(google.uploads[0] == expected, "the uploaded events are not the core's");
+                    let counted = o.retries.as_ref().map_or(0, |r| r.count);
+                    prop_assert_eq!(counted, consumed, "every fault met is counted");
+                }
+                Err(e) => prop_assert_eq!(e.kind(), "upstream-unavailable", "{}", e),
+            }
+        }
+    }
 }
