@@ -7,7 +7,8 @@
 //!   end-to-end and peer tests against the emulators under a real `wasmtime serve`.
 //! - `bench` the harness benchmark (time and fuel per event) and the component's size, then the
 //!   cold-start benchmark (`bench/cold_start.py`: wasmtime serve with .wasm / .cwasm, the
-//!   pre-instantiated harness, and the seed's Python function, request -> first outbound call).
+//!   pre-instantiated harness, and the seed's Python function, request -> first outbound call),
+//!   then the load benchmark (`bench/load.py`: serve.sh + .cwasm under 1, 16, 32, 64 events in flight).
 //! - `build` both flavours of the component: the portable one (target/wasm32-wasip2/release)
 //!   and the Spin one (`--features spin`, target/spin/wasm32-wasip2/release, as in spin.toml).
 
@@ -88,7 +89,7 @@ fn build_component() -> Result<PathBuf> {
 
 /// Where the Spin flavour is built: its own target directory, so the two `.wasm` files never
 /// overwrite each other. The same command and path as `spin.toml`'s `[component.gcr-usage.build]`
-/// and `source` (host-test/tests/spin.rs checks the manifest's side).
+/// and `source` (host-test/tests/loader/spin.rs checks the manifest's side).
 const SPIN_TARGET_DIR: &str = "target/spin";
 
 /// Builds the Spin flavour (`--features spin`) and returns its path.
@@ -233,7 +234,8 @@ fn bench() -> Result {
         .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "classify_bench"])
         .env("GCR_USAGE_BENCH_MB", &mib)
         .env("GCR_USAGE_WASM", &wasm))?;
-    cold_start_bench(&wasm)
+    cold_start_bench(&wasm)?;
+    load_bench(&wasm)
 }
 
 /// `bench/cold_start.py`: request -> first outbound call for wasmtime serve (.wasm, .cwasm), the
@@ -250,4 +252,13 @@ fn cold_start_bench(wasm: &Path) -> Result {
         .arg(harness)
         .env("GCR_USAGE_WASM", wasm)
         .env("WASMTIME", &wasmtime))
+}
+
+/// `bench/load.py`: deploy/serve.sh with the .cwasm under concurrent deliveries (one at a time,
+/// then 16, 32 and 64 in flight) against a fake Google: throughput, latency, peak RSS, instances.
+fn load_bench(wasm: &Path) -> Result {
+    step("load benchmark (bench/load.py)");
+    let wasmtime = ensure_wasmtime()?;
+    let python = ensure_venv()?;
+    run(Command::new(python).arg("bench/load.py").env("GCR_USAGE_WASM", wasm).env("WASMTIME", &wasmtime))
 }

@@ -4,7 +4,6 @@
 //! WIT), configured through Spin variables resolved from `spin.toml`, its outbound requests held
 //! to `spin.toml`'s `allowed_outbound_hosts`. And `spin.toml` itself is checked against the core.
 
-
 use std::collections::BTreeSet;
 
 use gcr_usage_core::config as core_config;
