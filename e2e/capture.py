@@ -73,6 +73,22 @@ def done_job(project: str, request: Json, output_rows: int) -> Json:
     }
 
 
+def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """A request's body: Content-Length or chunked transfer coding (both valid HTTP/1.1)."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()  # CRLF after each chunk
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 def make_handler(state: CaptureState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -81,19 +97,7 @@ def make_handler(state: CaptureState) -> type[BaseHTTPRequestHandler]:
             pass  # the recorded requests are the log
 
         def _read_body(self) -> bytes:
-            """Content-Length or chunked transfer coding (both are valid HTTP/1.1 requests)."""
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks = []
-                while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()  # CRLF after each chunk
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
+            return read_request_body(self)
 
         def _record(self) -> Captured:
             body = self._read_body()

@@ -48,6 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from capture import read_request_body
+
 Json = dict[str, Any]
 
 FAULTS = ("503", "429", "drop_before", "drop_answer", "delay")
@@ -185,18 +187,7 @@ def make_handler(state: ProxyState) -> type[BaseHTTPRequestHandler]:
             pass  # the records are the log
 
         def _read_body(self) -> bytes:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks = []
-                while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
+            return read_request_body(self)
 
         def _drop(self) -> None:
             """Close the connection without a reply (RST, as a crashed front end would)."""
