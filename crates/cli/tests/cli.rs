@@ -1,10 +1,11 @@
 //! `gcr-usage report` end to end: the real binary over `fixtures/logs/*`, compared with the
-//! golden outputs in `fixtures/report/` (regenerate with `UPDATE_GOLDEN=1`) and with the
+//! golden outputs in `fixtures/report/` (through `expect-test`: regenerate with `UPDATE_EXPECT=1`) and with the
 //! numbers `fixtures/logs/README.md` states; the HTML report; every error path.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use expect_test::expect_file;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -46,33 +47,10 @@ fn report(extra: &[&str]) -> Output {
     out
 }
 
-/// Compares `actual` with `fixtures/report/NAME`, or writes it there with `UPDATE_GOLDEN=1`.
-fn golden(name: &str, actual: &str) {
-    let path = root().join("fixtures/report").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty()) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
-    if expected != actual {
-        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b).unwrap_or(0);
-        panic!(
-            "{} differs from the output (first at line {}):\n--- expected\n{}\n--- actual\n{}\n\
-             (run with UPDATE_GOLDEN=1 if the change is intended)",
-            path.display(),
-            line + 1,
-            expected.lines().nth(line).unwrap_or("<end>"),
-            actual.lines().nth(line).unwrap_or("<end>")
-        );
-    }
-}
-
 #[test]
 fn table_output_matches_golden() {
     let out = report(&[]);
-    golden("report.txt", &stdout(&out));
+    expect_file!["../../../fixtures/report/report.txt"].assert_eq(&stdout(&out));
     let err = stderr(&out);
     assert!(
         err.contains("note: skipping fixtures/logs/gcr-usage.eu.artifacts.demo-project.appspot.com_storage_"),
@@ -83,12 +61,12 @@ fn table_output_matches_golden() {
 
 #[test]
 fn csv_output_matches_golden() {
-    golden("report.csv", &stdout(&report(&["--format", "csv"])));
+    expect_file!["../../../fixtures/report/report.csv"].assert_eq(&stdout(&report(&["--format", "csv"])));
 }
 
 #[test]
 fn json_output_matches_golden() {
-    golden("report.json", &stdout(&report(&["--format", "json"])));
+    expect_file!["../../../fixtures/report/report.json"].assert_eq(&stdout(&report(&["--format", "json"])));
 }
 
 /// The markdown table between `<!-- expected:NAME -->` markers: data rows, cells trimmed.

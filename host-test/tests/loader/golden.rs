@@ -1,61 +1,21 @@
 //! Golden files (`fixtures/golden/`): the exact `jobs.insert` bodies for a usage and a storage log,
 //! and the request line and headers (sorted, without `host`) of `jobs.insert`, `jobs.get` and the
-//! metadata token request, all for one fixed configuration. JSON is compared semantically; the
-//! files are pretty-printed for review. `UPDATE_GOLDEN=1 cargo test ...` rewrites them.
+//! metadata token request, all for one fixed configuration. The files are pretty-printed for
+//! review; like every golden file of the workspace they go through `expect-test`, so
+//! `UPDATE_EXPECT=1 cargo test ...` rewrites them.
 
-use std::path::PathBuf;
-
-use gcr_usage_host_test::{FakeUpstream, Harness, RecordedRequest, google, workspace_root};
+use expect_test::{ExpectFile, expect_file};
+use gcr_usage_host_test::{FakeUpstream, Harness, RecordedRequest, google};
 use serde_json::Value;
 
 use crate::common::*;
 
 const STORAGE_GEN: u64 = 1_710_140_400_000_000;
 
-fn golden_path(file: &str) -> PathBuf {
-    workspace_root().join("fixtures/golden").join(file)
-}
-
-fn updating() -> bool {
-    std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1")
-}
-
-fn write(file: &str, text: &str) {
-    std::fs::create_dir_all(golden_path("")).unwrap();
-    std::fs::write(golden_path(file), text).unwrap();
-}
-
-fn read(file: &str) -> String {
-    std::fs::read_to_string(golden_path(file))
-        .unwrap_or_else(|e| panic!("{}: {e} (create it with UPDATE_GOLDEN=1)", golden_path(file).display()))
-}
-
+/// JSON as the files hold it: pretty-printed (keys sorted, as serde_json's map keeps them).
 #[track_caller]
-fn check_json(file: &str, actual: &Value) {
-    if updating() {
-        write(file, &format!("{}\n", serde_json::to_string_pretty(actual).unwrap()));
-        return;
-    }
-    let expected: Value = serde_json::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-    assert!(
-        &expected == actual,
-        "{file} differs from the request the component sent (rerun with UPDATE_GOLDEN=1 if intended)\n--- golden\n{}\n--- actual\n{}",
-        serde_json::to_string_pretty(&expected).unwrap(),
-        serde_json::to_string_pretty(actual).unwrap()
-    );
-}
-
-#[track_caller]
-fn check_text(file: &str, actual: &str) {
-    if updating() {
-        write(file, actual);
-        return;
-    }
-    let expected = read(file).replace("\r\n", "\n");
-    assert!(
-        expected == actual,
-        "{file} differs from the request the component sent (rerun with UPDATE_GOLDEN=1 if intended)\n--- golden\n{expected}--- actual\n{actual}"
-    );
+fn check_json(expected: ExpectFile, actual: &Value) {
+    expected.assert_eq(&format!("{}\n", serde_json::to_string_pretty(actual).unwrap()));
 }
 
 /// `METHOD /path?query HTTP/1.1`, then `name: value` per header, sorted, `host` left out.
@@ -99,14 +59,14 @@ async fn golden_requests() {
     let usage = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     assert_eq!((usage.status, usage.json()["outcome"].as_str()), (200, Some("duplicate")), "{}", usage.body_str());
     let [token, insert, get] = &usage.run.outbound[..] else { panic!("{:?}", usage.run.outbound) };
-    check_json("jobs-insert-usage.json", &insert.body_json());
-    check_text("metadata-token.http", &request_head(token));
-    check_text("jobs-insert.http", &request_head(insert));
-    check_text("jobs-get.http", &request_head(get));
+    check_json(expect_file!["../../../fixtures/golden/jobs-insert-usage.json"], &insert.body_json());
+    expect_file!["../../../fixtures/golden/metadata-token.http"].assert_eq(&request_head(token));
+    expect_file!["../../../fixtures/golden/jobs-insert.http"].assert_eq(&request_head(insert));
+    expect_file!["../../../fixtures/golden/jobs-get.http"].assert_eq(&request_head(get));
     assert!(token.body.is_empty() && get.body.is_empty());
 
     let storage = h.handle(bare(BUCKET, STORAGE_NAME, Some(STORAGE_GEN))).await.unwrap();
     assert_eq!((storage.status, storage.json()["outcome"].as_str()), (200, Some("loaded")), "{}", storage.body_str());
-    check_json("jobs-insert-storage.json", &storage.run.outbound[1].body_json());
+    check_json(expect_file!["../../../fixtures/golden/jobs-insert-storage.json"], &storage.run.outbound[1].body_json());
     up.assert_all_matched();
 }
