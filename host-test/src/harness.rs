@@ -290,14 +290,14 @@ impl Harness {
 
         let fuel = self.fuel;
         let (store, proxy) = (&mut live.store, &live.proxy);
-        let guest_done = std::cell::Cell::new(false);
+        let (returned_tx, returned_rx) = tokio::sync::oneshot::channel::<()>();
         // The guest and the reader of its response run concurrently, as in a real server: the
         // guest may set the response first and stream the body afterwards, and would block on a
         // full body pipe if nobody read it.
         let guest = async {
             let result = proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, out).await;
             let left = store.get_fuel().unwrap_or(0);
-            guest_done.set(true);
+            let _ = returned_tx.send(());
             (result, fuel - left)
         };
         let reader = async {
@@ -316,9 +316,7 @@ impl Harness {
             // that leaked it would leave the reader waiting. Once the guest has returned,
             // nothing more can arrive: a moment of virtual time settles it.
             let guest_returned = async {
-                while !guest_done.get() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                let _ = returned_rx.await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             };
             tokio::select! {

@@ -26,7 +26,7 @@ pub struct Budget {
     ends_ms: u64,
     /// GCR_USAGE_WAIT_SECONDS from the start: how long a running job is polled.
     wait_until_ms: u64,
-    seconds: u64,
+    total: Duration,
     retries: Backoff,
     polls: Backoff,
     jitter: Jitter,
@@ -41,7 +41,7 @@ impl Budget {
         Budget {
             ends_ms: now_ms.saturating_add(millis(total)),
             wait_until_ms: now_ms.saturating_add(millis(wait)),
-            seconds: total.as_secs(),
+            total,
             retries: Backoff::retries(),
             polls: Backoff::polling(),
             jitter: Jitter::new(seed),
@@ -69,7 +69,8 @@ impl Budget {
         if now_ms.saturating_add(millis(delay)) > self.ends_ms {
             return Err(format!(
                 "{what} (gave up after {} tries within the event's {} s budget; the trigger should redeliver)",
-                self.failures, self.seconds
+                self.failures,
+                self.total.as_secs()
             ));
         }
         self.last_failure = Some(what);
@@ -98,9 +99,9 @@ impl Budget {
         self.last_failure.clone().map(|last| Retries { count: self.failures, last })
     }
 
-    /// The budget's seconds, for messages.
-    pub fn seconds(&self) -> u64 {
-        self.seconds
+    /// How long the event may take in all: max(GCR_USAGE_WAIT_SECONDS, [`MIN_BUDGET`]).
+    pub fn total(&self) -> Duration {
+        self.total
     }
 }
 

@@ -221,56 +221,60 @@ fn authenticate(
     keys: &mut KeyCache,
 ) -> Result<Option<String>, Answer> {
     let now_unix = io.unix_secs();
-    let decide = |check: Check| match check {
+    let TriggerAuth::GoogleOidc { jwks, .. } = auth else {
+        // The other modes need no keys: the check decides alone.
+        return match trigger::check(auth, headers, query, None, now_unix) {
+            Check::Allowed { caller } => Ok(caller),
+            Check::Denied(refusal) => Err(Answer::from_refusal(&refusal)),
+            Check::NeedKeys => unreachable!("only google-oidc needs keys"),
+        };
+    };
+    let source = jwks.base();
+    // The check against `held`; `None` when it needs keys that `held` lacks.
+    let check_with = |held: Option<&KeySet>| match trigger::check(auth, headers, query, held, now_unix) {
         Check::Allowed { caller } => Some(Ok(caller)),
         Check::Denied(refusal) => Some(Err(Answer::from_refusal(&refusal))),
         Check::NeedKeys => None,
     };
-    let now_ms = io.now_ms();
-    let source = match auth {
-        TriggerAuth::GoogleOidc { jwks, .. } => jwks.base().to_string(),
-        _ => String::new(),
-    };
-    if let Some(done) = decide(trigger::check(auth, headers, query, keys.fresh(&source, now_ms), now_unix)) {
-        return done;
-    }
-    let TriggerAuth::GoogleOidc { jwks, .. } = auth else { unreachable!("only OIDC needs keys") };
     let unknown_kid = || {
-        Answer::from_refusal(&Refusal::Unauthenticated("the token's key id is not among Google's signing keys".into()))
+        Err(Answer::from_refusal(&Refusal::Unauthenticated(
+            "the token's key id is not among Google's signing keys".into(),
+        )))
     };
     let cannot_verify = |why: &str| {
-        Answer::from_error(
+        Err(Answer::from_error(
             &LoadError::UpstreamUnavailable(format!(
-                "cannot verify the sender: Google's OIDC keys ({}) {why}; the trigger should redeliver",
-                jwks.base()
+                "cannot verify the sender: Google's OIDC keys ({source}) {why}; the trigger should redeliver"
             )),
             None,
-        )
+        ))
     };
-    if !keys.may_fetch(&source, now_ms) {
+    let now_ms = io.now_ms();
+    if let Some(done) = check_with(keys.fresh(source, now_ms)) {
+        return done;
+    }
+    if !keys.may_fetch(source, now_ms) {
         // Fetched moments ago: a kid missing from fresh keys stays missing, and without fresh
         // keys the set held before (within stale-if-error) is all there is to check against.
-        if keys.fresh(&source, now_ms).is_some() {
-            return Err(unknown_kid());
+        if keys.fresh(source, now_ms).is_some() {
+            return unknown_kid();
         }
-        return match keys.usable(&source, now_ms) {
-            Some(stale) => decide(trigger::check(auth, headers, query, Some(stale), now_unix))
-                .unwrap_or_else(|| Err(unknown_kid())),
-            None => Err(cannot_verify("could not be fetched moments ago")),
+        return match keys.usable(source, now_ms) {
+            Some(stale) => check_with(Some(stale)).unwrap_or_else(unknown_kid),
+            None => cannot_verify("could not be fetched moments ago"),
         };
     }
-    keys.fetching(&source, now_ms);
+    keys.fetching(source, now_ms);
     match fetch_keys(jwks, io) {
         Ok((set, max_age)) => {
-            keys.store(&source, set, io.now_ms(), max_age);
-            let fresh = keys.fresh(&source, io.now_ms());
-            decide(trigger::check(auth, headers, query, fresh, now_unix)).unwrap_or_else(|| Err(unknown_kid()))
+            let now_ms = io.now_ms();
+            keys.store(source, set, now_ms, max_age);
+            check_with(keys.fresh(source, now_ms)).unwrap_or_else(unknown_kid)
         }
         // Google's endpoint is out of reach: the keys held before still verify what they signed.
-        Err(why) => match keys.usable(&source, io.now_ms()) {
-            Some(stale) => decide(trigger::check(auth, headers, query, Some(stale), now_unix))
-                .unwrap_or_else(|| Err(cannot_verify(&why))),
-            None => Err(cannot_verify(&why)),
+        Err(why) => match keys.usable(source, io.now_ms()) {
+            Some(stale) => check_with(Some(stale)).unwrap_or_else(|| cannot_verify(&why)),
+            None => cannot_verify(&why),
         },
     }
 }

@@ -122,11 +122,10 @@ impl LoadSession {
             AuthMode::Metadata | AuthMode::None | AuthMode::ServiceAccount { .. } => None,
         };
         let project = config.project.clone();
-        let action = setup_action(&project, &token, &config.auth, &planned);
         let token_source = credentials::token_source(&config);
         let project_source = credentials::project_source(&config);
         let budget = Budget::new(config.wait, now_ms, seed);
-        LoadSession {
+        let mut session = LoadSession {
             config,
             planned,
             project,
@@ -137,14 +136,16 @@ impl LoadSession {
             fetched_project: None,
             token_refused: false,
             after_token: None,
-            action,
+            action: Action::ProjectId, // decided below, from what the session starts with
             attempt: Attempt::FIRST,
             delivery: delivery_token(seed),
             unix_at_start: now_unix,
             ms_at_start: now_ms,
             counts: None,
             budget,
-        }
+        };
+        session.action = session.setup_action();
+        session
     }
 
     /// Takes the project id and a still-good token from the instance's cache, when it holds
@@ -156,14 +157,28 @@ impl LoadSession {
             self.project = Some(project.to_string());
         }
         // The token must outlive the whole event (its budget), plus the usual margin.
-        let needed = self.config.wait.max(MIN_BUDGET) + credentials::REFRESH_MARGIN;
+        let needed = self.budget.total() + credentials::REFRESH_MARGIN;
         if self.token.is_none()
             && let Some(token) = self.token_source.as_deref().and_then(|source| cache.token(source, now_ms, needed))
         {
             self.token = Some(Secret::new(token));
         }
-        self.action = setup_action(&self.project, &self.token, &self.config.auth, &self.planned);
+        self.action = self.setup_action();
         self
+    }
+
+    /// The first request still needed: the project id, then a token, then the object's
+    /// generation if the event named none, then the job.
+    fn setup_action(&self) -> Action {
+        if self.project.is_none() {
+            Action::ProjectId
+        } else if self.token.is_none() && needs_token_request(&self.config.auth) {
+            Action::Token
+        } else if self.planned.object.generation.is_none() {
+            Action::Generation
+        } else {
+            first_job_action(self.planned.format)
+        }
     }
 
     /// Hands what this session fetched to the instance's cache (call once it is done).
@@ -259,7 +274,7 @@ impl LoadSession {
                 Ok(project) => {
                     self.fetched_project = Some(project.clone());
                     self.project = Some(project);
-                    self.action = setup_action(&self.project, &self.token, &self.config.auth, &self.planned);
+                    self.action = self.setup_action();
                     self.send(now_ms)
                 }
                 Err(why) => Step::Done(Err(LoadError::UpstreamRejected(why))),
@@ -268,10 +283,7 @@ impl LoadSession {
                 Ok(token) => {
                     self.token = Some(token.value.clone());
                     self.fetched_token = Some((token, now_ms));
-                    self.action = self
-                        .after_token
-                        .take()
-                        .unwrap_or_else(|| setup_action(&self.project, &self.token, &self.config.auth, &self.planned));
+                    self.action = self.after_token.take().unwrap_or_else(|| self.setup_action());
                     self.send(now_ms)
                 }
                 // A garbled token answer is most likely a flaky proxy: worth another try.
@@ -502,20 +514,6 @@ impl LoadSession {
 /// so the retry jitter stays what the seed always gave.
 fn delivery_token(seed: u64) -> String {
     format!("{:016x}", Jitter::new(!seed).next_u64())
-}
-
-/// The first request a session needs: the project id, then a token, then the object's
-/// generation if the event named none, then the job.
-fn setup_action(project: &Option<String>, token: &Option<Secret>, auth: &AuthMode, planned: &PlannedLoad) -> Action {
-    if project.is_none() {
-        Action::ProjectId
-    } else if token.is_none() && needs_token_request(auth) {
-        Action::Token
-    } else if planned.object.generation.is_none() {
-        Action::Generation
-    } else {
-        first_job_action(planned.format)
-    }
 }
 
 /// Whether an access token must be fetched before the first Google API call.
