@@ -104,6 +104,13 @@ impl FakeGoogle {
         }
     }
 
+    /// What the resumable-upload endpoint answers a `PUT` (chunk or status query), for a test
+    /// that scripts some answers of its own ahead of it.
+    pub fn chunk_reply(&self) -> Reply {
+        let me = self.clone();
+        Reply::dynamic(move |r| me.chunk(r))
+    }
+
     fn download(&self, r: &RecordedRequest) -> Reply {
         let Some(key) = object_key(r.path.trim_start_matches("/download/storage/v1/b/")) else {
             return Reply::text(400, "bad path");

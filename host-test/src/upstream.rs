@@ -145,6 +145,8 @@ enum Action {
 pub struct Reply {
     action: Action,
     delay: Duration,
+    /// Answer on the request's head, leaving its body unread (see [`Reply::before_body`]).
+    before_body: bool,
 }
 
 impl fmt::Debug for Reply {
@@ -162,7 +164,11 @@ impl fmt::Debug for Reply {
 impl Reply {
     /// An empty response with this status.
     pub fn status(status: u16) -> Self {
-        Reply { action: Action::Respond { status, headers: Vec::new(), body: Bytes::new() }, delay: Duration::ZERO }
+        Reply {
+            action: Action::Respond { status, headers: Vec::new(), body: Bytes::new() },
+            delay: Duration::ZERO,
+            before_body: false,
+        }
     }
 
     pub fn text(status: u16, body: impl Into<String>) -> Self {
@@ -176,7 +182,7 @@ impl Reply {
     /// A transport-level failure, e.g. `Reply::fail(|| Error::ConnectionRefused)`; the guest sees
     /// the matching `wasi:http/types.error-code`.
     pub fn fail(make: fn() -> Error) -> Self {
-        Reply { action: Action::Fail(make), delay: Duration::ZERO }
+        Reply { action: Action::Fail(make), delay: Duration::ZERO, before_body: false }
     }
 
     pub fn connection_refused() -> Self {
@@ -186,12 +192,12 @@ impl Reply {
     /// No answer at all. Like a real client, the request then fails with `connection-read-timeout`
     /// after the guest's `first-byte-timeout` (or [`DEFAULT_FIRST_BYTE_TIMEOUT`]) of virtual time.
     pub fn hang() -> Self {
-        Reply { action: Action::Hang, delay: Duration::ZERO }
+        Reply { action: Action::Hang, delay: Duration::ZERO, before_body: false }
     }
 
     /// A reply computed from the request when it arrives.
     pub fn dynamic(f: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) -> Self {
-        Reply { action: Action::Dynamic(Arc::new(f)), delay: Duration::ZERO }
+        Reply { action: Action::Dynamic(Arc::new(f)), delay: Duration::ZERO, before_body: false }
     }
 
     /// Adds a response header (ignored for failures and hangs).
@@ -210,6 +216,14 @@ impl Reply {
         if let Action::Respond { body, .. } = &mut self.action {
             *body = bytes.into();
         }
+        self
+    }
+
+    /// Answer as soon as the request's head arrived, without reading its body — a server that
+    /// refuses early. The body's receiver is dropped, so the guest's output stream reports
+    /// `closed` part-way through a body larger than the host's buffer, as with hyper.
+    pub fn before_body(mut self) -> Self {
+        self.before_body = true;
         self
     }
 
@@ -374,6 +388,27 @@ impl FakeUpstream {
         denied
     }
 
+    /// Whether the reply this request's head would get is a [`Reply::before_body`] one.
+    fn answers_before_body(&self, parts: &http::request::Parts) -> bool {
+        let head = RecordedRequest {
+            method: parts.method.clone(),
+            url: parts.uri.to_string(),
+            scheme: parts.uri.scheme_str().unwrap_or_default().to_string(),
+            authority: parts.uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            body: Bytes::new(),
+            options: None,
+            at: Duration::ZERO,
+            rule: None,
+        };
+        let inner = self.lock();
+        inner.rules.iter().find(|r| r.rule.matches(&head)).is_some_and(|scripted| {
+            scripted.rule.replies[scripted.hits.min(scripted.rule.replies.len() - 1)].before_body
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panicking test thread must not hide the log from the assertions that follow.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -405,9 +440,15 @@ impl FakeUpstream {
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, Error> {
         let (parts, body) = request.into_parts();
-        // Waiting for the whole body is what lets tests assert on it. A denied request's body is
-        // drained too, so the guest sees the denial and not a broken pipe.
-        let body = read_like_hyper(&parts.headers, body).await?;
+        // Waiting for the whole body is what lets tests assert on it (unless the reply is to
+        // come before it). A denied request's body is drained too, so the guest sees the denial
+        // and not a broken pipe.
+        let body = if self.answers_before_body(&parts) {
+            drop(body);
+            Bytes::new()
+        } else {
+            read_like_hyper(&parts.headers, body).await?
+        };
         let uri = &parts.uri;
         let recorded = RecordedRequest {
             method: parts.method.clone(),

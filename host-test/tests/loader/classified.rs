@@ -168,6 +168,31 @@ async fn a_body_taken_whole_at_its_content_length_is_sent_once() {
     assert_eq!(chunks, uploaded.len().div_ceil(4 << 20), "each chunk sent once");
 }
 
+/// A server that answers before it has read a body (an early 503 here) stops taking the body:
+/// the guest's stream closes part-way through a 4 MiB chunk. The answer, not the broken write,
+/// is what happened, and the retry says so.
+#[tokio::test(start_paused = true)]
+async fn an_answer_before_the_body_was_taken_is_the_answer() {
+    let log = big_log(12 << 20);
+    let up = FakeUpstream::new();
+    let google = FakeGoogle::new();
+    google.object(BUCKET, USAGE_NAME, USAGE_GEN, log);
+    let busy =
+        serde_json::json!({"error": {"code": 503, "message": "Backend busy", "errors": [{"reason": "backendError"}]}});
+    up.route(
+        Rule::new(Some(http::Method::PUT), prefix(format!("/upload/bigquery/v2/projects/{PROJECT}/jobs")))
+            .replies([Reply::json(503, &busy).before_body(), google.chunk_reply()]),
+    );
+    google.install(&up, PROJECT);
+    let r = classified(&up, "classified").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
+    let body = r.json();
+    assert_eq!((r.status, &body["outcome"]), (200, &json!("loaded")), "{body}");
+    assert_eq!(body["retries"]["count"], 1, "{body}");
+    let last = body["retries"]["last"].as_str().unwrap();
+    assert!(last.contains("503") && last.contains("Backend busy"), "{last}");
+    assert!(!last.contains("stream closed"), "the broken write hid the server's answer: {last}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_corrupted_download_is_retried_and_never_loaded() {
     let log = fixture_log();
