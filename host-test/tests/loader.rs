@@ -31,6 +31,8 @@ mod retries;
 mod reuse;
 #[path = "loader/robustness.rs"]
 mod robustness;
+#[path = "loader/scenarios.rs"]
+mod scenarios;
 #[path = "loader/spin.rs"]
 mod spin;
 #[path = "loader/trust.rs"]

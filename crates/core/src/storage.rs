@@ -125,13 +125,6 @@ impl<R: Read> Read for Checked<R> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests_support {
-    pub fn crc32c(bytes: &[u8]) -> u32 {
-        super::CRC32C.checksum(bytes)
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -309,7 +309,7 @@ fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<(Figures, usi
         let upstream = FakeUpstream::new();
         let google = FakeGoogle::new();
         google.object("demo-gcr-logs", name, 1, bytes.clone());
-        google.install(&upstream, "demo-project");
+        google.install(&upstream);
         let harness = Harness::new()
             .env("GCR_USAGE_PROJECT", "demo-project")
             .env("GCR_USAGE_BUCKETS", "demo-gcr-logs")

@@ -101,8 +101,7 @@ fn upstream(stamp: &Stamp) -> FakeUpstream {
     };
     let up = FakeUpstream::new();
     up.route(metadata_token_rule().reply(stamped(stamp, |_| metadata_token("bench-token")))).route(
-        google::jobs_insert_rule("demo-project")
-            .reply(stamped(stamp, |r| google::job_done(&google::JobRef::from_request(r), 14))),
+        google::jobs_insert_rule("demo-project").reply(stamped(stamp, |r| google::job_done(&google::job_of(r), 14))),
     );
     up
 }

@@ -1,20 +1,16 @@
 //! `GCR_USAGE_MODE=classified|both`: the component downloads the log (pinned, checksummed),
 //! classifies it as it streams and uploads NDJSON through a resumable session — checked against
-//! the native core's classification of the same bytes, for exactly-once, for bounded memory,
-//! and for what a corrupted download must not do.
+//! the native core's classification of the same bytes, for bounded memory and for the
+//! body-writing paths of wasi:http. The answers to faults and refusals are the shared
+//! scenarios (`scenarios.rs`).
 
 use gcr_usage_core::ObjectRef as CoreObject;
 use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
-use gcr_usage_host_test::{
-    FakeGoogle, FakeUpstream, OutcomeKind, Reply, Rule, crc32c_header, object_ref, prefix, workspace_root,
-};
+use gcr_usage_fake_google::logs::{fixture_log, grown_log};
+use gcr_usage_host_test::{FakeGoogle, FakeUpstream, OutcomeKind, Reply, Rule, object_ref, prefix};
 use serde_json::json;
 
 use crate::common::*;
-
-fn fixture_log() -> Vec<u8> {
-    std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap()
-}
 
 /// What the core makes of `log`: the NDJSON the component must upload, byte for byte.
 fn native_ndjson(log: &[u8]) -> Vec<u8> {
@@ -31,28 +27,15 @@ fn native_ndjson(log: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The fixture's rows repeated with fresh request ids up to about `bytes`.
 fn big_log(bytes: usize) -> Vec<u8> {
-    let text = String::from_utf8(fixture_log()).unwrap();
-    let mut lines = text.lines();
-    let mut out = format!("{}\n", lines.next().unwrap());
-    let rows: Vec<&str> = lines.collect();
-    let mut n = 0;
-    while out.len() < bytes {
-        let mut fields: Vec<String> = rows[n % rows.len()].split("\",\"").map(str::to_string).collect();
-        fields[13] = format!("{}-{n}", fields[13]);
-        out.push_str(&fields.join("\",\""));
-        out.push('\n');
-        n += 1;
-    }
-    out.into_bytes()
+    grown_log(bytes).0
 }
 
 fn google_with(log: impl Into<Vec<u8>>) -> (FakeUpstream, FakeGoogle) {
     let up = FakeUpstream::new();
     let google = FakeGoogle::new();
     google.object(BUCKET, USAGE_NAME, USAGE_GEN, log);
-    google.install(&up, PROJECT);
+    google.install(&up);
     (up, google)
 }
 
@@ -181,9 +164,9 @@ async fn an_answer_before_the_body_was_taken_is_the_answer() {
         serde_json::json!({"error": {"code": 503, "message": "Backend busy", "errors": [{"reason": "backendError"}]}});
     up.route(
         Rule::new(Some(http::Method::PUT), prefix(format!("/upload/bigquery/v2/projects/{PROJECT}/jobs")))
-            .replies([Reply::json(503, &busy).before_body(), google.chunk_reply()]),
+            .replies([Reply::json(503, &busy).before_body(), google.reply()]),
     );
-    google.install(&up, PROJECT);
+    google.install(&up);
     let r = classified(&up, "classified").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     let body = r.json();
     assert_eq!((r.status, &body["outcome"]), (200, &json!("loaded")), "{body}");
@@ -193,55 +176,20 @@ async fn an_answer_before_the_body_was_taken_is_the_answer() {
     assert!(!last.contains("stream closed"), "the broken write hid the server's answer: {last}");
 }
 
+/// Both mode's answer is a scenario (`scenarios.rs`); what it leaves to this test is the
+/// component's own two renderings of it: the log line and the typed export.
 #[tokio::test(start_paused = true)]
-async fn a_corrupted_download_is_retried_and_never_loaded() {
-    let log = fixture_log();
-    let up = FakeUpstream::new();
-    let mut corrupted = log.clone();
-    corrupted[500] ^= 0x20;
-    // Every download arrives damaged but with the true object's checksum.
-    up.route(
-        Rule::get(prefix("/download/storage/v1/b/"))
-            .reply(Reply::status(200).header("x-goog-hash", &crc32c_header(&log)).body(corrupted)),
-    );
-    let google = FakeGoogle::new();
-    google.install(&up, PROJECT);
-    let r = classified(&up, "classified")
-        .env("GCR_USAGE_WAIT_SECONDS", "5")
-        .handle(fixture_request("cloudevent-binary.json"))
-        .await
-        .unwrap();
-    let body = assert_error(&r, 503, "upstream-unavailable", "");
-    assert!(body["reason"].as_str().unwrap().contains("CRC32C"), "{body}");
-    assert!(google.job_ids().is_empty() && google.uploads().is_empty());
-    let downloads = r.run.outbound.iter().filter(|o| o.path.starts_with("/download/")).count();
-    assert!(downloads >= 2, "retried within the budget: {downloads}");
-    assert!(r.run.outbound.iter().all(|o| o.header("content-range").is_none_or(|c| c.ends_with("/*"))));
-}
-
-#[tokio::test(start_paused = true)]
-async fn both_mode_loads_raw_rows_and_events_and_answers_for_both() {
+async fn both_mode_speaks_for_both_parts_in_the_log_line_and_the_typed_export() {
     let (up, google) = google_with(fixture_log());
-    // Rules answer in the order added: the raw jobs.insert first.
-    up.route(
-        gcr_usage_host_test::google::jobs_insert_rule(PROJECT).reply(gcr_usage_host_test::google::job_done_echo(14)),
-    );
     let r = classified(&up, "both").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
-    let body = r.json();
-    assert_eq!(
-        (r.status, &body["outcome"], &body["destination"]),
-        (200, &json!("loaded"), &json!(USAGE_DEST)),
-        "{body}"
-    );
-    assert_eq!(body["events"]["outcome"], "loaded");
-    assert_eq!(body["events"]["destination"], "demo-project:storageanalysis.registry_events");
-    assert_eq!(body["events"]["counts"]["events"], 14);
-    assert_eq!(r.run.outbound[0].path, INSERT_PATH, "raw first: it needs no download");
-    assert!(log_line(&r)["message"].as_str().unwrap().contains("; events: loaded"));
+    assert_eq!((r.status, &r.json()["events"]["outcome"]), (200, &json!("loaded")), "{}", r.body_str());
+    let message = log_line(&r)["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("loaded gs://demo-gcr-logs/") && message.contains("; events: loaded"), "{message}");
 
     let typed =
         classified(&up, "both").seed(1).call_load(object_ref(BUCKET, USAGE_NAME, Some(USAGE_GEN))).await.unwrap();
     let o = typed.result.unwrap();
+    assert_eq!((o.kind, o.rows), (OutcomeKind::Duplicate, Some(14)));
     let events = o.events.unwrap().unwrap();
     assert_eq!((events.kind, events.rows), (OutcomeKind::Duplicate, Some(14)));
     assert!(o.counts.is_none(), "a duplicate reads nothing");

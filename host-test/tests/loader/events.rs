@@ -76,7 +76,7 @@ async fn an_event_without_a_generation_loads_under_the_live_generations_job_id()
         USAGE_GEN,
         std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap(),
     );
-    google.install(&up, PROJECT);
+    google.install(&up);
     let h = harness(&up);
     let named = h.handle(bare(BUCKET, USAGE_NAME, Some(USAGE_GEN))).await.unwrap();
     let unnamed = h.handle(bare(BUCKET, USAGE_NAME, None)).await.unwrap();

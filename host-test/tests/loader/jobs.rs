@@ -72,7 +72,7 @@ async fn a_409_after_an_insert_that_never_arrived_is_a_duplicate() {
         let up = FakeUpstream::new();
         up.route(google::jobs_insert_rule(PROJECT).replies([first, google::duplicate_job_echo()])).route(
             google::jobs_get_rule(PROJECT)
-                .reply(Reply::dynamic(|r| labelled_job(&JobRef::from_request(r), "0123456789abcdef"))),
+                .reply(Reply::dynamic(|r| labelled_job(&google::job_of(r), "0123456789abcdef"))),
         );
         let r = harness(&up).handle(event()).await.unwrap();
         assert_eq!((r.status, &r.json()["outcome"], &r.json()["rows"]), (200, &json!("duplicate"), &json!(1184)));
@@ -90,7 +90,7 @@ async fn a_409_after_an_insert_whose_answer_was_lost_is_our_load() {
             // BigQuery created the job from the insert whose answer never came back.
             let first = &seen.requests_to(http::Method::POST, INSERT_PATH)[0];
             let token = first.body_json()["configuration"]["labels"]["delivery"].as_str().unwrap().to_string();
-            labelled_job(&JobRef::from_request(r), &token)
+            labelled_job(&google::job_of(r), &token)
         })),
     );
     let r = harness(&up).handle(event()).await.unwrap();
@@ -174,7 +174,7 @@ async fn a_job_we_created_that_bigquery_rejects_is_422_with_its_message() {
 #[tokio::test(start_paused = true)]
 async fn running_jobs_are_polled_until_done() {
     let up = FakeUpstream::new();
-    let pending = Reply::dynamic(|r| google::job_pending(&JobRef::from_request(r)));
+    let pending = Reply::dynamic(|r| google::job_pending(&google::job_of(r)));
     up.route(google::jobs_insert_rule(PROJECT).reply(pending)).route(google::jobs_get_rule(PROJECT).replies([
         google::job_running_echo(),
         google::job_running_echo(),

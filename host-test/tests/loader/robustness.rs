@@ -1,6 +1,6 @@
 //! Never a trap, whatever comes in or comes back; the same script always gives the same run.
 
-use gcr_usage_host_test::google::{self, JobRef};
+use gcr_usage_host_test::google;
 use gcr_usage_host_test::{FakeUpstream, Harness, HarnessResponse, Reply, TestRequest};
 use serde_json::json;
 
@@ -36,7 +36,7 @@ fn bad_upstreams() -> Vec<(&'static str, Reply, Reply)> {
         Reply::dynamic({
             let rows = rows.to_string();
             move |r| {
-                let mut job = google::job_resource(&JobRef::from_request(r), "DONE", Some(1), None);
+                let mut job = google::job_resource(&google::job_of(r), "DONE", Some(1), None);
                 job["statistics"]["load"]["outputRows"] = rows.clone().into();
                 Reply::json(200, &job)
             }

@@ -208,7 +208,7 @@ async fn classified_loads_reach_cloud_storage_through_the_allow_list() {
     let google = FakeGoogle::new();
     let log = std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap();
     google.object(BUCKET, USAGE_NAME, USAGE_GEN, log);
-    google.install(&up, PROJECT);
+    google.install(&up);
     up.route(google::jobs_insert_rule(PROJECT).reply(google::job_done_echo(1184)));
     let h = spin(&up).spin_variable("gcr_usage_mode", "both").fuel(u64::MAX / 4);
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();

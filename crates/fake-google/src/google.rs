@@ -1,0 +1,415 @@
+//! The stateful fake: what Cloud Storage and BigQuery keep between requests, and how they answer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::Endpoint;
+use crate::answers::{JobRef, crc32c_header, duplicate_job, google_error, job_resource, query_param};
+
+/// Cloud Storage's rule for resumable uploads: every chunk but the last is a multiple of this.
+const CHUNK_QUANTUM: usize = 256 * 1024;
+
+/// What came of one request.
+#[derive(Debug)]
+pub enum Exchange {
+    Answered(http::Response<Bytes>),
+    /// No answer: the connection failed with these words (the request may have taken effect).
+    Lost(String),
+}
+
+/// A scripted deviation from the normal answer, consumed by the next request to its endpoint
+/// while it is first in the queue (so a list of faults is met in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status and body instead; nothing happens.
+    Reply(u16, &'static str),
+    /// The connection resets before the request reaches the service; nothing happens.
+    Network,
+    /// The request takes effect (a chunk stored, a job created), then its answer is lost.
+    PersistThenFail,
+    /// Another delivery of the same event gets there first: before this request is answered a
+    /// DONE job with this many rows appears under the job id it names (use on `Initiate`, so
+    /// the upload's last chunk meets a 409, as two concurrent deliveries would).
+    FinishedElsewhere(u64),
+}
+
+/// Answers that lie about the object or the session, for the checks that must catch them.
+#[derive(Debug, Clone, Default)]
+pub struct Tampering {
+    /// `X-Goog-Hash` sent with downloads instead of the object's own.
+    pub hash: Option<&'static str>,
+    /// `Content-Length` sent with downloads instead of the object's size.
+    pub content_length: Option<u64>,
+    /// `Location` answered to an upload initiation instead of the endpoint's own URL.
+    pub session_location: Option<&'static str>,
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub endpoint: Endpoint,
+    /// Path and query.
+    pub target: String,
+    pub content_range: Option<String>,
+    pub authorization: Option<String>,
+}
+
+struct StoredObject {
+    generation: u64,
+    bytes: Bytes,
+    /// Computed once, as Cloud Storage does on upload (not per download: benchmarks would time
+    /// the fake).
+    hash: String,
+}
+
+struct Session {
+    job: JobRef,
+    /// Kept for the job resource, as BigQuery does: the loader reads its labels back.
+    configuration: Value,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct Google {
+    objects: HashMap<(String, String), StoredObject>,
+    sessions: HashMap<String, Session>,
+    jobs: HashMap<String, Value>,
+    uploads: Vec<(String, Vec<u8>)>,
+    next_session: u32,
+    faults: VecDeque<(Endpoint, Fault)>,
+    outages: HashSet<Endpoint>,
+    tampering: Tampering,
+    seen: Vec<Seen>,
+    violations: Vec<String>,
+}
+
+impl Google {
+    pub fn new() -> Google {
+        Google::default()
+    }
+
+    /// Stores `gs://bucket/name` at `generation`.
+    pub fn object(&mut self, bucket: &str, name: &str, generation: u64, bytes: impl Into<Bytes>) -> &mut Self {
+        let bytes = bytes.into();
+        let hash = crc32c_header(&bytes);
+        self.objects.insert((bucket.into(), name.into()), StoredObject { generation, bytes, hash });
+        self
+    }
+
+    /// Queues a fault for the next request to `endpoint` (see [`Fault`]).
+    pub fn fault(&mut self, endpoint: Endpoint, fault: Fault) -> &mut Self {
+        self.faults.push_back((endpoint, fault));
+        self
+    }
+
+    /// Every request to `endpoint` fails on the network from now on.
+    pub fn outage(&mut self, endpoint: Endpoint) -> &mut Self {
+        self.outages.insert(endpoint);
+        self
+    }
+
+    pub fn tamper(&mut self, tampering: Tampering) -> &mut Self {
+        self.tampering = tampering;
+        self
+    }
+
+    /// Records a job as BigQuery holds it (e.g. a failed earlier attempt).
+    pub fn put_job(&mut self, job_id: &str, resource: Value) {
+        self.jobs.insert(job_id.into(), resource);
+    }
+
+    pub fn job(&self, job_id: &str) -> Option<&Value> {
+        self.jobs.get(job_id)
+    }
+
+    pub fn job_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.jobs.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Completed uploads (job id, NDJSON), oldest first.
+    pub fn uploads(&self) -> &[(String, Vec<u8>)] {
+        &self.uploads
+    }
+
+    /// Faults queued and not yet met.
+    pub fn faults_left(&self) -> usize {
+        self.faults.len()
+    }
+
+    /// Every request so far, oldest first.
+    pub fn seen(&self) -> &[Seen] {
+        &self.seen
+    }
+
+    /// Forgets the requests seen so far (between deliveries of a scenario).
+    pub fn take_seen(&mut self) -> Vec<Seen> {
+        std::mem::take(&mut self.seen)
+    }
+
+    /// Protocol violations by the client; a correct loader leaves this empty.
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
+    /// Answers one request. Panics on a request to no endpoint the fake models: the runner
+    /// routed something it should not have.
+    pub fn answer<B: AsRef<[u8]>>(&mut self, request: &http::Request<B>) -> Exchange {
+        let (method, uri) = (request.method(), request.uri());
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_range = header("content-range");
+        let endpoint = Endpoint::of(method, uri.path(), content_range.as_deref())
+            .unwrap_or_else(|| panic!("the fake Google has no endpoint for {method} {uri}"));
+        self.seen.push(Seen {
+            endpoint,
+            target: uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.to_string()),
+            content_range: content_range.clone(),
+            authorization: header("authorization"),
+        });
+        if self.outages.contains(&endpoint) {
+            return Exchange::Lost("connection reset".into());
+        }
+        let fault = match self.faults.front() {
+            Some((e, _)) if *e == endpoint => self.faults.pop_front().map(|(_, f)| f),
+            _ => None,
+        };
+        let call =
+            Call { endpoint, method, uri, content_range: content_range.as_deref(), body: request.body().as_ref() };
+        match fault {
+            None => Exchange::Answered(self.serve(&call)),
+            Some(Fault::Reply(status, body)) => {
+                Exchange::Answered(response(status, &[], Bytes::from_static(body.as_bytes())))
+            }
+            Some(Fault::Network) => Exchange::Lost("connection reset".into()),
+            Some(Fault::PersistThenFail) => {
+                let _ = self.serve(&call);
+                Exchange::Lost("connection reset after the body was sent".into())
+            }
+            Some(Fault::FinishedElsewhere(rows)) => {
+                let job = call.job();
+                self.jobs.insert(job.job_id.clone(), job_resource(&job, "DONE", Some(rows), None));
+                Exchange::Answered(self.serve(&call))
+            }
+        }
+    }
+
+    fn serve(&mut self, call: &Call<'_>) -> http::Response<Bytes> {
+        match call.endpoint {
+            Endpoint::ObjectMetadata => self.object_metadata(call),
+            Endpoint::Download => self.download(call),
+            Endpoint::Insert => self.insert(call),
+            Endpoint::GetJob => self.get_job(call),
+            Endpoint::Initiate => self.initiate(call),
+            Endpoint::Chunk | Endpoint::Status => self.put_chunk(call),
+        }
+    }
+
+    /// `objects.get`: the metadata the loader asks for, int64 fields as strings.
+    fn object_metadata(&self, call: &Call<'_>) -> http::Response<Bytes> {
+        let Some(key) = object_key(call.uri.path().trim_start_matches("/storage/v1/b/")) else {
+            return error(400, "invalid", "bad object path");
+        };
+        match self.objects.get(&key) {
+            Some(o) => json_response(
+                200,
+                &json!({"kind": "storage#object", "bucket": key.0, "name": key.1,
+                        "generation": o.generation.to_string(), "size": o.bytes.len().to_string()}),
+            ),
+            None => error(404, "notFound", &format!("No such object: {}/{}", key.0, key.1)),
+        }
+    }
+
+    fn download(&self, call: &Call<'_>) -> http::Response<Bytes> {
+        let Some(key) = object_key(call.uri.path().trim_start_matches("/download/storage/v1/b/")) else {
+            return error(400, "invalid", "bad object path");
+        };
+        let query = call.uri.query();
+        match self.objects.get(&key) {
+            Some(o)
+                if query_param(query, "alt") == Some("media")
+                    && query_param(query, "generation").is_none_or(|g| g == o.generation.to_string()) =>
+            {
+                let hash = self.tampering.hash.map_or(o.hash.as_str(), |h| h);
+                let length = self.tampering.content_length.unwrap_or(o.bytes.len() as u64).to_string();
+                let generation = o.generation.to_string();
+                response(
+                    200,
+                    &[
+                        ("x-goog-hash", hash),
+                        ("x-goog-generation", &generation),
+                        ("content-length", &length),
+                        ("content-type", "application/octet-stream"),
+                    ],
+                    o.bytes.clone(),
+                )
+            }
+            _ => error(404, "notFound", &format!("No such object: {}/{}", key.0, key.1)),
+        }
+    }
+
+    /// `jobs.insert` of a load from Cloud Storage: the job is created DONE, its `outputRows`
+    /// the data lines of the source objects (after `skipLeadingRows`), or 409 when it exists.
+    fn insert(&mut self, call: &Call<'_>) -> http::Response<Bytes> {
+        let job = call.job();
+        if self.jobs.contains_key(&job.job_id) {
+            return json_response(409, &duplicate_job(&job));
+        }
+        let configuration = call.configuration();
+        let load = &configuration["load"];
+        let skip = load["skipLeadingRows"].as_u64().unwrap_or(0) as usize;
+        let mut rows = 0;
+        for uri in load["sourceUris"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            let key = uri.strip_prefix("gs://").and_then(|rest| rest.split_once('/'));
+            match key.and_then(|(b, n)| self.objects.get(&(b.to_string(), n.to_string()))) {
+                Some(o) => rows += o.bytes.iter().filter(|&&b| b == b'\n').count().saturating_sub(skip),
+                None => {
+                    let message = format!("Not found: URI {uri}");
+                    let mut failed = job_resource(&job, "DONE", None, Some(("notFound", &message)));
+                    failed["configuration"] = configuration;
+                    self.jobs.insert(job.job_id.clone(), failed.clone());
+                    return json_response(200, &failed);
+                }
+            }
+        }
+        let mut resource = job_resource(&job, "DONE", Some(rows as u64), None);
+        resource["configuration"] = configuration;
+        self.jobs.insert(job.job_id.clone(), resource.clone());
+        json_response(200, &resource)
+    }
+
+    fn get_job(&self, call: &Call<'_>) -> http::Response<Bytes> {
+        let job = call.job();
+        match self.jobs.get(&job.job_id) {
+            Some(resource) => json_response(200, resource),
+            None => error(404, "notFound", &format!("Not found: Job {}", job.id())),
+        }
+    }
+
+    fn initiate(&mut self, call: &Call<'_>) -> http::Response<Bytes> {
+        if query_param(call.uri.query(), "uploadType") != Some("resumable") {
+            self.violations.push(format!("upload initiated without uploadType=resumable: {}", call.uri));
+            return error(400, "invalid", "uploadType=resumable is required");
+        }
+        self.next_session += 1;
+        let id = format!("session-{}", self.next_session);
+        let session = Session { job: call.job(), configuration: call.configuration(), bytes: Vec::new() };
+        self.sessions.insert(id.clone(), session);
+        let origin = match (call.uri.scheme_str(), call.uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => String::new(),
+        };
+        let location = self
+            .tampering
+            .session_location
+            .map_or_else(|| format!("{origin}{}?uploadType=resumable&upload_id={id}", call.uri.path()), str::to_string);
+        response(200, &[("location", &location)], Bytes::new())
+    }
+
+    /// A chunk, the empty last chunk or a status query: `308` with the `Range` held until the
+    /// bytes reach the total the last chunk names, which creates the job (409 if it exists).
+    fn put_chunk(&mut self, call: &Call<'_>) -> http::Response<Bytes> {
+        let Some(id) = query_param(call.uri.query(), "upload_id") else {
+            self.violations.push(format!("a PUT without upload_id: {}", call.uri));
+            return error(400, "invalid", "no upload_id");
+        };
+        let Some(session) = self.sessions.get_mut(id) else {
+            return error(404, "notFound", "Not found: Upload session");
+        };
+        let parsed = call.content_range.and_then(|r| r.strip_prefix("bytes ")).and_then(|s| s.split_once('/'));
+        let Some((span, total)) = parsed else {
+            self.violations.push(format!("bad Content-Range {:?}", call.content_range));
+            return error(400, "invalid", "bad Content-Range");
+        };
+        let total: Option<usize> = if total == "*" { None } else { total.parse().ok() };
+        if span == "*" {
+            if !call.body.is_empty() {
+                self.violations.push(format!("{} body bytes with Content-Range bytes */…", call.body.len()));
+            }
+        } else {
+            let range =
+                span.split_once('-').and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            let Some((first, last)) = range.filter(|(a, b)| a <= b) else {
+                self.violations.push(format!("bad Content-Range {span}"));
+                return error(400, "invalid", "bad Content-Range");
+            };
+            if first != session.bytes.len() || last + 1 - first != call.body.len() {
+                self.violations.push(format!(
+                    "chunk {first}-{last} ({} bytes) sent while the session holds {}",
+                    call.body.len(),
+                    session.bytes.len()
+                ));
+                return error(400, "invalid", "chunk out of order");
+            }
+            if total.is_none() && !call.body.len().is_multiple_of(CHUNK_QUANTUM) {
+                self.violations
+                    .push(format!("a non-last chunk of {} bytes (not a multiple of 256 KiB)", call.body.len()));
+                return error(400, "invalid", "chunk size must be a multiple of 256 KiB");
+            }
+            session.bytes.extend_from_slice(call.body);
+        }
+        if total.is_some_and(|t| t == session.bytes.len()) {
+            let (job, body) = (session.job.clone(), session.bytes.clone());
+            if self.jobs.contains_key(&job.job_id) {
+                return json_response(409, &duplicate_job(&job));
+            }
+            let rows = body.iter().filter(|&&b| b == b'\n').count() as u64;
+            let mut resource = job_resource(&job, "DONE", Some(rows), None);
+            resource["configuration"] = session.configuration.clone();
+            self.jobs.insert(job.job_id.clone(), resource.clone());
+            self.uploads.push((job.job_id, body));
+            return json_response(200, &resource);
+        }
+        match session.bytes.len() {
+            0 => response(308, &[], Bytes::new()),
+            held => response(308, &[("range", &format!("bytes=0-{}", held - 1))], Bytes::new()),
+        }
+    }
+}
+
+/// The parts of a request the endpoints read.
+struct Call<'a> {
+    endpoint: Endpoint,
+    method: &'a http::Method,
+    uri: &'a http::Uri,
+    content_range: Option<&'a str>,
+    body: &'a [u8],
+}
+
+impl Call<'_> {
+    fn job(&self) -> JobRef {
+        JobRef::from_request(self.method, self.uri.path(), self.uri.query(), self.body)
+    }
+
+    fn configuration(&self) -> Value {
+        serde_json::from_slice::<Value>(self.body)
+            .ok()
+            .and_then(|body| body.get("configuration").cloned())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// `(bucket, name)` from `BUCKET/o/NAME` (both percent-encoded in the path).
+fn object_key(rest: &str) -> Option<(String, String)> {
+    let (bucket, name) = rest.split_once("/o/")?;
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    Some((decode(bucket), decode(name)))
+}
+
+fn response(status: u16, headers: &[(&str, &str)], body: Bytes) -> http::Response<Bytes> {
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(body).expect("the fake's answers are valid HTTP")
+}
+
+fn json_response(status: u16, body: &Value) -> http::Response<Bytes> {
+    response(status, &[("content-type", "application/json; charset=UTF-8")], Bytes::from(body.to_string()))
+}
+
+fn error(status: u16, reason: &str, message: &str) -> http::Response<Bytes> {
+    json_response(status, &google_error(status, reason, message))
+}
