@@ -34,6 +34,7 @@ EVENT_COLUMNS = [
     "success", "status", "method", "operation", "bucket", "object", "client_family", "client_version", "user_agent",
     "caller_class", "client_ip", "request_bytes", "response_bytes", "time_taken_micros", "request_id",
     "invalid_utf8", "source_bucket", "source_object", "source_generation", "source_row", "source_line",
+    "source_kind", "principal", "artifact_format", "reference",
 ]
 
 SCENARIOS = {

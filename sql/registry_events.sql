@@ -1,6 +1,6 @@
--- gcr-usage: the `registry_events` table, one row per classified usage-log row (a
--- `UsageEvent` of crates/core/src/usage/event.rs, loaded as newline-delimited JSON with
--- GCR_USAGE_MODE=classified; the columns are the event's fields, in the same order).
+-- gcr-usage: the `registry_events` table, one row per classified usage-log row or Artifact
+-- Registry audit entry (a `UsageEvent` of crates/core/src/usage/event.rs, loaded as
+-- newline-delimited JSON; the columns are the event's fields, in the same order).
 --
 -- Placeholders: ${PROJECT} = BigQuery project id, ${DATASET} = dataset id (see
 -- sql/tables.sql for the convention and how to substitute them).
@@ -45,8 +45,14 @@ CREATE TABLE IF NOT EXISTS `${PROJECT}.${DATASET}.registry_events` (
   source_object STRING OPTIONS (description = 'The log object'),
   source_generation INT64 OPTIONS (description = 'Generation of the log object'),
   source_row INT64 OPTIONS (description = 'Data record number within the log object (1-based)'),
-  source_line INT64 OPTIONS (description = 'Line number of the record within the log object')
+  source_line INT64 OPTIONS (description = 'Line number of the record within the log object'),
+  -- Added with the Artifact Registry audit-log source. New columns go last: a table created by
+  -- an earlier release gets them from the next load (schemaUpdateOptions ALLOW_FIELD_ADDITION).
+  source_kind STRING OPTIONS (description = 'usage_log (Cloud Storage usage log) or audit_log (Artifact Registry audit entry)'),
+  principal STRING OPTIONS (description = 'Authenticated principal of an audit entry (NULL for usage-log rows)'),
+  artifact_format STRING OPTIONS (description = 'docker, maven, npm, python, apt, yum, go or generic'),
+  reference STRING OPTIONS (description = 'Tag or digest the request named (audit entries, from request.requestUrl)')
 )
 PARTITION BY DATE(event_time)
 CLUSTER BY registry_host, repository, client_ip
-OPTIONS (description = 'gcr-usage: classified Cloud Storage usage-log rows (one UsageEvent per row)');
+OPTIONS (description = 'gcr-usage: classified registry requests from usage logs and audit logs (one UsageEvent per row)');

@@ -1,4 +1,4 @@
-//! Typed bindings for the component's own export, `gcr-usage:loader/loader@0.3.0`.
+//! Typed bindings for the component's own export, `gcr-usage:loader/loader@0.4.0`.
 //!
 //! Generated from the `loader-guest` world, which holds only that export: the WASI imports are
 //! provided by wasmtime-wasi's linker functions, so generating host traits for them (as the

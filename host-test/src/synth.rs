@@ -1295,7 +1295,7 @@ mod tests {
             }
             nested |= e.repository.is_some_and(|r| r.matches('/').count() >= 3);
             failed += u64::from(!e.success);
-            hosts.extend(e.registry_host);
+            hosts.extend(e.registry_host.map(str::to_string));
             families.insert(format!("{:?}", e.client_family));
             callers.insert(format!("{:?}", e.caller_class));
             targets.insert(format!("{:?}", e.target));

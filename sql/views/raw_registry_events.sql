@@ -196,5 +196,9 @@ SELECT
   CAST(NULL AS STRING) AS source_object,
   CAST(NULL AS INT64) AS source_generation,
   CAST(NULL AS INT64) AS source_row,
-  CAST(NULL AS INT64) AS source_line
+  CAST(NULL AS INT64) AS source_line,
+  'usage_log' AS source_kind,
+  CAST(NULL AS STRING) AS principal,
+  IF(registry_host IS NOT NULL, 'docker', NULL) AS artifact_format,
+  CAST(NULL AS STRING) AS reference
 FROM classified;

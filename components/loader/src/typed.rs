@@ -74,13 +74,14 @@ fn kind(kind: CoreKind) -> OutcomeKind {
 }
 
 fn file_counts(c: &CoreCounts) -> FileCounts {
-    let CoreCounts { bytes, records, events, malformed, duplicates, invalid_utf8, first_malformed } = c;
+    let CoreCounts { bytes, records, events, malformed, duplicates, skipped, invalid_utf8, first_malformed } = c;
     FileCounts {
         bytes: *bytes,
         records: *records,
         events: *events,
         malformed: *malformed,
         duplicates: *duplicates,
+        skipped: *skipped,
         invalid_utf8: *invalid_utf8,
         first_malformed: first_malformed
             .iter()

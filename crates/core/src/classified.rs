@@ -1,5 +1,6 @@
-//! The classified load's upload: download the log object, classify each row as it streams,
-//! and send the events as newline-delimited JSON through a resumable upload session.
+//! The classified load's upload: download the log object, classify each record as it streams
+//! (a usage-log row or an audit entry: [`crate::source::LogSource`]), and send the events as
+//! newline-delimited JSON through a resumable upload session.
 //!
 //! Memory is bounded whatever the object's size: one download read buffer, one chunk of
 //! NDJSON (`GCR_USAGE_UPLOAD_CHUNK_KIB`), one row, and a window of recent request ids. The
@@ -19,10 +20,10 @@ use crate::object::ObjectRef;
 use crate::outcome::{FileCounts, LoadError};
 use crate::service::{Io, Streamed};
 use crate::session::Reply;
+use crate::source::{LogSource, SourceError};
 use crate::storage::{Checked, Expected};
 use crate::upload;
 use crate::url::Endpoint;
-use crate::usage::{Dedup, ReadError, ReaderOptions, UsageLogReader, UsageRow, classify};
 
 /// Duplicate request ids are looked for among the last this many rows (~10 MB of log, ~400 KB
 /// of memory): the reader's exact mode would grow with the file, and the views count distinct
@@ -43,6 +44,8 @@ pub struct UploadPlan {
     /// The pinned download: `storage::download_request`.
     pub download: http::Request<Vec<u8>>,
     pub object: ObjectRef,
+    /// Which log the object is: a usage log or an audit-log sink object ([`crate::source`]).
+    pub kind: crate::log_name::LogKind,
     pub bigquery: Endpoint,
     pub token: Option<crate::secret::Secret>,
     pub chunk: usize,
@@ -109,42 +112,44 @@ impl Uploader {
 
         let streamed = self.open_download(io)?;
         let expected = Expected::from_headers(&streamed.headers);
-        let options = ReaderOptions { dedup: Dedup::Window(DEDUP_WINDOW), malformed_samples: MALFORMED_SAMPLES };
-        let mut reader = UsageLogReader::with_options(Checked::new(streamed.body), options);
-        let mut row = UsageRow::default();
+        let mut source = LogSource::open(
+            self.plan.kind,
+            Checked::new(streamed.body),
+            &self.plan.object,
+            DEDUP_WINDOW,
+            MALFORMED_SAMPLES,
+        );
         let chunk = self.plan.chunk;
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk + chunk / 4);
         loop {
-            match reader.read_row(&mut row) {
-                Ok(true) => {
-                    crate::usage::ndjson::write_line(&classify(&row, &self.plan.object), &mut buffer);
+            match source.next_event(|event| crate::usage::ndjson::write_line(event, &mut buffer)) {
+                Ok(Some(())) => {
                     while buffer.len() >= chunk {
                         self.send_chunk(io, &mut session, &buffer[..chunk], None)?;
                         buffer.drain(..chunk);
                     }
                 }
-                Ok(false) => break,
-                Err(ReadError::Io(e)) => {
+                Ok(None) => break,
+                Err(SourceError::Io(e)) => {
                     return Err(UploadEnd::Transient(format!(
                         "reading {} failed after {} records: {e}",
                         self.plan.object.gs_uri(),
-                        reader.stats().records
+                        source.records()
                     )));
                 }
-                Err(not_usage @ ReadError::NotAUsageLog { .. }) => {
+                Err(SourceError::NotThisKind(why)) => {
                     return Err(UploadEnd::Fatal(LoadError::InvalidInput(format!(
-                        "{}: {not_usage}",
+                        "{}: {why}",
                         self.plan.object.gs_uri()
                     ))));
                 }
             }
         }
-        let (checked, stats) = reader.into_parts();
-        let bytes = checked.bytes_read();
+        let (checked, counts) = source.finish(Checked::bytes_read);
         checked
             .verify(&expected)
             .map_err(|why| UploadEnd::Transient(format!("{}: {why}; nothing was loaded", self.plan.object.gs_uri())))?;
-        self.counts = Some(FileCounts::new(&stats, bytes));
+        self.counts = Some(counts);
         let total = session.persisted + buffer.len() as u64;
         let answer = self.send_chunk(io, &mut session, &buffer, Some(total))?;
         Ok(UploadEnd::Answered(Box::new(Reply::Response(answer.expect("the last chunk is answered with the job")))))

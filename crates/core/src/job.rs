@@ -147,6 +147,7 @@ impl LoadSpec {
             time_partitioning: None,
             clustering: None,
             max_bad_records: None,
+            schema_update_options: None,
             create_disposition: "CREATE_IF_NEEDED",
             write_disposition: "WRITE_APPEND",
         };
@@ -165,6 +166,9 @@ impl LoadSpec {
                 clustering: Some(Clustering { fields: &schema::EVENTS_CLUSTERING }),
                 // The loader wrote every line itself: a bad one is a bug to see, not to skip.
                 max_bad_records: Some(0),
+                // A table created by an earlier release lacks the columns added since (always
+                // appended last): the load adds them, so upgrading needs no manual DDL.
+                schema_update_options: Some(&["ALLOW_FIELD_ADDITION"]),
                 ..common("NEWLINE_DELIMITED_JSON")
             },
         };
@@ -278,6 +282,8 @@ struct Load<'a> {
     clustering: Option<Clustering>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_bad_records: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_update_options: Option<&'static [&'static str]>,
     create_disposition: &'static str,
     write_disposition: &'static str,
 }
@@ -406,7 +412,8 @@ mod tests {
         let load = &body["configuration"]["load"];
         assert_eq!(load["sourceFormat"], "NEWLINE_DELIMITED_JSON");
         assert!(load.get("sourceUris").is_none() && load.get("skipLeadingRows").is_none());
-        assert_eq!(load["schema"]["fields"].as_array().unwrap().len(), 30);
+        assert_eq!(load["schema"]["fields"].as_array().unwrap().len(), 34);
+        assert_eq!(load["schemaUpdateOptions"], serde_json::json!(["ALLOW_FIELD_ADDITION"]));
         assert_eq!(load["timePartitioning"], serde_json::json!({"type": "DAY", "field": "event_time"}));
         assert_eq!(load["clustering"]["fields"], serde_json::json!(["registry_host", "repository", "client_ip"]));
         assert_eq!(load["maxBadRecords"], 0);

@@ -10,6 +10,7 @@
 //! [`classified::run_upload`]: [`storage`] download → [`usage`] reader and classifier →
 //! [`upload`] resumable NDJSON chunks.
 
+pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod bigquery;
@@ -31,6 +32,7 @@ pub mod schema;
 pub mod secret;
 pub mod service;
 pub mod session;
+pub mod source;
 pub mod storage;
 pub mod upload;
 pub mod url;

@@ -1,5 +1,7 @@
-//! Cloud Storage access-log object names: `PREFIX_usage_YYYY_MM_DD_HH_00_00_ID_vN` and
-//! `PREFIX_storage_…`.
+//! Log object names: Cloud Storage access logs (`PREFIX_usage_YYYY_MM_DD_HH_00_00_ID_vN` and
+//! `PREFIX_storage_…`) and the objects a Cloud Logging sink writes for audit logs
+//! (`[FOLDER/]cloudaudit.googleapis.com/data_access/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json`, late
+//! entries in `…_An:UNIXTIME.json`; https://cloud.google.com/logging/docs/export/storage).
 //!
 //! The prefix is free text (it defaults to the source bucket's name, dots included, and may
 //! itself contain `_usage_`), so the name is parsed from the right: the last nine
@@ -16,6 +18,8 @@ pub enum LogKind {
     Usage,
     /// Daily storage-size logs (2 columns).
     Storage,
+    /// Cloud Audit Logs entries written by a log sink (JSON lines), read for Artifact Registry.
+    Audit,
 }
 
 impl LogKind {
@@ -23,6 +27,7 @@ impl LogKind {
         match self {
             LogKind::Usage => "usage",
             LogKind::Storage => "storage",
+            LogKind::Audit => "audit",
         }
     }
 }
@@ -46,6 +51,9 @@ pub struct NotALogName(pub String);
 
 impl LogObjectName {
     pub fn parse(name: &str) -> Result<Self, NotALogName> {
+        if let Some(at) = name.find(AUDIT_LOG_DIR) {
+            return Self::parse_audit(&name[..at], &name[at + AUDIT_LOG_DIR.len()..]);
+        }
         // The name may sit in a "folder" of the log bucket; only the last segment is the log name.
         let mut fields = name.rsplitn(10, '_');
         let mut next = || {
@@ -97,6 +105,65 @@ impl LogObjectName {
             hour: time::PrimitiveDateTime::new(date, time_of_day),
             shard: shard.to_string(),
             version,
+        })
+    }
+}
+
+/// The folder a sink writes audit logs under (the log id `cloudaudit.googleapis.com/…`).
+const AUDIT_LOG_DIR: &str = "cloudaudit.googleapis.com/";
+
+impl LogObjectName {
+    /// `LOG/YYYY/MM/DD/HH:00:00_HH:59:59_SHARD.json` after `cloudaudit.googleapis.com/`, where
+    /// LOG is `data_access` or `activity` and SHARD `S<n>` or `A<n>:<unix time>` (late entries).
+    fn parse_audit(folder: &str, rest: &str) -> Result<Self, NotALogName> {
+        let not_log = |why: String| Err(NotALogName(why));
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [log, year, month, day, file] = parts[..] else {
+            return not_log(
+                "not an audit-log sink object (cloudaudit.googleapis.com/data_access/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json)"
+                    .into(),
+            );
+        };
+        if log != "data_access" && log != "activity" {
+            return not_log(format!("audit log {:?} is not data_access or activity", crate::object::truncate(log, 40)));
+        }
+        let Some(stem) = file.strip_suffix(".json") else {
+            return not_log(format!(
+                "audit-log sink object {:?} does not end in .json",
+                crate::object::truncate(file, 60)
+            ));
+        };
+        let fields: Vec<&str> = stem.splitn(3, '_').collect();
+        let [from, to, shard] = fields[..] else {
+            return not_log(format!("audit-log sink object {stem:?} is not HH:00:00_HH:59:59_SHARD"));
+        };
+        let hour = from.strip_suffix(":00:00").filter(|h| to == format!("{h}:59:59"));
+        let shard_ok = match shard.split_once(':') {
+            None => shard.strip_prefix('S').is_some_and(|n| parse_digits::<u32>(n).is_some()),
+            Some((late, unix)) => {
+                late.strip_prefix('A').is_some_and(|n| parse_digits::<u32>(n).is_some())
+                    && parse_digits::<u64>(unix).is_some()
+            }
+        };
+        if !shard_ok {
+            return not_log(format!("audit-log shard {shard:?} is not S<n> or A<n>:<unix time>"));
+        }
+        let date =
+            fixed_digits(year, 4).zip(fixed_digits(month, 2)).zip(fixed_digits(day, 2)).and_then(|((y, m), d)| {
+                let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+                time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()
+            });
+        let time_of_day =
+            hour.and_then(|h| fixed_digits(h, 2)).and_then(|h| time::Time::from_hms(u8::try_from(h).ok()?, 0, 0).ok());
+        let (Some(date), Some(time_of_day)) = (date, time_of_day) else {
+            return not_log(format!("{year}/{month}/{day} {stem} is not a valid audit-log hour"));
+        };
+        Ok(LogObjectName {
+            prefix: format!("{folder}{AUDIT_LOG_DIR}{log}"),
+            kind: LogKind::Audit,
+            hour: time::PrimitiveDateTime::new(date, time_of_day),
+            shard: shard.to_string(),
+            version: 0,
         })
     }
 }
@@ -157,6 +224,38 @@ mod tests {
             "",
         ] {
             assert!(LogObjectName::parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn audit_log_sink_objects() {
+        let n =
+            LogObjectName::parse("cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json").unwrap();
+        assert_eq!(
+            (n.kind, n.prefix.as_str(), n.shard.as_str()),
+            (LogKind::Audit, "cloudaudit.googleapis.com/data_access", "S0")
+        );
+        assert_eq!(n.hour.to_string(), "2024-07-04 23:00:00.0");
+        let late = LogObjectName::parse(
+            "sinks/ar/cloudaudit.googleapis.com/activity/2024/07/04/09:00:00_09:59:59_A1:1720140000.json",
+        )
+        .unwrap();
+        assert_eq!(
+            (late.prefix.as_str(), late.shard.as_str()),
+            ("sinks/ar/cloudaudit.googleapis.com/activity", "A1:1720140000")
+        );
+        for bad in [
+            "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59.json",
+            "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S.json",
+            "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_22:59:59_S0.json",
+            "cloudaudit.googleapis.com/data_access/2024/02/30/23:00:00_23:59:59_S0.json",
+            "cloudaudit.googleapis.com/data_access/2024/07/04/24:00:00_24:59:59_S0.json",
+            "cloudaudit.googleapis.com/data_access/2024/07/23:00:00_23:59:59_S0.json",
+            "cloudaudit.googleapis.com/system_event/2024/07/04/23:00:00_23:59:59_S0.json",
+            "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json.gz",
+            "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_A1.json",
+        ] {
+            assert!(LogObjectName::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -78,8 +78,11 @@ pub struct FileCounts {
     /// Events uploaded: one per good row.
     pub events: u64,
     pub malformed: u64,
-    /// Rows dropped for repeating an earlier row's request id.
+    /// Rows dropped for repeating an earlier row's request id (audit entries: insertId and timestamp).
     pub duplicates: u64,
+    /// Audit entries of other services, or not audit entries (usage logs: always 0, not shown).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
     /// Events whose text had invalid UTF-8 replaced.
     pub invalid_utf8: u64,
     /// The first malformed rows, with line numbers and reasons.
@@ -95,6 +98,7 @@ impl FileCounts {
             events: stats.rows,
             malformed: stats.malformed,
             duplicates: stats.duplicates,
+            skipped: 0,
             invalid_utf8: stats.invalid_utf8,
             first_malformed: stats.malformed_samples.clone(),
         }
@@ -194,4 +198,8 @@ impl Refusal {
             | Refusal::Forbidden(m) => m,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -42,6 +42,9 @@ pub fn plan_load(config: &Config, object: ObjectRef) -> Result<Plan, LoadError> 
         LogKind::Usage if !config.mode.classified() => &[LoadFormat::RawCsv],
         LogKind::Usage if !config.mode.raw() => &[LoadFormat::Events],
         LogKind::Usage => &[LoadFormat::RawCsv, LoadFormat::Events],
+        // Audit entries have no raw table (they are JSON, not the usage CSV): they load as
+        // events whatever the mode, so turning on a sink is all it takes.
+        LogKind::Audit => &[LoadFormat::Events],
     };
     // BigQuery reads `*` in a source URI as a wildcard: such a name would load other objects.
     // (Events are downloaded by exact name, so only loads by URI are affected.)
@@ -55,7 +58,7 @@ pub fn plan_load(config: &Config, object: ObjectRef) -> Result<Plan, LoadError> 
         .iter()
         .map(|&format| {
             let table_id = match (name.kind, format) {
-                (_, LoadFormat::Events) => config.events_table.clone(),
+                (_, LoadFormat::Events) | (LogKind::Audit, _) => config.events_table.clone(),
                 (LogKind::Usage, LoadFormat::RawCsv) => config.usage_table.clone(),
                 (LogKind::Storage, LoadFormat::RawCsv) => config.storage_table.clone(),
             };

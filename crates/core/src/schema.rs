@@ -46,7 +46,7 @@ pub const STORAGE: [Field; 2] =
 /// Classified usage events (`registry_events`): one field per [`crate::usage::UsageEvent`]
 /// member, in its serialisation order. `sql/registry_events.sql` is the DDL of the same table;
 /// a test keeps the three in step.
-pub const EVENTS: [Field; 30] = [
+pub const EVENTS: [Field; 34] = [
     field("event_time", "TIMESTAMP", "NULLABLE"),
     field("time_micros", "INTEGER", "NULLABLE"),
     field("registry_host", "STRING", "NULLABLE"),
@@ -77,6 +77,12 @@ pub const EVENTS: [Field; 30] = [
     field("source_generation", "INTEGER", "NULLABLE"),
     field("source_row", "INTEGER", "NULLABLE"),
     field("source_line", "INTEGER", "NULLABLE"),
+    // Added with the audit-log source, last: a table of an earlier release takes them through
+    // the load's `ALLOW_FIELD_ADDITION`.
+    field("source_kind", "STRING", "NULLABLE"),
+    field("principal", "STRING", "NULLABLE"),
+    field("artifact_format", "STRING", "NULLABLE"),
+    field("reference", "STRING", "NULLABLE"),
 ];
 
 /// Day partitions on the event time: "pulls per image per day" reads one partition a day.
@@ -89,6 +95,7 @@ pub fn fields(kind: LogKind) -> &'static [Field] {
     match kind {
         LogKind::Usage => &USAGE,
         LogKind::Storage => &STORAGE,
+        LogKind::Audit => &EVENTS,
     }
 }
 

@@ -381,6 +381,7 @@ impl LoadSession {
                     ),
                     download: crate::storage::download_request(&self.config.storage, &self.planned.object, token),
                     object: self.planned.object.clone(),
+                    kind: self.planned.kind,
                     bigquery: self.config.bigquery.clone(),
                     token: self.token.clone(),
                     chunk: self.config.upload_chunk,

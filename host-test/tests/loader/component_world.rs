@@ -38,6 +38,6 @@ fn imports_are_plain_wasi_0_2_and_exports_are_the_two_interfaces() {
     assert!(!imports.iter().any(|i| i.contains("spin")), "{imports:?}");
 
     assert!(exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")), "{exports:?}");
-    assert!(exports.iter().any(|e| e == "gcr-usage:loader/loader@0.3.0"), "{exports:?}");
+    assert!(exports.iter().any(|e| e == "gcr-usage:loader/loader@0.4.0"), "{exports:?}");
     assert_eq!(exports.len(), 2, "unexpected exports: {exports:?}");
 }

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::contract::Answer;
 use crate::outcome::OutcomeKind;
 use crate::service::{ObjectResult, load_object};
+use crate::usage::{UsageRow, classify};
 
 /// The shared fake with a virtual clock: every request costs 20 ms, sleeps cost what they say.
 struct Fake {

@@ -36,7 +36,7 @@
 //! 6. otherwise `end_user`. Google-internal fetches that present a registry client's agent, or
 //!    that come from Google addresses, are not recognised (no address list is applied).
 
-use super::event::{Action, CallerClass, EventTime, ImageRef, Target, UsageEvent};
+use super::event::{Action, ArtifactFormat, CallerClass, EventTime, ImageRef, SourceKind, Target, UsageEvent};
 use super::registry::{blob_digest, parse_blob_referer, registry_bucket};
 use super::row::UsageRow;
 use super::user_agent::{ClientFamily, parse_user_agent, strip_gfe};
@@ -82,7 +82,7 @@ pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> UsageEvent<'a> 
         status: row.sc_status,
         method: &row.cs_method,
         operation: &row.cs_operation,
-        bucket: &row.cs_bucket,
+        bucket: Some(&row.cs_bucket),
         object: (!row.cs_object.is_empty()).then_some(row.cs_object.as_str()),
         client_family: client.family,
         client_version: client.version,
@@ -99,6 +99,10 @@ pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> UsageEvent<'a> 
         source_generation: source.generation,
         source_row: row.row,
         source_line: row.line,
+        source_kind: SourceKind::UsageLog,
+        principal: None,
+        artifact_format: host.map(|_| ArtifactFormat::Docker),
+        reference: None,
     }
 }
 
@@ -121,7 +125,8 @@ fn action(row: &UsageRow, target: Target) -> Action {
         (Verb::Read, Target::Blob) => Action::Pull,
         (Verb::Read, Target::Object) => Action::Download,
         (Verb::Write, Target::Blob) => Action::Push,
-        (Verb::Write, Target::Object) => Action::Upload,
+        (Verb::Write, Target::Object | Target::Package) => Action::Upload,
+        (Verb::Write, Target::Manifest | Target::Repository) => Action::Push,
         (Verb::Write | Verb::Delete | Verb::Admin, Target::Bucket) => Action::Admin,
         (Verb::Delete, _) => Action::Delete,
         (Verb::List, _) => Action::List,

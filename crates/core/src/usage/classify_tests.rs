@@ -67,7 +67,12 @@ fn a_docker_pull_in_full() {
     assert_eq!((e.request_bytes, e.response_bytes, e.client_ip, e.request_id), (0, 7023, "198.51.100.23", "ADPycl1"));
     assert_eq!((json["source_generation"].as_u64(), e.source_row, e.source_line), (Some(1710169200123456), 2, 3));
     assert_eq!(json["source_object"], src.name);
-    assert_eq!(json.as_object().unwrap().len(), 30, "flat: one key per field");
+    assert_eq!(json.as_object().unwrap().len(), 34, "flat: one key per field");
+    assert_eq!(
+        (&json["source_kind"], &json["artifact_format"]),
+        (&serde_json::json!("usage_log"), &serde_json::json!("docker"))
+    );
+    assert_eq!((&json["principal"], &json["reference"]), (&serde_json::Value::Null, &serde_json::Value::Null));
 }
 
 #[test]
@@ -174,7 +179,14 @@ fn non_registry_buckets_download_and_upload() {
         change(&mut row);
         let src = source();
         let e = classify(&row, &src);
-        (e.registry_host, e.project.is_some(), e.digest.is_some(), e.target, e.action, e.caller_class)
+        (
+            e.registry_host.map(str::to_string),
+            e.project.is_some(),
+            e.digest.is_some(),
+            e.target,
+            e.action,
+            e.caller_class,
+        )
     };
     assert_eq!(e(|_| {}), (None, false, false, Target::Object, Action::Download, CallerClass::EndUser));
     assert_eq!(e(|r| (r.cs_method, r.cs_operation) = ("PUT".into(), "PUT_Object".into())).4, Action::Upload);

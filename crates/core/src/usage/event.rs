@@ -1,21 +1,54 @@
-//! The usage event: one classified log row, serialised as one flat JSON object (a line of the
-//! NDJSON loaded into `registry_events`). Fields borrow from the row and the source object, so
-//! classifying a row allocates nothing (except a domain-scoped project id, which is rebuilt).
+//! The usage event: one classified registry request — a usage-log row or an Artifact Registry
+//! audit entry ([`SourceKind`]) — serialised as one flat JSON object (a line of the NDJSON
+//! loaded into `registry_events`). Fields borrow from the row (or entry) and the source object,
+//! so classifying allocates nothing (except a domain-scoped project id, which is rebuilt).
 
 use serde::{Serialize, Serializer};
 
 use super::user_agent::ClientFamily;
 
+/// Which kind of log a event was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A Cloud Storage usage log (CSV) of a bucket: Container Registry's, or any other.
+    UsageLog,
+    /// Cloud Audit Logs (Data Access) of Artifact Registry, as a log sink writes them.
+    AuditLog,
+}
+
+/// The package format of an Artifact Registry request (Docker for registry-bucket blobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactFormat {
+    Docker,
+    Maven,
+    Npm,
+    Python,
+    Apt,
+    Yum,
+    Go,
+    /// Generic repositories (`ArtifactRegistry.DownloadFile`).
+    Generic,
+}
+
 /// What the request touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
-    /// A registry blob: `containers/images/sha256:…` in a registry bucket.
+    /// A registry blob: `containers/images/sha256:…` in a registry bucket, or an Artifact
+    /// Registry blob (layer, config).
     Blob,
     /// Any other object.
     Object,
     /// The bucket itself (empty `cs_object`).
     Bucket,
+    /// An image manifest or tag (audit logs).
+    Manifest,
+    /// A repository as a whole: tag lists, the catalog, settings (audit logs).
+    Repository,
+    /// A package of another format than Docker (audit logs).
+    Package,
 }
 
 /// What the request did (rules in [`super::classify`]).
@@ -43,6 +76,8 @@ pub enum Action {
 #[serde(rename_all = "snake_case")]
 pub enum CallerClass {
     EndUser,
+    /// A service account that is not one of Google's own agents (audit logs say who).
+    Workload,
     GoogleInternalOrAutomation,
     OwnerAdmin,
 }
@@ -106,8 +141,9 @@ impl Serialize for ImageRef<'_> {
 pub struct UsageEvent<'a> {
     pub event_time: EventTime,
     pub time_micros: i64,
-    /// `gcr.io` / `us.gcr.io` / `eu.gcr.io` / `asia.gcr.io` when the bucket is a registry bucket.
-    pub registry_host: Option<&'static str>,
+    /// `gcr.io` / `us.gcr.io` / `eu.gcr.io` / `asia.gcr.io` when the bucket is a registry bucket;
+    /// `LOCATION-docker.pkg.dev` (or the format's host) for Artifact Registry.
+    pub registry_host: Option<&'a str>,
     pub project: Option<std::borrow::Cow<'a, str>>,
     /// Full repository path from the Referer (`demo-project/team/api/server`), when the row is a
     /// blob request whose Referer names the same digest.
@@ -122,7 +158,8 @@ pub struct UsageEvent<'a> {
     pub status: u16,
     pub method: &'a str,
     pub operation: &'a str,
-    pub bucket: &'a str,
+    /// The bucket of a usage-log row (`null` for audit entries).
+    pub bucket: Option<&'a str>,
     /// `null` for bucket-level requests.
     pub object: Option<&'a str>,
     pub client_family: ClientFamily,
@@ -136,6 +173,7 @@ pub struct UsageEvent<'a> {
     /// `sc_bytes`: what the server sent (the blob size for a whole-blob pull).
     pub response_bytes: u64,
     pub time_taken_micros: u64,
+    /// `s_request_id` of a usage-log row, `insertId` of an audit entry.
     pub request_id: &'a str,
     /// Some text in the row was invalid UTF-8 and was replaced by U+FFFD.
     pub invalid_utf8: bool,
@@ -145,6 +183,14 @@ pub struct UsageEvent<'a> {
     /// Data record number within the source object (1-based, see `UsageRow::row`).
     pub source_row: u64,
     pub source_line: u64,
+    // The columns below were added with the audit-log source: new columns go last, so a table
+    // created by an earlier release takes them with `ALLOW_FIELD_ADDITION`.
+    pub source_kind: SourceKind,
+    /// Who made the request: the authenticated principal of an audit entry.
+    pub principal: Option<&'a str>,
+    pub artifact_format: Option<ArtifactFormat>,
+    /// The tag or digest the request named (audit entries: from `request.requestUrl`).
+    pub reference: Option<&'a str>,
 }
 
 #[cfg(test)]

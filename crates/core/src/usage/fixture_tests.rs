@@ -183,6 +183,7 @@ fn every_fixture_log_reads_as_its_readme_says() {
                 assert_eq!(stats.header, HeaderKind::Documented, "{}", file.name);
                 usage_rows += stats.records;
             }
+            LogKind::Audit => panic!("{}: fixtures/logs holds usage and storage logs only", file.name),
             LogKind::Storage => {
                 let err = reader.next().unwrap().unwrap_err();
                 assert!(matches!(err, ReadError::NotAUsageLog { .. }), "{}: {err}", file.name);

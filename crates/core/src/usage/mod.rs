@@ -11,7 +11,7 @@ mod lines;
 pub mod ndjson;
 pub mod reader;
 pub mod registry;
-mod request_ids;
+pub(crate) mod request_ids;
 pub mod row;
 pub mod stats;
 pub mod user_agent;

@@ -43,7 +43,7 @@ pub fn write_line(event: &UsageEvent<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"operation\":");
     string(out, event.operation);
     out.extend_from_slice(b",\"bucket\":");
-    string(out, event.bucket);
+    opt_str(out, event.bucket);
     out.extend_from_slice(b",\"object\":");
     opt_str(out, event.object);
     out.extend_from_slice(b",\"client_family\":");
@@ -78,6 +78,17 @@ pub fn write_line(event: &UsageEvent<'_>, out: &mut Vec<u8>) {
     int(out, event.source_row);
     out.extend_from_slice(b",\"source_line\":");
     int(out, event.source_line);
+    out.extend_from_slice(b",\"source_kind\":");
+    unit(out, &event.source_kind);
+    out.extend_from_slice(b",\"principal\":");
+    opt_str(out, event.principal);
+    out.extend_from_slice(b",\"artifact_format\":");
+    match &event.artifact_format {
+        Some(format) => unit(out, format),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reference\":");
+    opt_str(out, event.reference);
     out.extend_from_slice(b"}\n");
 }
 

@@ -74,6 +74,8 @@ pub enum MalformedReason {
     Number { column: &'static str, value: String },
     /// `time_micros` is a number but not a loadable timestamp.
     TimeOutOfRange { value: i64 },
+    /// An audit-log entry that cannot be read (the message names the field).
+    Entry { message: String },
 }
 
 impl std::fmt::Display for MalformedReason {
@@ -87,6 +89,7 @@ impl std::fmt::Display for MalformedReason {
             MalformedReason::TimeOutOfRange { value } => {
                 write!(f, "time_micros: {value} is outside 0001-01-01..9999-12-31")
             }
+            MalformedReason::Entry { message } => f.write_str(message),
         }
     }
 }

@@ -86,7 +86,7 @@ impl UsageStats {
         self.events += 1;
         self.span.include(event.time_micros);
 
-        entry(&mut self.buckets, event.bucket, BucketAcc::default).add(event);
+        entry(&mut self.buckets, event.bucket.unwrap_or_default(), BucketAcc::default).add(event);
         if !event.success {
             *self.failures.entry((event.status, event.action)).or_default() += 1;
         }
@@ -97,7 +97,7 @@ impl UsageStats {
             },
             Action::Push => {
                 let client = self.ids.client(event.client_ip);
-                let key = (event.bucket.to_string(), event.repository.map(str::to_string));
+                let key = (event.bucket.unwrap_or_default().to_string(), event.repository.map(str::to_string));
                 self.pushes.entry(key).or_default().add(event, client);
             }
             _ => {}

@@ -157,7 +157,7 @@ impl UsageStats {
             .iter()
             .map(|((bucket, repository), p)| PushStats {
                 bucket: bucket.clone(),
-                registry_host: p.registry_host.map(str::to_string),
+                registry_host: p.registry_host.as_deref().map(str::to_string),
                 repository: repository.clone(),
                 pushes: p.pushes,
                 failed: p.failed,
@@ -190,7 +190,7 @@ impl UsageStats {
             .iter()
             .map(|(name, b)| BucketStats {
                 bucket: name.clone(),
-                registry_host: b.registry_host.map(str::to_string),
+                registry_host: b.registry_host.as_deref().map(str::to_string),
                 events: b.events,
                 content_reads: b.content_reads,
                 bytes_served: b.bytes_served,

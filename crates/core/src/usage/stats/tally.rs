@@ -84,7 +84,7 @@ impl ClientAcc {
 /// Blob writes to one (bucket, repository).
 #[derive(Debug, Default)]
 pub(super) struct PushAcc {
-    pub(super) registry_host: Option<&'static str>,
+    pub(super) registry_host: Option<Box<str>>,
     pub(super) pushes: u64,
     pub(super) failed: u64,
     pub(super) bytes_received: u64,
@@ -94,7 +94,9 @@ pub(super) struct PushAcc {
 
 impl PushAcc {
     pub(super) fn add(&mut self, event: &UsageEvent<'_>, client: u32) {
-        self.registry_host = event.registry_host;
+        if self.registry_host.as_deref() != event.registry_host {
+            self.registry_host = event.registry_host.map(Box::from);
+        }
         if event.success {
             self.pushes += 1;
             self.bytes_received += event.request_bytes;
@@ -109,7 +111,7 @@ impl PushAcc {
 /// serves besides image blobs.
 #[derive(Debug, Default)]
 pub(super) struct BucketAcc {
-    pub(super) registry_host: Option<&'static str>,
+    pub(super) registry_host: Option<Box<str>>,
     pub(super) events: u64,
     pub(super) content_reads: u64,
     pub(super) bytes_served: u64,
@@ -121,7 +123,9 @@ pub(super) struct BucketAcc {
 
 impl BucketAcc {
     pub(super) fn add(&mut self, event: &UsageEvent<'_>) {
-        self.registry_host = event.registry_host;
+        if self.registry_host.as_deref() != event.registry_host {
+            self.registry_host = event.registry_host.map(Box::from);
+        }
         self.events += 1;
         if !event.success {
             self.failures += 1;

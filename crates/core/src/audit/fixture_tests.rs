@@ -1,0 +1,140 @@
+//! `fixtures/audit/`: every case of `cases.json` (one entry → the event fields it must give, or
+//! skipped, or malformed with a reason), the sink object against `sink/expected.json`, and the
+//! `gcloud logging read` array against the same entries read as JSON lines.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::AuditLogReader;
+use crate::object::ObjectRef;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/audit")
+}
+
+fn json(path: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(dir().join(path)).unwrap()).unwrap()
+}
+
+/// RFC 7396: objects merge, `null` deletes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Reads `bytes` whole: (events as JSON, the reader's counts, malformed reasons with lines).
+fn read(bytes: &[u8], source: &ObjectRef) -> (Vec<Map<String, Value>>, super::AuditStats) {
+    let mut reader = AuditLogReader::new(bytes, source.clone(), 1 << 14, usize::MAX);
+    let mut events = Vec::new();
+    while let Some(event) = reader.next_event(|e| serde_json::to_value(e).unwrap()).unwrap() {
+        let Value::Object(map) = event else { panic!("an event is an object") };
+        events.push(map);
+    }
+    (events, reader.stats().clone())
+}
+
+fn source_of(v: &Value) -> ObjectRef {
+    ObjectRef {
+        bucket: v["bucket"].as_str().unwrap().into(),
+        name: v["name"].as_str().unwrap().into(),
+        generation: v["generation"].as_u64(),
+    }
+}
+
+#[test]
+fn every_case_classifies_as_the_fixture_says() {
+    let cases = json("cases.json");
+    let source = source_of(&cases["source"]);
+    let mut failures = Vec::new();
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let line: Vec<u8> = if let Some(raw) = case["raw_line"].as_str() {
+            raw.as_bytes().to_vec()
+        } else if let Some(hex) = case["raw_line_hex"].as_str() {
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+        } else {
+            let mut entry = cases["defaults"].clone();
+            merge(&mut entry, &case["entry"]);
+            serde_json::to_vec(&entry).unwrap()
+        };
+        let (events, stats) = read(&line, &source);
+        let mut fail = |why: String| failures.push(format!("{name}: {why}"));
+        if case["expect_skipped"] == true {
+            if (stats.skipped, events.len(), stats.malformed) != (1, 0, 0) {
+                fail(format!("expected skipped, got {stats:?}"));
+            }
+        } else if let Some(reason) = case["expect_malformed"].as_str() {
+            let reasons: Vec<String> = stats.malformed_samples.iter().map(|m| m.reason.to_string()).collect();
+            if stats.malformed != 1 || !events.is_empty() || !reasons.iter().any(|r| r.contains(reason)) {
+                fail(format!("expected malformed ({reason}), got {} events, reasons {reasons:?}", events.len()));
+            }
+        } else if events.len() != 1 {
+            fail(format!("expected one event, got {stats:?}"));
+        } else {
+            for (field, want) in case["expect"].as_object().unwrap() {
+                let got = events[0].get(field).unwrap_or(&Value::Null);
+                if got != want {
+                    fail(format!("{field}: {got} (expected {want})"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases["cases"].as_array().unwrap().len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_sink_object_counts_as_expected() {
+    let expected = json("sink/expected.json");
+    let name = "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json";
+    let source = ObjectRef { bucket: "demo-audit-logs".into(), name: name.into(), generation: Some(1) };
+    let (events, stats) = read(&std::fs::read(dir().join("sink").join(name)).unwrap(), &source);
+    let counts = (stats.entries, stats.events, stats.skipped, stats.malformed, stats.duplicates);
+    let want = |k: &str| expected[k].as_u64().unwrap();
+    assert_eq!(counts, (want("entries"), want("events"), want("skipped"), want("malformed"), want("duplicates")));
+    let lines: Vec<u64> = stats.malformed_samples.iter().map(|m| m.line).collect();
+    assert_eq!(serde_json::to_value(lines).unwrap(), expected["malformed_lines"]);
+    let mut by_action = Map::new();
+    for e in &events {
+        let n = by_action.entry(e["action"].as_str().unwrap().to_string()).or_insert(Value::from(0));
+        *n = Value::from(n.as_u64().unwrap() + 1);
+    }
+    assert_eq!(Value::Object(by_action), expected["pulls_by_action"]);
+    assert!(events.iter().all(|e| e["source_object"] == name && e["source_kind"] == "audit_log"));
+}
+
+#[test]
+fn gcloud_output_and_sink_lines_give_the_same_events() {
+    let name = "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json";
+    let source = ObjectRef { bucket: "demo-audit-logs".into(), name: name.into(), generation: Some(1) };
+    let sink = std::fs::read_to_string(dir().join("sink").join(name)).unwrap();
+    let first_ten: String = sink.lines().take(10).map(|l| format!("{l}\n")).collect();
+    let lineage = |mut events: Vec<Map<String, Value>>| {
+        for e in &mut events {
+            e.remove("source_row");
+            e.remove("source_line");
+        }
+        events.sort_by_key(|e| e["request_id"].as_str().unwrap().to_string());
+        events
+    };
+    let (from_lines, line_stats) = read(first_ten.as_bytes(), &source);
+    let (from_array, array_stats) = read(&std::fs::read(dir().join("gcloud/read.json")).unwrap(), &source);
+    assert_eq!((array_stats.entries, array_stats.malformed), (line_stats.entries, line_stats.malformed));
+    assert_eq!(lineage(from_array), lineage(from_lines));
+}

@@ -1,0 +1,104 @@
+//! A log source: one concept, two implementations feeding one event type. A usage log (CSV,
+//! [`crate::usage::UsageLogReader`] + [`crate::usage::classify`]) and an audit-log sink object
+//! (JSON entries, [`crate::audit::AuditLogReader`]) both lend [`UsageEvent`]s one at a time,
+//! which the classified upload writes with the one NDJSON writer. Which one reads an object is
+//! decided by its name ([`crate::log_name::LogKind`]); nothing else in the upload differs.
+
+use std::io::Read;
+
+use crate::audit::{AuditLogReader, AuditReadError};
+use crate::log_name::LogKind;
+use crate::object::ObjectRef;
+use crate::outcome::FileCounts;
+use crate::usage::{Dedup, ReadError, ReaderOptions, UsageEvent, UsageLogReader, UsageRow, classify};
+
+// Boxed: one source per upload, so the indirection costs nothing and the enum stays small.
+pub enum LogSource<R> {
+    UsageLog(Box<UsageLogSource<R>>),
+    AuditLog(Box<AuditLogReader<R>>),
+}
+
+/// The usage-log reader with its reused row and the lineage every event names.
+pub struct UsageLogSource<R> {
+    reader: UsageLogReader<R>,
+    row: UsageRow,
+    object: ObjectRef,
+}
+
+/// What ends a source early.
+#[derive(Debug)]
+pub enum SourceError {
+    /// Reading the stream failed (worth another try).
+    Io(std::io::Error),
+    /// The object is not what its name says (another try cannot help).
+    NotThisKind(String),
+}
+
+impl<R: Read> LogSource<R> {
+    /// Duplicates are looked for among the last `dedup_window` records; `samples` malformed
+    /// records are kept with their reasons.
+    pub fn open(kind: LogKind, inner: R, object: &ObjectRef, dedup_window: usize, samples: usize) -> Self {
+        match kind {
+            LogKind::Audit => {
+                LogSource::AuditLog(Box::new(AuditLogReader::new(inner, object.clone(), dedup_window, samples)))
+            }
+            LogKind::Usage | LogKind::Storage => {
+                let options = ReaderOptions { dedup: Dedup::Window(dedup_window), malformed_samples: samples };
+                LogSource::UsageLog(Box::new(UsageLogSource {
+                    reader: UsageLogReader::with_options(inner, options),
+                    row: UsageRow::default(),
+                    object: object.clone(),
+                }))
+            }
+        }
+    }
+
+    /// Lends the next event to `use_event`; `Ok(None)` at the end.
+    pub fn next_event<T>(&mut self, use_event: impl FnOnce(&UsageEvent<'_>) -> T) -> Result<Option<T>, SourceError> {
+        match self {
+            LogSource::UsageLog(usage) => match usage.reader.read_row(&mut usage.row) {
+                Ok(true) => Ok(Some(use_event(&classify(&usage.row, &usage.object)))),
+                Ok(false) => Ok(None),
+                Err(ReadError::Io(e)) => Err(SourceError::Io(e)),
+                Err(not_usage @ ReadError::NotAUsageLog { .. }) => Err(SourceError::NotThisKind(not_usage.to_string())),
+            },
+            LogSource::AuditLog(reader) => reader.next_event(use_event).map_err(|e| match e {
+                AuditReadError::Io(e) => SourceError::Io(e),
+                broken @ AuditReadError::BrokenArray(_) => SourceError::NotThisKind(broken.to_string()),
+            }),
+        }
+    }
+
+    /// Records read so far (for messages).
+    pub fn records(&self) -> u64 {
+        match self {
+            LogSource::UsageLog(usage) => usage.reader.stats().records,
+            LogSource::AuditLog(reader) => reader.stats().entries,
+        }
+    }
+
+    /// The stream back, and the counts of what was read (`bytes` is the object's size).
+    pub fn finish(self, bytes: impl FnOnce(&R) -> u64) -> (R, FileCounts) {
+        match self {
+            LogSource::UsageLog(usage) => {
+                let (inner, stats) = usage.reader.into_parts();
+                let counts = FileCounts::new(&stats, bytes(&inner));
+                (inner, counts)
+            }
+            LogSource::AuditLog(reader) => {
+                let (inner, stats) = reader.into_parts();
+                let counts = FileCounts {
+                    bytes: bytes(&inner),
+                    records: stats.entries,
+                    events: stats.events,
+                    malformed: stats.malformed,
+                    duplicates: stats.duplicates,
+                    skipped: stats.skipped,
+                    invalid_utf8: 0,
+                    first_malformed: stats.malformed_samples,
+                };
+                (inner, counts)
+            }
+        }
+    }
+}
