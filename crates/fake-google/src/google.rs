@@ -208,7 +208,8 @@ impl Google {
     }
 
     /// `objects.get`: the metadata the loader asks for, int64 fields as strings.
-    fn object_metadata(&self, call: &Call<'_>) -> http::Response<Bytes> {
+    fn object_metadata(&mut self, call: &Call<'_>) -> http::Response<Bytes> {
+        self.check_encoded(call);
         let Some(key) = object_key(call.uri.path().trim_start_matches("/storage/v1/b/")) else {
             return error(400, "invalid", "bad object path");
         };
@@ -222,7 +223,8 @@ impl Google {
         }
     }
 
-    fn download(&self, call: &Call<'_>) -> http::Response<Bytes> {
+    fn download(&mut self, call: &Call<'_>) -> http::Response<Bytes> {
+        self.check_encoded(call);
         let Some(key) = object_key(call.uri.path().trim_start_matches("/download/storage/v1/b/")) else {
             return error(400, "invalid", "bad object path");
         };
@@ -247,6 +249,17 @@ impl Google {
                 )
             }
             _ => error(404, "notFound", &format!("No such object: {}/{}", key.0, key.1)),
+        }
+    }
+
+    /// An object name is one path segment: a `/` in it must arrive as `%2F` (sink objects are
+    /// named `cloudaudit.googleapis.com/data_access/…`), or Cloud Storage reads another path.
+    fn check_encoded(&mut self, call: &Call<'_>) {
+        let path = call.uri.path();
+        if let Some((_, name)) = path.split_once("/o/")
+            && name.contains('/')
+        {
+            self.violations.push(format!("an object name with a raw '/' in the path: {path}"));
         }
     }
 
@@ -412,4 +425,25 @@ fn json_response(status: u16, body: &Value) -> http::Response<Bytes> {
 
 fn error(status: u16, reason: &str, message: &str) -> http::Response<Bytes> {
     json_response(status, &google_error(status, reason, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(google: &mut Google, target: &str) -> Exchange {
+        let request = http::Request::get(format!("https://storage.googleapis.com{target}")).body(Vec::new()).unwrap();
+        google.answer(&request)
+    }
+
+    #[test]
+    fn an_object_name_must_arrive_as_one_path_segment() {
+        let mut google = Google::new();
+        google.object("b", "dir/x:y.json", 7, b"{}\n".to_vec());
+        let ok = get(&mut google, "/download/storage/v1/b/b/o/dir%2Fx%3Ay.json?alt=media&generation=7");
+        assert!(matches!(ok, Exchange::Answered(r) if r.status() == 200));
+        assert!(google.violations().is_empty());
+        get(&mut google, "/download/storage/v1/b/b/o/dir/x:y.json?alt=media");
+        assert_eq!(google.violations().len(), 1, "{:?}", google.violations());
+    }
 }

@@ -40,3 +40,11 @@ pub fn header_only_log() -> Vec<u8> {
     let end = log.iter().position(|&b| b == b'\n').expect("a header line") + 1;
     log[..end].to_vec()
 }
+
+/// `fixtures/audit/sink/`' hourly sink object (40 lines: 35 Artifact Registry events, 2 entries
+/// of another service, 2 malformed lines, 1 duplicate; see `fixtures/audit/README.md`).
+pub fn audit_sink_log() -> Vec<u8> {
+    let path =
+        fixtures_dir().join("../audit/sink/cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -23,11 +23,16 @@ pub const BASE_CONFIG: [(&str, &str); 6] = [
     ("GCR_USAGE_UPLOAD_CHUNK_KIB", "256"),
 ];
 
+/// An audit-log sink object as a Cloud Logging sink names it (`/` and `:` in the name).
+pub const AUDIT_NAME: &str = "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json";
+
 /// What the log object holds.
 #[derive(Debug, Clone, Copy)]
 pub enum Log {
     /// `fixtures/logs/`' usage log: 14 requests.
     Fixture,
+    /// `fixtures/audit/sink/`' sink object under [`AUDIT_NAME`]: 40 entries, 35 events.
+    AuditSink,
     /// The fixture grown to about this many bytes (see [`grown_log`]).
     Grown(usize),
     HeaderOnly,
@@ -99,6 +104,8 @@ const FAILED: Expect = Expect { rows: Rows::None, retries: Some(0), uploads: 0, 
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: &'static str,
+    /// The log object's name in [`BUCKET`].
+    pub object: &'static str,
     pub log: Log,
     /// On top of [`BASE_CONFIG`].
     pub config: &'static [(&'static str, &'static str)],
@@ -114,6 +121,7 @@ pub struct Scenario {
 
 const BASE: Scenario = Scenario {
     name: "",
+    object: USAGE_NAME,
     log: Log::Fixture,
     config: &[],
     event_generation: true,
@@ -346,6 +354,50 @@ pub fn scenarios() -> Vec<Scenario> {
             ..BASE
         },
         Scenario {
+            name: "an audit-log sink object loads its Artifact Registry entries as events, once",
+            object: AUDIT_NAME,
+            log: Log::AuditSink,
+            // Raw mode: audit objects have no raw table, they load as events whatever the mode.
+            config: &[("GCR_USAGE_MODE", "raw")],
+            deliveries: &[
+                Expect {
+                    rows: Rows::Exactly(35),
+                    requests: Requests::Exactly(&[GetJob, Initiate, Download, Chunk]),
+                    says: &[
+                        "\"logKind\":\"audit\"",
+                        "\"records\":40",
+                        "\"skipped\":2",
+                        "\"malformed\":2",
+                        "\"duplicates\":1",
+                        "\"jobId\":\"gcr_usage_events_",
+                    ],
+                    ..LOADED
+                },
+                Expect {
+                    outcome: "duplicate",
+                    rows: Rows::Exactly(35),
+                    requests: Requests::Exactly(&[GetJob]),
+                    ..LOADED
+                },
+            ],
+            ..BASE
+        },
+        Scenario {
+            name: "a JSON array cut off half-way loads nothing of it",
+            object: AUDIT_NAME,
+            log: Log::Bytes(
+                b"[\n  {\"insertId\": \"a\", \"timestamp\": \"2024-07-04T23:00:00Z\"},\n  {\"insertId\": \"b\", ",
+            ),
+            deliveries: &[Expect {
+                status: 400,
+                outcome: "invalid-input",
+                requests: Requests::Exactly(&[GetJob, Initiate, Download]),
+                says: &["not a complete JSON array of log entries", "ends inside an entry"],
+                ..FAILED
+            }],
+            ..BASE
+        },
+        Scenario {
             name: "both mode loads the raw rows, then the events, and answers for both",
             config: &[("GCR_USAGE_MODE", "both")],
             deliveries: &[Expect {
@@ -401,7 +453,7 @@ impl Scenario {
     pub fn google(&self) -> Google {
         let mut google = Google::new();
         if let Some(bytes) = self.log_bytes() {
-            google.object(BUCKET, USAGE_NAME, USAGE_GENERATION, bytes);
+            google.object(BUCKET, self.object, USAGE_GENERATION, bytes);
         }
         for (endpoint, fault) in self.faults {
             google.fault(*endpoint, fault.clone());
@@ -416,6 +468,7 @@ impl Scenario {
     pub fn log_bytes(&self) -> Option<Vec<u8>> {
         Some(match self.log {
             Log::Fixture => fixture_log(),
+            Log::AuditSink => crate::logs::audit_sink_log(),
             Log::Grown(bytes) => grown_log(bytes).0,
             Log::HeaderOnly => header_only_log(),
             Log::Bytes(bytes) => bytes.to_vec(),
@@ -433,7 +486,7 @@ impl Scenario {
 
     /// The event every delivery POSTs to `/` as `application/json` (a bare object resource).
     pub fn event(&self) -> Value {
-        let mut event = json!({"kind": "storage#object", "bucket": BUCKET, "name": USAGE_NAME});
+        let mut event = json!({"kind": "storage#object", "bucket": BUCKET, "name": self.object});
         if self.event_generation {
             event["generation"] = json!(USAGE_GENERATION.to_string());
         }
