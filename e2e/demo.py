@@ -5,12 +5,16 @@
 Starts fake-gcs-server, local-bigquery and the component under `wasmtime serve`, uploads the
 fixture logs to the log bucket, delivers each as an Eventarc CloudEvent (binary mode), prints
 one line per answer, then runs sql/image_pulls_raw.sql and prints the per-image table.
-Exit code 0 only if every delivery loaded and the query gives the answers in
-fixtures/logs/README.md.
+Then the same for Artifact Registry: the fixture audit-log sink objects (fixtures/audit/sink/)
+are uploaded under the names a log sink gives them, delivered, loaded into registry_events,
+and the views print Artifact Registry pulls per image (pull rule A) and Google's agents apart.
+Exit code 0 only if every delivery loaded and the queries give the answers in
+fixtures/logs/README.md and fixtures/audit/sink/expected.json.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import events  # noqa: E402
 import expected  # noqa: E402
 import stack as stack_mod  # noqa: E402
 from sqlrun import image_pulls  # noqa: E402
+from viewrun import EVENT_VIEWS, run_file, select  # noqa: E402
 
 SHAPE = "cloudevent-binary"
 
@@ -71,6 +76,50 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cells).rstrip())
 
 
+AUDIT_SINK = events.REPO_ROOT / "fixtures" / "audit" / "sink"
+AUDIT_OBJECTS = ["cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json",
+                 "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_A1:1720140000.json"]
+
+
+def artifact_registry(stack: stack_mod.Stack) -> list[str]:
+    """Audit-log sink objects through the same component, then pulls per image from the views."""
+    problems = []
+    print("\nArtifact Registry audit-log sink objects:")
+    for name in AUDIT_OBJECTS:
+        resource = stack.upload(stack.bucket, name, (AUDIT_SINK / name).read_bytes())
+        answer = events.deliver(stack.loader_url, SHAPE, events.make_event(SHAPE, resource))
+        body = answer.json()
+        counts = body.get("counts", {})
+        print(f"{answer.status} {body.get('outcome', '?'):<9} {body.get('logKind', '-'):<7} "
+              f"rows={str(body.get('rows', '-')):>3} -> {body.get('destination', '-')}  {name}\n"
+              f"    entries={counts.get('records')} skipped={counts.get('skipped', 0)} "
+              f"malformed={counts.get('malformed')} duplicates={counts.get('duplicates')}")
+        if answer.status != 200 or body.get("outcome") != "loaded":
+            problems.append(f"{name}: {answer.status} {body}")
+    for view in EVENT_VIEWS:
+        run_file(stack, f"views/{view}.sql", stack.dataset)
+    daily = select(stack, stack.dataset, "image_pulls_daily", ["registry_host", "repository", "pulls", "clients"])
+    pulls: dict[str, list[int]] = {}
+    for row in daily:
+        total = pulls.setdefault(f"{row['registry_host']}/{row['repository']}", [0, 0])
+        total[0] += row["pulls"]
+        total[1] = max(total[1], row["clients"])
+    print(f"\nArtifact Registry pulls per image (sql/views/image_pulls_daily.sql, rule A, over "
+          f"{stack.project}.{stack.dataset}.registry_events):\n")
+    print_table(["image", "pulls", "clients"],
+                [[image, str(p), str(c)] for image, (p, c) in sorted(pulls.items()) if p])
+    agents = select(stack, stack.dataset, "agent_pulls_daily", ["repository", "principal", "manifest_reads"])
+    print("\nmanifest reads by Google's own agents (sql/views/agent_pulls_daily.sql), not pulls:\n")
+    print_table(["repository", "agent", "manifest reads"],
+                [[a["repository"], a["principal"], str(a["manifest_reads"])] for a in agents])
+    want = json.loads((AUDIT_SINK / "expected.json").read_text())["with_the_late_file"]
+    if {k: v[0] for k, v in pulls.items() if v[0]} != want["pulls_per_image"]:
+        problems.append(f"Artifact Registry pulls {pulls} != {want['pulls_per_image']}")
+    if sum(a["manifest_reads"] for a in agents) != want["agent_pulls"]:
+        problems.append(f"agent manifest reads {agents} != {want['agent_pulls']}")
+    return problems
+
+
 def main() -> int:
     reason = stack_mod.loader_unavailable_reason()
     if reason:
@@ -93,10 +142,11 @@ def main() -> int:
         wanted = {"usage": expected.total_rows("usage"), "storage": expected.total_rows("storage")}
         if counts != wanted:
             problems.append(f"row counts {counts} != {wanted}")
+        problems += artifact_registry(stack)
     if problems:
         print("\nFAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    print("\nOK: every log loaded once, answers match fixtures/logs/README.md")
+    print("\nOK: every log loaded once, answers match fixtures/logs/README.md and fixtures/audit/sink/expected.json")
     return 0
 
 

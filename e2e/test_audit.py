@@ -132,3 +132,22 @@ def test_a_table_of_the_previous_release_gains_the_new_columns(emulators: Stack)
     assert count(emulators, "upgrade") == body["rows"] + 1
     assert count(emulators, "upgrade", "source_kind = 'usage_log'") == body["rows"]
     assert count(emulators, "upgrade", "request_id = 'from-the-old-release' AND source_kind IS NULL") == 1
+
+
+def test_the_views_count_pulls_not_requests(audit: tuple[Stack, dict], emulators: Stack) -> None:
+    """Rule A in SQL over the loaded sink objects (S0 and its late shard): the same pulls per
+    image as the core's statistics (crates/core/src/audit/fixture_tests.rs), from one table."""
+    from viewrun import EVENT_VIEWS, run_file, select
+    for name in [f"views/{v}.sql" for v in EVENT_VIEWS]:
+        run_file(emulators, name, "audit")
+    want = EXPECTED["with_the_late_file"]
+    daily = select(emulators, "audit", "image_pulls_daily", ["registry_host", "repository", "pulls"])
+    pulls: dict[str, int] = {}
+    for row in daily:
+        key = f"{row['registry_host']}/{row['repository']}"
+        pulls[key] = pulls.get(key, 0) + int(row["pulls"])
+    assert {k: v for k, v in pulls.items() if v} == want["pulls_per_image"]
+    agents = select(emulators, "audit", "agent_pulls_daily", ["repository", "principal", "manifest_reads"])
+    assert sum(int(r["manifest_reads"]) for r in agents) == want["agent_pulls"], agents
+    assert {r["principal"].split("@")[1] for r in agents} == {
+        "container-analysis.iam.gserviceaccount.com", "cloudbuild.gserviceaccount.com"}

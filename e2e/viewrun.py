@@ -13,7 +13,7 @@ from stack import Stack, http_json
 
 # Creation order: a view must exist before a view that reads it.
 EVENT_VIEWS = ["registry_events_unique", "blob_downloads", "image_pulls_daily", "repository_bytes", "top_clients",
-               "pushes", "failures"]
+               "pushes", "failures", "agent_pulls_daily"]
 RAW_VIEWS = ["raw_registry_events", "raw_blob_downloads", "raw_image_pulls_daily"]
 VIEW_FILES = [f"views/{name}.sql" for name in EVENT_VIEWS + RAW_VIEWS]
 NEW_SQL_FILES = ["registry_events.sql", *VIEW_FILES]
@@ -62,7 +62,7 @@ def select(stack: Stack, dataset: str, view: str, columns: list[str]) -> list[di
 
 
 INT_COLUMNS = {"pulls", "blob_downloads", "bytes_served", "clients", "images", "pushes", "failed", "bytes_received",
-               "status", "count", "n", "time_micros", "response_bytes", "request_bytes"}
+               "status", "count", "n", "time_micros", "response_bytes", "request_bytes", "manifest_reads"}
 TIME_COLUMNS = {"first_seen", "last_seen", "event_time"}
 
 

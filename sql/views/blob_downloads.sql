@@ -11,6 +11,12 @@
 --   more than 5 minutes (time_micros difference > 300000000) after the previous download of
 --   the same group; equal times and a gap of exactly 5 minutes stay in one pull.
 -- Rule 4: `day` is the UTC day of the download; a pull counts on the day of its new_pull row.
+-- Rule A (Artifact Registry audit rows, source_kind = 'audit_log'): the rows that make pulls
+--   are the successful manifest reads (Docker-GetManifest: target = 'manifest'), not the layer
+--   downloads, and not those of Google's own agents (caller_class
+--   'google_internal_or_automation': see agent_pulls_daily); a client is the principal at its
+--   address (`principal @ client_ip`), since many callers share a redacted address. Usage-log
+--   rows (source_kind 'usage_log', or NULL in tables of earlier releases) are as before.
 --
 -- Placeholders: ${PROJECT}, ${DATASET} (see sql/README.md).
 
@@ -19,7 +25,7 @@ WITH downloads AS (
   SELECT
     LOWER(REGEXP_EXTRACT(image, r'^([^/]+)/')) AS registry_host,
     repository,
-    client_ip,
+    IF(principal IS NULL, client_ip, CONCAT(principal, ' @ ', client_ip)) AS client_ip,
     client_family,
     time_micros,
     event_time,
@@ -27,6 +33,8 @@ WITH downloads AS (
     request_id
   FROM `${PROJECT}.${DATASET}.registry_events_unique`
   WHERE action = 'pull' AND success AND repository IS NOT NULL AND image IS NOT NULL
+    AND (source_kind IS NULL OR source_kind = 'usage_log'
+      OR (target = 'manifest' AND caller_class != 'google_internal_or_automation'))
 ),
 ordered AS (
   SELECT

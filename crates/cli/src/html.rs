@@ -77,9 +77,10 @@ pub fn render(report: &Report, stats: &UsageStats) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>gcr-usage report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>gcr-usage report</h1>\n<p class=\"meta\">{files} usage log(s), {rows} rows, {range}. \
+         <h1>gcr-usage report</h1>\n<p class=\"meta\">{files} {logs}, {rows} rows, {range}. \
          A pull is one client's blob downloads of one image, each within {gap} s of the previous one.</p>\n",
         files = s.files_read,
+        logs = if report.files.iter().any(|f| f.kind == "audit") { "log file(s)" } else { "usage log(s)" },
         rows = s.rows,
         range = esc(&range),
         gap = s.pull_gap_micros as f64 / 1e6,

@@ -1,15 +1,24 @@
 //! Finding the input files, reading each through the core, and what stderr shows meanwhile
 //! (notes, warnings, the progress line).
+//!
+//! What a file is, is read from its content, not its name: gzip is refused, a storage log
+//! skipped, Artifact Registry audit entries (JSON lines or one JSON array, [`source::sniff`])
+//! read through the core's [`LogSource`], anything else read as a usage log. Events of both
+//! go into the one [`UsageStats`].
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gcr_usage_core::ObjectRef;
+use gcr_usage_core::audit::framing::Layout;
 use gcr_usage_core::log_name::{LogKind, LogObjectName};
-use gcr_usage_core::usage::stats::UsageStats;
-use gcr_usage_core::usage::{HeaderKind, ReadError, ReaderOptions};
+use gcr_usage_core::source::{self, LogSource, SourceError};
+use gcr_usage_core::usage::reader::DEFAULT_MALFORMED_SAMPLES;
+use gcr_usage_core::usage::stats::{Report, UsageStats};
+use gcr_usage_core::usage::{HeaderKind, ReadError, ReadStats, ReaderOptions};
 
 use crate::Fail;
 
@@ -34,7 +43,8 @@ pub fn expand(paths: &[PathBuf], ui: &mut Ui) -> Result<Vec<Input>, Fail> {
             let found = log_objects_in(path, ui)?;
             if found.is_empty() {
                 return Err(Fail(format!(
-                    "{}: a directory without usage or storage log objects (files named PREFIX_usage_YYYY_MM_DD_HH_00_00_ID_v0)",
+                    "{}: a directory without usage or storage log objects (files named PREFIX_usage_YYYY_MM_DD_HH_00_00_ID_v0) \
+                     or audit-log sink objects (…/cloudaudit.googleapis.com/data_access/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json)",
                     path.display()
                 )));
             }
@@ -57,7 +67,12 @@ fn log_objects_in(dir: &Path, ui: &mut Ui) -> Result<Vec<Input>, Fail> {
         if name.starts_with('.') || !meta.is_file() {
             continue;
         }
-        if LogObjectName::parse(&name).is_ok() {
+        // A sink object's name is a path (`cloudaudit.googleapis.com/data_access/2024/07/04/
+        // 23:00:00_23:59:59_S0.json`): downloaded with its folders, the local path still says so.
+        let sink_object = || path.to_str().is_some_and(|p| p.contains("cloudaudit.googleapis.com/"));
+        if LogObjectName::parse(&name).is_ok()
+            || (sink_object() && LogObjectName::parse(&path.to_string_lossy()).is_ok_and(|n| n.kind == LogKind::Audit))
+        {
             found.push(Input { path, size: meta.len() });
         } else {
             ui.note(&format!("skipping {}: not a log object name", path.display()));
@@ -72,6 +87,8 @@ fn log_objects_in(dir: &Path, ui: &mut Ui) -> Result<Vec<Input>, Fail> {
 enum Sniff {
     Gzip,
     Storage,
+    /// Cloud Logging entries: JSON lines or a JSON array.
+    Audit,
     Other,
 }
 
@@ -79,14 +96,32 @@ fn sniff(head: &[u8]) -> Sniff {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Sniff::Gzip;
     }
+    if source::sniff(head) == LogKind::Audit {
+        return Sniff::Audit;
+    }
     let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let first_line = head.split(|b| *b == b'\n' || *b == b'\r').next().unwrap_or_default();
     if STORAGE_HEADER.iter().any(|h| first_line.trim_ascii() == *h) { Sniff::Storage } else { Sniff::Other }
 }
 
+/// The files read as audit logs. The core closes every file it counts as a usage log's
+/// summary (`kind` `usage`), so the report's entries of these files are relabelled `audit`.
+#[derive(Debug, Default)]
+pub struct AuditFiles(HashSet<String>);
+
+impl AuditFiles {
+    pub fn label(&self, report: &mut Report) {
+        for file in &mut report.files {
+            if file.note.is_none() && self.0.contains(&file.file) {
+                file.kind = "audit";
+            }
+        }
+    }
+}
+
 /// Reads one file into `stats`. A storage log is skipped with a note; anything that is not a
-/// usage log, or cannot be read, is an error naming the file.
-pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
+/// usage or audit log, or cannot be read, is an error naming the file.
+pub fn read_one(input: &Input, stats: &mut UsageStats, audit: &mut AuditFiles, ui: &mut Ui) -> Result<(), Fail> {
     let shown = input.path.display().to_string();
     let file = File::open(&input.path).map_err(|e| Fail(format!("{shown}: cannot open: {}", describe(&e))))?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
@@ -107,6 +142,12 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<()
             ui.note(&format!("skipping {shown}: named as a storage log, not a usage log"));
             stats.skip_file(shown, "storage", "named as a storage log, skipped");
             ui.advance(input.size);
+            return Ok(());
+        }
+        Sniff::Audit => {
+            ui.current = file_name;
+            read_audit(input, &shown, reader, stats, ui)?;
+            audit.0.insert(shown);
             return Ok(());
         }
         Sniff::Other => {}
@@ -145,6 +186,70 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<()
     }
     if summary.header == HeaderKind::None {
         ui.note(&format!("{shown}: empty file"));
+    }
+    Ok(())
+}
+
+/// Reads Cloud Logging entries (a sink's JSON lines, or `gcloud logging read --format=json`'s
+/// array) through the core's audit source, and closes the file with their counts: records =
+/// entries, rows = events read, and records − rows − malformed − duplicates the entries of
+/// other services or not audit entries (see [`crate::render::skipped_entries`]).
+fn read_audit(input: &Input, shown: &str, reader: impl Read, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
+    let object = ObjectRef { bucket: String::new(), name: shown.to_string(), generation: None };
+    let counted = CountingReader { inner: reader, ui: &mut *ui };
+    // Every entry remembered (like a usage log's exact duplicate filter): `--dedup file` relies on it.
+    let mut log = LogSource::open(LogKind::Audit, counted, &object, usize::MAX, DEFAULT_MALFORMED_SAMPLES);
+    loop {
+        match log.next_event(|event| stats.add(event)) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(SourceError::Io(e)) => {
+                return Err(Fail(format!(
+                    "{shown}: reading failed after {} log entries: {}",
+                    log.records(),
+                    describe(&e)
+                )));
+            }
+            // Only a cut-off array (or text after it) ends the read: nothing after it can be trusted.
+            Err(SourceError::NotThisKind(why)) => return Err(Fail(format!("{shown}: {why}"))),
+        }
+    }
+    let layout = match &log {
+        LogSource::AuditLog(reader) => reader.layout(),
+        LogSource::UsageLog(_) => None,
+    };
+    let (_, counts) = log.finish(|_| input.size);
+    let sample = |m: &gcr_usage_core::usage::Malformed| format!("line {}: {}", m.line, m.reason);
+    if counts.records > 0 && counts.malformed == counts.records {
+        let parts = if layout == Some(Layout::JsonArray) { "elements of its JSON array" } else { "lines" };
+        let first = counts.first_malformed.first().map(|m| format!(": {}", sample(m)));
+        return Err(Fail(format!(
+            "{shown}: not an audit log: it starts like JSON, but none of the {} {parts} is a log entry{}",
+            counts.records,
+            first.unwrap_or_default()
+        )));
+    }
+    let read = ReadStats {
+        records: counts.records,
+        rows: counts.events,
+        malformed: counts.malformed,
+        duplicates: counts.duplicates,
+        invalid_utf8: counts.invalid_utf8,
+        repeated_headers: 0,
+        header: HeaderKind::None,
+        malformed_samples: counts.first_malformed,
+    };
+    stats.finish_file(shown, &read);
+    if read.malformed > 0 {
+        let samples: Vec<String> = read.malformed_samples.iter().take(3).map(sample).collect();
+        let more = if read.malformed > samples.len() as u64 { "; …" } else { "" };
+        let noun = if read.malformed == 1 { "entry" } else { "entries" };
+        ui.warn(&format!("{shown}: {} malformed log {noun} skipped ({}{more})", read.malformed, samples.join("; ")));
+    }
+    if read.records == 0 {
+        ui.note(&format!("{shown}: no log entries"));
+    } else if counts.events == 0 && counts.skipped > 0 {
+        ui.note(&format!("{shown}: none of its {} log entries is an Artifact Registry audit entry", read.records));
     }
     Ok(())
 }
@@ -301,5 +406,9 @@ mod tests {
         assert_eq!(sniff(b"bucket,storage_byte_hours"), Sniff::Storage);
         assert_eq!(sniff(b"\"time_micros\",\"c_ip\""), Sniff::Other);
         assert_eq!(sniff(b""), Sniff::Other);
+        assert_eq!(sniff(b"{\"insertId\":\"x\"}\n"), Sniff::Audit);
+        assert_eq!(sniff(b"\xef\xbb\xbf\n  [\n"), Sniff::Audit);
+        // gzip is refused as before, whatever the compressed bytes look like.
+        assert_eq!(sniff(&[0x1f, 0x8b, b'{']), Sniff::Gzip);
     }
 }

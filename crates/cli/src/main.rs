@@ -1,4 +1,5 @@
-//! `gcr-usage`: the statistics of gcr-usage on a laptop, from usage-log files on disk.
+//! `gcr-usage`: the statistics of gcr-usage on a laptop, from usage-log and Artifact Registry
+//! audit-log files on disk.
 //!
 //! A thin host over the core, like the component: files are read here and streamed through
 //! the core's reader, classifier and [`gcr_usage_core::usage::stats::UsageStats`]; this crate
@@ -17,7 +18,7 @@ use gcr_usage_core::usage::stats::{StatsOptions, UsageStats};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 when the report was produced, 1 when an input or output file failed (missing,
-unreadable, not a usage log, HTML not writable; the message names the file), 2 for invalid
+unreadable, not a usage or audit log, a cut-off JSON array, HTML not writable; the message names the file), 2 for invalid
 arguments.";
 
 const REPORT_AFTER_HELP: &str = "\
@@ -28,9 +29,17 @@ Download the logs first, e.g.:
   gcr-usage report logs/ --html report.html
 
 Inputs: usage-log objects as written by Cloud Storage (header line, every value quoted, LF or
-CRLF). A directory stands for the log objects directly inside it (files named
-PREFIX_usage_… / PREFIX_storage_…). Storage logs (daily bucket sizes) are recognised by name or
-header and skipped with a note. Malformed rows are skipped and counted (warning on stderr).
+CRLF), and Artifact Registry audit logs (Cloud Audit Logs, Data Access): the JSON-lines objects
+a log sink writes to Cloud Storage, or what
+  gcloud logging read 'protoPayload.serviceName=\"artifactregistry.googleapis.com\"' \\
+      --format=json --freshness=7d > ar.json
+prints (one JSON array). Which is which is read from the content: JSON ({ or [ first) is an
+audit log, anything else a usage log; both can be mixed in one report. A directory stands for
+the log objects directly inside it (files named PREFIX_usage_… / PREFIX_storage_…, or
+…/cloudaudit.googleapis.com/data_access/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json). Storage logs
+(daily bucket sizes) are recognised by name or header and skipped with a note. Malformed rows
+and entries are skipped and counted (warning on stderr); audit entries of other services are
+skipped and counted per file.
 
 What is counted (the same rule as the SQL views):
   blob download  a successful (2xx or 304) GET of a registry blob, containers/images/sha256:…,
@@ -54,7 +63,7 @@ line); JSON prints one object with a key per section. Times are UTC.";
 #[command(
     name = "gcr-usage",
     version,
-    about = "Image pulls, bytes served and clients per image from Cloud Storage usage logs",
+    about = "Image pulls, bytes served and clients per image from Cloud Storage usage logs and Artifact Registry audit logs",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -64,14 +73,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read local usage-log files and print pulls per image per day, bytes, clients, pushes and failures
+    /// Read local usage-log and audit-log files and print pulls per image per day, bytes, clients, pushes and failures
     #[command(after_help = REPORT_AFTER_HELP)]
     Report(ReportArgs),
 }
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// Usage-log files (as downloaded with `gcloud storage cp`), or directories holding them
+    /// Usage-log or audit-log files (as downloaded with `gcloud storage cp`, or saved from `gcloud
+    /// logging read --format=json`), or directories holding them
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 
@@ -96,7 +106,7 @@ struct ReportArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pull_gap: u32,
 
-    /// Duplicate records (same s_request_id): `all` counts a request once across every file (memory
+    /// Duplicate records (same s_request_id; audit entries: same insertId): `all` counts a request once across every file (memory
     /// grows by ~16-32 bytes per row); `file` only within each file (memory bounded by images and
     /// clients, but a record repeated in two files counts twice)
     #[arg(long, value_enum, value_name = "SCOPE", default_value_t = DedupScope::All)]
@@ -165,8 +175,9 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
         dedup_across_files: args.dedup == DedupScope::All,
     };
     let mut stats = UsageStats::new(options);
+    let mut audit = input::AuditFiles::default();
     for file in &inputs {
-        if let Err(e) = input::read_one(file, &mut stats, &mut ui) {
+        if let Err(e) = input::read_one(file, &mut stats, &mut audit, &mut ui) {
             ui.clear_line();
             return Err(e);
         }
@@ -174,7 +185,8 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
     ui.finish_progress();
 
     let top = (args.top > 0).then_some(args.top);
-    let report = stats.report(top);
+    let mut report = stats.report(top);
+    audit.label(&mut report);
     if let Some(path) = &args.html {
         let page = html::render(&report, &stats);
         std::fs::write(path, page)

@@ -1,6 +1,7 @@
 //! `gcr-usage report` end to end: the real binary over `fixtures/logs/*`, compared with the
 //! golden outputs in `fixtures/report/` (through `expect-test`: regenerate with `UPDATE_EXPECT=1`) and with the
-//! numbers `fixtures/logs/README.md` states; the HTML report; every error path.
+//! numbers `fixtures/logs/README.md` states; the HTML report; every error path; Artifact Registry
+//! audit logs (`fixtures/audit/`) alone and mixed with usage logs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -363,10 +364,250 @@ fn help_documents_everything() {
         "--progress",
         "--quiet",
         "gcloud storage cp",
+        "gcloud logging read",
+        "audit",
         "more than 5 minutes",
         "Storage logs",
         "clients-by-pulls",
     ] {
         assert!(help.contains(needle), "report --help lacks {needle}:\n{help}");
     }
+}
+
+// Artifact Registry audit logs: read by content, beside usage logs, in the same statistics.
+
+const SINK_S0: &str = "fixtures/audit/sink/cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json";
+const GCLOUD_READ: &str = "fixtures/audit/gcloud/read.json";
+
+fn json_report(args: &[&str]) -> Value {
+    let mut all = vec!["report"];
+    all.extend(args);
+    all.extend(["--format", "json"]);
+    let out = run(&all);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn file<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["files"].as_array().unwrap().iter().find(|f| f["file"] == name).unwrap_or_else(|| panic!("no file {name}"))
+}
+
+fn images(report: &Value) -> Vec<(String, u64)> {
+    let images = report["images"].as_array().unwrap().iter();
+    let mut images: Vec<(String, u64)> = images
+        .map(|i| {
+            let name = format!("{}/{}", i["registry_host"].as_str().unwrap(), i["repository"].as_str().unwrap());
+            (name, i["pulls"].as_u64().unwrap())
+        })
+        .collect();
+    images.sort();
+    images
+}
+
+#[test]
+fn an_audit_sink_object_is_read_with_its_own_counts() {
+    let out = run(&["report", SINK_S0, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // The counts the fixture states: entries, events, skipped, malformed (with lines), duplicates.
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("fixtures/audit/sink/expected.json")).unwrap())
+            .unwrap();
+    let f = file(&json, SINK_S0);
+    assert_eq!(f["kind"], "audit");
+    assert_eq!(f["note"], Value::Null);
+    assert_eq!(f["records"], expected["entries"]);
+    assert_eq!(f["rows"], expected["events"]);
+    assert_eq!(f["events"], expected["events"]);
+    assert_eq!(f["skipped"], expected["skipped"]);
+    assert_eq!(f["malformed"], expected["malformed"]);
+    assert_eq!(f["duplicates"], expected["duplicates"]);
+    let lines: Vec<&Value> = f["malformed_samples"].as_array().unwrap().iter().map(|m| &m["line"]).collect();
+    assert_eq!(Value::from(lines.into_iter().cloned().collect::<Vec<_>>()), expected["malformed_lines"]);
+    let s = &json["summary"];
+    assert_eq!((s["files_read"].as_u64(), s["files_skipped"].as_u64()), (Some(1), Some(0)));
+    assert_eq!((s["records"].as_u64(), s["events"].as_u64()), (Some(40), Some(35)));
+    // Its pulls are images of Artifact Registry (and gcr.io repositories in it), counted as pulls.
+    let images = images(&json);
+    assert!(!images.is_empty() && s["pulls"].as_u64().unwrap() > 0, "{json}");
+    for (image, _) in &images {
+        assert!(
+            image.starts_with("europe-west2-docker.pkg.dev/demo-project/") || image.starts_with("gcr.io/"),
+            "{image}"
+        );
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("warning: {SINK_S0}: 2 malformed log entries skipped (line 20: not JSON: ")),
+        "{err}"
+    );
+    assert!(err.contains("; line 32: a JSON array where a LogEntry object was expected)"), "{err}");
+
+    // The table: a `skipped` column (only with an audit log), the file marked, the malformed lines.
+    let table = stdout(&run(&["report", SINK_S0]));
+    assert!(table.contains("log files read           1"), "{table}");
+    let header = table.lines().find(|l| l.trim_start().starts_with("file ")).unwrap();
+    assert!(header.contains("dup. across files  skipped  note"), "{header}");
+    let row = table.lines().find(|l| l.trim_start().starts_with(SINK_S0) && l.ends_with("audit log")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1..8], ["40", "35", "35", "2", "1", "0", "2"], "{row}");
+    assert!(
+        table.contains("Malformed rows") && table.contains(&format!("{SINK_S0}    32   32  a JSON array")),
+        "{table}"
+    );
+    // CSV: kind `audit` and the `skipped` column before the note.
+    let csv = stdout(&run(&["report", SINK_S0, "--format", "csv", "--section", "files"]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with(",invalid_utf8,skipped,note"), "{csv}");
+    assert_eq!(lines[1], format!("{SINK_S0},audit,none,40,35,35,2,1,0,0,2,"));
+}
+
+#[test]
+fn audit_logs_are_recognised_by_content_not_name() {
+    let dir = scratch("audit-content");
+    // No log name, no .json, a byte-order mark first: still the same entries.
+    let path = dir.join("exported-entries");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend(std::fs::read(root().join(SINK_S0)).unwrap());
+    std::fs::write(&path, bytes).unwrap();
+    let shown = path.to_str().unwrap();
+    let renamed = json_report(&[shown, "--quiet"]);
+    let original = json_report(&[SINK_S0, "--quiet"]);
+    let counts = |r: &Value, name: &str| {
+        let f = file(r, name);
+        ["kind", "records", "rows", "events", "malformed", "duplicates", "skipped"].map(|k| f[k].clone())
+    };
+    assert_eq!(counts(&renamed, shown), counts(&original, SINK_S0));
+    assert_eq!(renamed["summary"], original["summary"]);
+    assert_eq!(renamed["images"], original["images"]);
+    // A sink object downloaded with its folders is found in its directory like a usage log.
+    let hour = "fixtures/audit/sink/cloudaudit.googleapis.com/data_access/2024/07/04";
+    let listed = json_report(&[hour, "--quiet"]);
+    let names: Vec<&str> = listed["files"].as_array().unwrap().iter().map(|f| f["file"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [format!("{hour}/23:00:00_23:59:59_A1:1720140000.json"), format!("{hour}/23:00:00_23:59:59_S0.json")]
+    );
+    assert_eq!(listed["summary"]["events"], 3 + 35);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn gcloud_logging_read_output_is_read_as_an_audit_log() {
+    let json = json_report(&[GCLOUD_READ]);
+    let f = file(&json, GCLOUD_READ);
+    assert_eq!(f["kind"], "audit");
+    let counts: Vec<u64> = ["records", "rows", "events", "malformed", "duplicates", "skipped"]
+        .iter()
+        .map(|k| f[*k].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [10, 10, 10, 0, 0, 0]);
+    assert_eq!(json["summary"]["events"], 10);
+    // The same entries as the first 10 lines of the sink object: their pulls are among its own.
+    let sink = images(&json_report(&[SINK_S0, "--quiet"]));
+    for (image, pulls) in images(&json) {
+        let in_sink = sink.iter().find(|(i, _)| *i == image).unwrap_or_else(|| panic!("{image} not in the sink"));
+        assert!(pulls <= in_sink.1, "{image}");
+    }
+    // Read with the sink object, the same entries (same insertId) count once.
+    let both = json_report(&[SINK_S0, GCLOUD_READ, "--quiet"]);
+    let again = file(&both, GCLOUD_READ);
+    assert_eq!((again["rows"].as_u64(), again["events"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(again["duplicates_across_files"], 10);
+    assert_eq!(both["summary"]["events"], 35);
+    let per_file = json_report(&[SINK_S0, GCLOUD_READ, "--quiet", "--dedup", "file"]);
+    assert_eq!(per_file["summary"]["events"], 45);
+}
+
+#[test]
+fn usage_and_audit_logs_mix_in_one_report() {
+    let logs = fixture_logs();
+    let mut args: Vec<&str> = logs.iter().map(String::as_str).collect();
+    let usage = json_report(&[&args[..], &["--quiet"]].concat());
+    let audit = json_report(&[SINK_S0, "--quiet"]);
+    args.push(SINK_S0);
+    let mixed = json_report(&[&args[..], &["--quiet"]].concat());
+    let (u, a, m) = (&usage["summary"], &audit["summary"], &mixed["summary"]);
+    let sum = |key: &str| u[key].as_u64().unwrap() + a[key].as_u64().unwrap();
+    for key in ["files_read", "files_skipped", "records", "rows", "events", "malformed", "duplicates", "pulls"] {
+        assert_eq!(m[key].as_u64().unwrap(), sum(key), "summary {key}");
+    }
+    assert_eq!((u["events"].as_u64(), a["events"].as_u64()), (Some(30), Some(35)));
+    // Both sources' images with their pulls; an image in both (`gcr.io/demo-project/app`, a
+    // Container Registry bucket then, an Artifact Registry gcr.io repository now) is one image
+    // whose pulls add up (months apart: no pull spans the two).
+    let mut both: std::collections::BTreeMap<String, u64> = images(&usage).into_iter().collect();
+    for (image, pulls) in images(&audit) {
+        *both.entry(image).or_default() += pulls;
+    }
+    assert!(images(&usage).iter().any(|(i, _)| i == "gcr.io/demo-project/app"));
+    assert!(images(&audit).iter().any(|(i, _)| i == "gcr.io/demo-project/app"));
+    assert_eq!(images(&mixed), both.clone().into_iter().collect::<Vec<_>>());
+    assert_eq!(m["first_event"], u["first_event"]);
+    assert_eq!(m["last_event"], a["last_event"]);
+    let kinds: Vec<&str> = mixed["files"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["usage", "usage", "usage", "storage", "usage", "usage", "audit"]);
+    // Usage files carry no `skipped` (it is the audit reader's count).
+    assert!(mixed["files"][0].get("skipped").is_none());
+    assert_eq!(file(&mixed, SINK_S0)["skipped"], 2);
+
+    // The other outputs take the mix too: every CSV section, the table, the HTML, the progress line.
+    let dir = scratch("mixed");
+    let html = dir.join("report.html");
+    let out =
+        run(&[&["report"], &args[..], &["--format", "csv", "--progress", "always", "--html", html.to_str().unwrap()]]
+            .concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = stdout(&out);
+    assert!(csv.contains(&format!("\n{SINK_S0},audit,none,40,35,35,2,1,0,0,2,\n")), "{csv}");
+    assert!(csv.contains("\neurope-west2-docker.pkg.dev,demo-project/apps/team/api,"), "{csv}");
+    assert!(csv.contains("\ngcr.io,demo-project/app,"), "{csv}");
+    let err = stderr(&out);
+    assert!(err.contains("100%") && err.contains("[########################]"), "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), both.len());
+    assert!(page.contains("6 log file(s)"), "files read: 5 usage logs and the audit log; the storage log skipped");
+    let table = stdout(&run(&[&["report"], &args[..], &["--section", "summary", "-q"]].concat()));
+    assert!(table.contains(&format!("events counted           {}", sum("events"))), "{table}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_cut_off_json_array_is_an_error_naming_the_file() {
+    let dir = scratch("audit-broken");
+    let whole = std::fs::read_to_string(root().join(GCLOUD_READ)).unwrap();
+    let usage = "fixtures/logs/accessLog_usage_2024_03_11_14_00_00_00cbe51e4b703105e9_v0";
+
+    // Cut inside the third entry, as an interrupted `gcloud logging read > ar.json` leaves it.
+    let third = whole.match_indices("\n  {").nth(2).unwrap().0;
+    let cut = dir.join("ar.json");
+    std::fs::write(&cut, &whole[..third + 200]).unwrap();
+    let line = whole[..third + 1].lines().count() + 1;
+    let out = run(&["report", usage, cut.to_str().unwrap()]);
+    assert_fails(&out, cut.to_str().unwrap(), &format!("not a complete JSON array of log entries: line {line}: "));
+    assert!(stderr(&out).contains("the JSON array ends inside an entry (a truncated file?)"), "{}", stderr(&out));
+
+    // Cut after an element: the closing ] is missing.
+    let unclosed = dir.join("unclosed.json");
+    std::fs::write(&unclosed, format!("{},\n", &whole[..third])).unwrap();
+    assert_fails(&run(&["report", unclosed.to_str().unwrap()]), unclosed.to_str().unwrap(), "without its closing ]");
+
+    // Two arrays joined: text after the closing ].
+    let joined = dir.join("joined.json");
+    std::fs::write(&joined, format!("{whole}{whole}")).unwrap();
+    assert_fails(&run(&["report", joined.to_str().unwrap()]), joined.to_str().unwrap(), "text after the closing ]");
+
+    // JSON that holds no log entry at all (here the fixture's own expectations) is no audit log.
+    let expected = "fixtures/audit/sink/expected.json";
+    assert_fails(&run(&["report", expected]), expected, "not an audit log: it starts like JSON, but none of the");
+
+    // An empty array is an empty audit log, not an error.
+    let empty = dir.join("empty.json");
+    std::fs::write(&empty, "[]\n").unwrap();
+    let out = run(&["report", empty.to_str().unwrap(), "--format", "json", "--section", "files"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((files[0]["kind"].as_str(), files[0]["records"].as_u64()), (Some("audit"), Some(0)));
+    assert!(stderr(&out).contains("no log entries"), "{}", stderr(&out));
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -2,7 +2,8 @@
 //! [`crate::usage::UsageLogReader`] + [`crate::usage::classify`]) and an audit-log sink object
 //! (JSON entries, [`crate::audit::AuditLogReader`]) both lend [`UsageEvent`]s one at a time,
 //! which the classified upload writes with the one NDJSON writer. Which one reads an object is
-//! decided by its name ([`crate::log_name::LogKind`]); nothing else in the upload differs.
+//! decided by its name ([`crate::log_name::LogKind`]); nothing else in the upload differs. Files
+//! without a log object's name (the CLI's inputs) are told apart by their content: [`sniff`].
 
 use std::io::Read;
 
@@ -11,6 +12,21 @@ use crate::log_name::LogKind;
 use crate::object::ObjectRef;
 use crate::outcome::FileCounts;
 use crate::usage::{Dedup, ReadError, ReaderOptions, UsageEvent, UsageLogReader, UsageRow, classify};
+
+/// Which reader a stream's first bytes call for: [`LogKind::Audit`] when the first byte that is
+/// not JSON whitespace, after an optional UTF-8 byte-order mark, is `{` (JSON lines, as a log
+/// sink writes them) or `[` (one JSON array, as `gcloud logging read --format=json` prints);
+/// [`LogKind::Usage`] otherwise (a usage log's CSV starts with `"` or a digit), including an
+/// empty or blank `head`. Storage logs are CSV too: telling them from usage logs is the
+/// header's business, not this. `head` is what a buffered reader holds before reading.
+pub fn sniff(head: &[u8]) -> LogKind {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    // The whitespace the audit framer skips (JSON's own four), so both agree on where data starts.
+    match head.iter().find(|b| !b" \t\r\n".contains(b)) {
+        Some(b'{' | b'[') => LogKind::Audit,
+        _ => LogKind::Usage,
+    }
+}
 
 // Boxed: one source per upload, so the indirection costs nothing and the enum stays small.
 pub enum LogSource<R> {
@@ -100,5 +116,25 @@ impl<R: Read> LogSource<R> {
                 (inner, counts)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_tells_audit_entries_from_csv() {
+        assert_eq!(sniff(b"{\"insertId\":\"a\"}\n"), LogKind::Audit);
+        assert_eq!(sniff(b"[\n  {\n"), LogKind::Audit);
+        assert_eq!(sniff(b"\xEF\xBB\xBF \r\n\t[]"), LogKind::Audit);
+        assert_eq!(sniff(b"\"time_micros\",\"c_ip\""), LogKind::Usage);
+        assert_eq!(sniff(b"\xEF\xBB\xBF\"time_micros\""), LogKind::Usage);
+        assert_eq!(sniff(b"1710166032118406,\"192.0.2.45\""), LogKind::Usage);
+        assert_eq!(sniff(b"\"bucket\",\"storage_byte_hours\""), LogKind::Usage);
+        // Not JSON whitespace: the framer would not skip it either.
+        assert_eq!(sniff(b"\x0c{}"), LogKind::Usage);
+        assert_eq!(sniff(b""), LogKind::Usage);
+        assert_eq!(sniff(b"  \n"), LogKind::Usage);
     }
 }

@@ -138,3 +138,32 @@ fn gcloud_output_and_sink_lines_give_the_same_events() {
     assert_eq!((array_stats.entries, array_stats.malformed), (line_stats.entries, line_stats.malformed));
     assert_eq!(lineage(from_array), lineage(from_lines));
 }
+
+/// Rule A over the sink object (and its late shard), in the core's statistics: the pulls per
+/// image and the agents' manifest reads worked out by hand in `sink/expected.json`.
+#[test]
+fn the_pull_rule_counts_pulls_not_requests() {
+    use crate::usage::stats::{StatsOptions, UsageStats};
+    let expected = json("sink/expected.json");
+    let dir = dir().join("sink/cloudaudit.googleapis.com/data_access/2024/07/04");
+    let mut stats = UsageStats::new(StatsOptions::default());
+    let mut check = |files: &[&str], want: &Value| {
+        for file in files {
+            let source = ObjectRef { bucket: "demo-audit-logs".into(), name: (*file).into(), generation: Some(1) };
+            let bytes = std::fs::read(dir.join(file)).unwrap();
+            let mut reader = AuditLogReader::new(&bytes[..], source, 1 << 14, 5);
+            while reader.next_event(|e| stats.add(e)).unwrap().is_some() {}
+        }
+        let report = stats.report(None);
+        let pulls: Map<String, Value> = report
+            .images
+            .iter()
+            .filter(|i| i.pulls > 0)
+            .map(|i| (format!("{}/{}", i.registry_host, i.repository), Value::from(i.pulls)))
+            .collect();
+        assert_eq!(Value::Object(pulls), want["pulls_per_image"], "{files:?}");
+        assert_eq!(Value::from(report.summary.agent_pulls), want["agent_pulls"], "{files:?}");
+    };
+    check(&["23:00:00_23:59:59_S0.json"], &expected);
+    check(&["23:00:00_23:59:59_A1:1720140000.json"], &expected["with_the_late_file"]);
+}

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
-use super::pulls::{Groups, PULL_GAP_MICROS, add_download};
+use super::pulls::{Groups, PULL_GAP_MICROS, PullPart, add_download, pull_part};
 use super::report::FileSummary;
 use super::tally::{BucketAcc, Ids, PushAcc, Span, Transfer, day_of, entry};
 use crate::object::ObjectRef;
@@ -56,6 +56,8 @@ pub struct UsageStats {
     seen: RequestIdSet,
     /// Successful blob reads without a repository: not pulls, but worth showing.
     pub(super) unattributed: Transfer,
+    /// Manifest downloads by Google's own agents (rule A), not pulls.
+    pub(super) agent_pulls: u64,
     pub(super) events: u64,
     pub(super) span: Span,
     current: CurrentFile,
@@ -91,8 +93,10 @@ impl UsageStats {
             *self.failures.entry((event.status, event.action)).or_default() += 1;
         }
         match event.action {
-            Action::Pull if event.success => match (event.image, event.repository) {
-                (Some(image), Some(_)) => self.count_download(event, image.host, image.repository),
+            Action::Pull if event.success => match (event.image, event.repository, pull_part(event)) {
+                (_, _, PullPart::Agent) => self.agent_pulls += 1,
+                (_, _, PullPart::Layer) => {}
+                (Some(image), Some(_), PullPart::Download) => self.count_download(event, image.host, image.repository),
                 _ => self.unattributed.add(event.response_bytes),
             },
             Action::Push => {
@@ -109,7 +113,12 @@ impl UsageStats {
     fn count_download(&mut self, event: &UsageEvent<'_>, host: &str, repository: &str) {
         let (t, bytes) = (event.time_micros, event.response_bytes);
         let image = self.ids.image(host, repository);
-        let client = self.ids.client(event.client_ip);
+        // Audit entries say who: a client is the principal at its address, so the many callers
+        // behind one redacted address (`private`, `gce-internal-ip`) stay apart.
+        let client = match event.principal {
+            Some(principal) => self.ids.client(&format!("{principal} @ {}", event.client_ip)),
+            None => self.ids.client(event.client_ip),
+        };
         let acc = &mut self.ids.images[image as usize];
         acc.transfer.add(bytes);
         acc.span.include(t);

@@ -77,6 +77,7 @@ impl UsageStats {
             blob_downloads: images.iter().map(|i| i.transfer.downloads).sum(),
             bytes_served: images.iter().map(|i| i.transfer.bytes).sum(),
             pulling_clients: pulling_clients as u64,
+            agent_pulls: self.agent_pulls,
             unattributed_blob_downloads: self.unattributed.downloads,
             unattributed_bytes: self.unattributed.bytes,
             pushes: self.pushes.values().map(|p| p.pushes).sum(),

@@ -12,6 +12,37 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::usage::event::{CallerClass, SourceKind, Target, UsageEvent};
+
+/// What a successful `pull` event is to the pull rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPart {
+    /// It joins or starts a pull of its (client, image) group (rule 3).
+    Download,
+    /// An audit entry's layer download: counted, but never part of a pull (rule A).
+    Layer,
+    /// A manifest download by one of Google's own agents: reported apart, never a pull (rule A).
+    Agent,
+}
+
+/// Rule A — one `docker pull` in Artifact Registry's audit logs. Usage logs record only blob
+/// reads, so there a pull is made of blob downloads (rule 3). Audit logs record the manifest
+/// reads too, and every pull makes at least one — a `GetManifest` of the tag or digest (a HEAD
+/// transfers nothing and a client with every layer cached downloads none) — so there a pull is
+/// made of `Docker-GetManifest` entries: a multi-platform index and the platform manifest it
+/// leads to, read seconds apart, fall in one pull by the same 5-minute gap; a pull by digest is
+/// one. Layer downloads (`Docker-ServeBlob`) do not make pulls. Google's own agents (the
+/// vulnerability scanner, Cloud Build) read manifests too: their reads are counted apart.
+/// The SQL views apply the same rule (`sql/views/blob_downloads.sql`).
+pub fn pull_part(event: &UsageEvent<'_>) -> PullPart {
+    match (event.source_kind, event.target, event.caller_class) {
+        (SourceKind::UsageLog, ..) => PullPart::Download,
+        (SourceKind::AuditLog, Target::Manifest, CallerClass::GoogleInternalOrAutomation) => PullPart::Agent,
+        (SourceKind::AuditLog, Target::Manifest, _) => PullPart::Download,
+        (SourceKind::AuditLog, ..) => PullPart::Layer,
+    }
+}
+
 /// Rule 3's window: a blob download more than this after the previous one starts a new pull.
 pub const PULL_GAP_MICROS: i64 = 5 * 60 * 1_000_000;
 

@@ -57,6 +57,9 @@ pub struct Summary {
     pub blob_downloads: u64,
     pub bytes_served: u64,
     pub pulling_clients: u64,
+    /// Manifest downloads by Google's own agents (vulnerability scanning, Cloud Build), from
+    /// audit logs: reported apart, never counted as pulls (rule A).
+    pub agent_pulls: u64,
     /// Successful blob reads whose repository is unknown (no registry Referer).
     pub unattributed_blob_downloads: u64,
     pub unattributed_bytes: u64,
