@@ -15,6 +15,8 @@ from stack import Stack, http_json
 EVENT_VIEWS = ["registry_events_unique", "blob_downloads", "image_pulls_daily", "repository_bytes", "top_clients",
                "pushes", "failures", "agent_pulls_daily"]
 RAW_VIEWS = ["raw_registry_events", "raw_blob_downloads", "raw_image_pulls_daily"]
+# Over a Cloud Logging sink's own BigQuery table, not registry_events (e2e/test_audit_sink.py).
+SINK_VIEWS = ["audit_sink_events", "audit_sink_events_sharded"]
 VIEW_FILES = [f"views/{name}.sql" for name in EVENT_VIEWS + RAW_VIEWS]
 NEW_SQL_FILES = ["registry_events.sql", *VIEW_FILES]
 
