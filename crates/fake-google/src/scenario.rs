@@ -33,6 +33,8 @@ pub enum Log {
     Fixture,
     /// `fixtures/audit/sink/`' sink object under [`AUDIT_NAME`]: 40 entries, 35 events.
     AuditSink,
+    /// The sink object with a 600 KiB line (longer than any log entry can be) in front.
+    AuditSinkWithAHugeLine,
     /// The fixture grown to about this many bytes (see [`grown_log`]).
     Grown(usize),
     HeaderOnly,
@@ -383,6 +385,22 @@ pub fn scenarios() -> Vec<Scenario> {
             ..BASE
         },
         Scenario {
+            name: "a 600 KiB line is one malformed entry and the rest of the object loads",
+            object: AUDIT_NAME,
+            log: Log::AuditSinkWithAHugeLine,
+            deliveries: &[Expect {
+                rows: Rows::Exactly(35),
+                requests: Requests::Exactly(&[GetJob, Initiate, Download, Chunk]),
+                says: &[
+                    "\"records\":41",
+                    "\"malformed\":3",
+                    "{\"line\":1,\"reason\":{\"kind\":\"entry\",\"message\":\"the line is longer than 512 KiB",
+                ],
+                ..LOADED
+            }],
+            ..BASE
+        },
+        Scenario {
             name: "a JSON array cut off half-way loads nothing of it",
             object: AUDIT_NAME,
             log: Log::Bytes(
@@ -469,6 +487,11 @@ impl Scenario {
         Some(match self.log {
             Log::Fixture => fixture_log(),
             Log::AuditSink => crate::logs::audit_sink_log(),
+            Log::AuditSinkWithAHugeLine => {
+                let mut log = format!("{{\"insertId\": \"{}\"}}\n", "x".repeat(600 << 10)).into_bytes();
+                log.extend(crate::logs::audit_sink_log());
+                log
+            }
             Log::Grown(bytes) => grown_log(bytes).0,
             Log::HeaderOnly => header_only_log(),
             Log::Bytes(bytes) => bytes.to_vec(),
