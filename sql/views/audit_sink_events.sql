@@ -15,7 +15,8 @@
 -- e2e/test_audit_sink.py):
 -- - Entries: serviceName artifactregistry.googleapis.com only. What the reader counts as
 --   malformed gives no row here either: no insertId or timestamp, no methodName, a
---   resourceName that is not projects/P/locations/L/repositories/R[/...]. (The sink's table
+--   resourceName that is not projects/P/locations/L[/repositories/R[/...]] (a location alone:
+--   calls such as ListRepositories, with no repository). (The sink's table
 --   cannot hold the other malformed shapes: non-JSON lines, bad timestamps, wrong types.)
 -- - Duplicates: an entry with the insertId and timestamp of another is kept once (the one
 --   received first), across the whole table where the reader looks within one object.
@@ -80,14 +81,15 @@ WITH entries AS (
     AND insertId IS NOT NULL
     AND `timestamp` IS NOT NULL
     AND protopayload_auditlog.methodName IS NOT NULL
-    AND REGEXP_CONTAINS(protopayload_auditlog.resourceName, r'^projects/[^/]+/locations/[^/]+/repositories/[^/]')
+    AND REGEXP_CONTAINS(CONCAT(protopayload_auditlog.resourceName, '#'),
+      r'^projects/[^/]+/locations/[^/]+(/repositories/[^/]|#)')
   QUALIFY ROW_NUMBER() OVER (PARTITION BY insertId, `timestamp` ORDER BY receiveTimestamp) = 1
 ),
 parsed AS (
   SELECT
     *,
     REGEXP_EXTRACT(resource_name, r'^projects/([^/]+)/') AS project,
-    REGEXP_EXTRACT(resource_name, r'^projects/[^/]+/locations/([^/]+)/') AS location,
+    REGEXP_EXTRACT(CONCAT(resource_name, '/'), r'^projects/[^/]+/locations/([^/]+)/') AS location,
     REGEXP_EXTRACT(resource_name, r'^projects/[^/]+/locations/[^/]+/repositories/([^/]+)') AS repository_id,
     NULLIF(REGEXP_EXTRACT(resource_name,
       r'^projects/[^/]+/locations/[^/]+/repositories/[^/]+/dockerImages/([^@:/]*)'), '') AS encoded_image,

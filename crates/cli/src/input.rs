@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gcr_usage_core::ObjectRef;
-use gcr_usage_core::audit::framing::Layout;
 use gcr_usage_core::log_name::{LogKind, LogObjectName};
 use gcr_usage_core::source::{self, LogSource, SourceError};
 use gcr_usage_core::usage::reader::DEFAULT_MALFORMED_SAMPLES;
@@ -210,25 +209,13 @@ fn read_audit(input: &Input, shown: &str, reader: impl Read, stats: &mut UsageSt
                     describe(&e)
                 )));
             }
-            // Only a cut-off array (or text after it) ends the read: nothing after it can be trusted.
+            // A cut-off array (or text after it), or not one log entry in the file: the core
+            // refuses the whole file, as the loader refuses the object.
             Err(SourceError::NotThisKind(why)) => return Err(Fail(format!("{shown}: {why}"))),
         }
     }
-    let layout = match &log {
-        LogSource::AuditLog(reader) => reader.layout(),
-        LogSource::UsageLog(_) => None,
-    };
     let (_, counts) = log.finish(|_| input.size);
     let sample = |m: &gcr_usage_core::usage::Malformed| format!("line {}: {}", m.line, m.reason);
-    if counts.records > 0 && counts.malformed == counts.records {
-        let parts = if layout == Some(Layout::JsonArray) { "elements of its JSON array" } else { "lines" };
-        let first = counts.first_malformed.first().map(|m| format!(": {}", sample(m)));
-        return Err(Fail(format!(
-            "{shown}: not an audit log: it starts like JSON, but none of the {} {parts} is a log entry{}",
-            counts.records,
-            first.unwrap_or_default()
-        )));
-    }
     let read = ReadStats {
         records: counts.records,
         rows: counts.events,

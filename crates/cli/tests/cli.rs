@@ -599,7 +599,11 @@ fn a_cut_off_json_array_is_an_error_naming_the_file() {
 
     // JSON that holds no log entry at all (here the fixture's own expectations) is no audit log.
     let expected = "fixtures/audit/sink/expected.json";
-    assert_fails(&run(&["report", expected]), expected, "not an audit log: it starts like JSON, but none of the");
+    assert_fails(
+        &run(&["report", expected]),
+        expected,
+        "not Cloud Logging entries (JSON lines or a JSON array): none of its 40 lines is a log entry",
+    );
 
     // An empty array is an empty audit log, not an error.
     let empty = dir.join("empty.json");

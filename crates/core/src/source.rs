@@ -80,7 +80,9 @@ impl<R: Read> LogSource<R> {
             },
             LogSource::AuditLog(reader) => reader.next_event(use_event).map_err(|e| match e {
                 AuditReadError::Io(e) => SourceError::Io(e),
-                broken @ AuditReadError::BrokenArray(_) => SourceError::NotThisKind(broken.to_string()),
+                broken @ (AuditReadError::BrokenArray(_) | AuditReadError::NoEntries(_)) => {
+                    SourceError::NotThisKind(broken.to_string())
+                }
             }),
         }
     }

@@ -401,6 +401,19 @@ pub fn scenarios() -> Vec<Scenario> {
             ..BASE
         },
         Scenario {
+            name: "a sink object that is not one JSON entry (a CSV) is refused whole",
+            object: AUDIT_NAME,
+            log: Log::Bytes(b"\"time_micros\",\"c_ip\"\n\"1710166032118406\",\"198.51.100.23\"\n"),
+            deliveries: &[Expect {
+                status: 400,
+                outcome: "invalid-input",
+                requests: Requests::Exactly(&[GetJob, Initiate, Download]),
+                says: &["not Cloud Logging entries (JSON lines or a JSON array): none of its 2 lines is a log entry"],
+                ..FAILED
+            }],
+            ..BASE
+        },
+        Scenario {
             name: "a JSON array cut off half-way loads nothing of it",
             object: AUDIT_NAME,
             log: Log::Bytes(

@@ -23,23 +23,26 @@ pub struct Scratch {
 struct Resource<'a> {
     project: &'a str,
     location: &'a str,
-    repository: &'a str,
+    /// `None` for calls about a location as a whole (`ListRepositories`).
+    repository: Option<&'a str>,
     /// The image path, still percent-encoded as in `resourceName`, or already decoded from the URL.
     image: Option<(&'a str, bool)>,
 }
 
-/// `projects/P/locations/L/repositories/R[/dockerImages/IMAGE…]`; `None` for another shape.
+/// `projects/P/locations/L[/repositories/R[/dockerImages/IMAGE…]]`; `None` for another shape.
 fn resource(name: &str) -> Option<Resource<'_>> {
     let rest = name.strip_prefix("projects/")?;
     let (project, rest) = rest.split_once("/locations/")?;
-    let (location, rest) = rest.split_once("/repositories/")?;
+    if project.is_empty() || project.contains('/') || rest.is_empty() {
+        return None;
+    }
+    let Some((location, rest)) = rest.split_once("/repositories/") else {
+        // A location alone: repository listings and other calls above any one repository.
+        let ok = !rest.contains('/');
+        return ok.then_some(Resource { project, location: rest, repository: None, image: None });
+    };
     let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    if project.is_empty()
-        || project.contains('/')
-        || location.is_empty()
-        || location.contains('/')
-        || repository.is_empty()
-    {
+    if location.is_empty() || location.contains('/') || repository.is_empty() {
         return None;
     }
     let image = rest.strip_prefix("dockerImages/").map(|image| {
@@ -48,23 +51,28 @@ fn resource(name: &str) -> Option<Resource<'_>> {
         let end = image.find(['@', ':', '/']).unwrap_or(image.len());
         (&image[..end], true)
     });
-    Some(Resource { project, location, repository, image: image.filter(|(i, _)| !i.is_empty()) })
+    Some(Resource { project, location, repository: Some(repository), image: image.filter(|(i, _)| !i.is_empty()) })
 }
 
 /// The image path and reference from a Docker registry URL: `/v2/PATH/manifests/REF`,
-/// `/v2/PATH/blobs/DIGEST`, `/v2/PATH/tags/list`.
+/// `/v2/PATH/blobs/DIGEST`, `/v2/PATH/blobs/uploads[/ID]`, `/v2/PATH/tags/list`. Read from the
+/// right, by the last segments only: PATH may have components named `manifests`, `blobs` or
+/// `tags` (`team/manifests` is a valid image name), and a tag may be `uploads` or `list`.
 fn docker_url(url: &str) -> (Option<&str>, Option<&str>) {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     let Some(rest) = path.strip_prefix("/v2/") else { return (None, None) };
-    for marker in ["/manifests/", "/blobs/"] {
-        if let Some(at) = rest.rfind(marker) {
-            let reference = &rest[at + marker.len()..];
-            let reference = (!reference.is_empty() && !reference.contains('/')).then_some(reference);
-            let reference = reference.filter(|r| *r != "uploads");
-            return (Some(&rest[..at]), reference);
-        }
+    if let Some(image) = rest.strip_suffix("/tags/list") {
+        return (Some(image), None);
     }
-    (rest.strip_suffix("/tags/list"), None)
+    let Some((head, last)) = rest.rsplit_once('/') else { return (None, None) };
+    let upload = head.strip_suffix("/blobs/uploads").or(head.strip_suffix("/blobs").filter(|_| last == "uploads"));
+    if let Some(image) = upload {
+        return (Some(image), None);
+    }
+    match head.strip_suffix("/manifests").or(head.strip_suffix("/blobs")) {
+        Some(image) => (Some(image), (!last.is_empty()).then_some(last)),
+        None => (None, None),
+    }
 }
 
 /// Format, target and action of a method name (old names included, see the reference).
@@ -168,7 +176,7 @@ pub fn classify<'a>(
     let method_name = payload.method_name.as_deref().ok_or("protoPayload.methodName is missing")?;
     let resource_name = payload.resource_name.as_deref().unwrap_or_default();
     let resource = resource(resource_name).ok_or_else(|| {
-        format!("protoPayload.resourceName {resource_name:?} is not projects/P/locations/L/repositories/R[/…]")
+        format!("protoPayload.resourceName {resource_name:?} is not projects/P/locations/L[/repositories/R[/…]]")
     })?;
     let (format, target, action) = method(method_name);
     let request_url = payload.request.as_ref().and_then(|r| r.request_url.as_deref());
@@ -177,7 +185,7 @@ pub fn classify<'a>(
         _ => (None, None),
     };
 
-    let gcr = GCR_HOSTS.contains(&resource.repository);
+    let gcr = resource.repository.is_some_and(|r| GCR_HOSTS.contains(&r));
     scratch.host.clear();
     scratch.repository.clear();
     let host_suffix = match format {
@@ -192,7 +200,7 @@ pub fn classify<'a>(
     };
     let has_host = match (gcr && format == Some(ArtifactFormat::Docker), host_suffix) {
         (true, _) => {
-            scratch.host.push_str(resource.repository);
+            scratch.host.push_str(resource.repository.unwrap_or_default());
             true
         }
         (false, Some(suffix)) => {
@@ -204,8 +212,10 @@ pub fn classify<'a>(
         }
         (false, None) => false,
     };
-    let has_repository = match format {
-        Some(ArtifactFormat::Docker) => {
+    let has_repository = match (format, resource.repository) {
+        // A call about a location as a whole names no repository.
+        (_, None) | (None, _) => false,
+        (Some(ArtifactFormat::Docker), Some(repository_id)) => {
             let image = resource.image.or(url_image.map(|u| (u, false)));
             match image {
                 Some((image, encoded)) => {
@@ -219,7 +229,7 @@ pub fn classify<'a>(
                     scratch.repository.push_str(resource.project);
                     if !gcr {
                         scratch.repository.push('/');
-                        scratch.repository.push_str(resource.repository);
+                        scratch.repository.push_str(repository_id);
                     }
                     if !image.is_empty() {
                         scratch.repository.push('/');
@@ -230,13 +240,12 @@ pub fn classify<'a>(
                 None => false,
             }
         }
-        Some(_) => {
+        (Some(_), Some(repository_id)) => {
             scratch.repository.push_str(resource.project);
             scratch.repository.push('/');
-            scratch.repository.push_str(resource.repository);
+            scratch.repository.push_str(repository_id);
             true
         }
-        None => false,
     };
     let scratch: &'a Scratch = scratch;
     let registry_host = has_host.then_some(scratch.host.as_str());
@@ -288,4 +297,32 @@ pub fn classify<'a>(
         artifact_format: format,
         reference,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker_url;
+
+    #[test]
+    fn docker_urls_are_read_from_the_right() {
+        let sha = "sha256:86084fc7e982af7b0ef24fecdbbf4ab94d679ea05b780911c4fd0d3bae976e69";
+        let blob = format!("/v2/p/r/team/manifests/blobs/{sha}");
+        type Parts<'a> = (Option<&'a str>, Option<&'a str>);
+        let cases: [(&str, Parts<'_>); 11] = [
+            ("/v2/p/r/team/api/manifests/v1.2.0", (Some("p/r/team/api"), Some("v1.2.0"))),
+            (&blob, (Some("p/r/team/manifests"), Some(sha))),
+            ("/v2/p/r/api/manifests/uploads", (Some("p/r/api"), Some("uploads"))),
+            ("/v2/p/r/api/manifests/list", (Some("p/r/api"), Some("list"))),
+            ("/v2/p/r/blobs/tags/list?n=10", (Some("p/r/blobs"), None)),
+            ("/v2/p/r/api/blobs/uploads/", (Some("p/r/api"), None)),
+            ("/v2/p/r/api/blobs/uploads", (Some("p/r/api"), None)),
+            ("/v2/p/r/api/blobs/uploads/6a1d?digest=sha256:0", (Some("p/r/api"), None)),
+            ("/v2/p/r/api/manifests/", (Some("p/r/api"), None)),
+            ("/v2/_catalog", (None, None)),
+            ("/artifacts/x", (None, None)),
+        ];
+        for (url, want) in cases {
+            assert_eq!(docker_url(url), want, "{url}");
+        }
+    }
 }

@@ -76,18 +76,23 @@ pub struct Request<'a> {
     pub request_method: Option<Cow<'a, str>>,
 }
 
-/// Why an entry's JSON does not fit the shape above, naming the field: serde's own message
-/// says only "invalid type … at column N", so the JSON is looked at again (only on failure).
-pub fn diagnose(text: &[u8], serde_error: &serde_json::Error) -> String {
+/// Why an entry's JSON does not fit the shape above, naming the field, and whether it is a
+/// JSON object at all: serde's own message says only "invalid type … at column N", so the
+/// JSON is looked at again (only on failure).
+pub fn diagnose(text: &[u8], serde_error: &serde_json::Error) -> (String, bool) {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(text) else {
         if std::str::from_utf8(text).is_err() {
-            return "the entry is not valid UTF-8".into();
+            return ("the entry is not valid UTF-8".into(), false);
         }
-        return format!("not JSON: {serde_error}");
+        return (format!("not JSON: {serde_error}"), false);
     };
     if !value.is_object() {
-        return format!("a JSON {} where a LogEntry object was expected", kind(&value));
+        return (format!("a JSON {} where a LogEntry object was expected", kind(&value)), false);
     }
+    (field_error(&value, serde_error), true)
+}
+
+fn field_error(value: &serde_json::Value, serde_error: &serde_json::Error) -> String {
     const PATHS: [(&str, &str); 12] = [
         ("/insertId", "string"),
         ("/timestamp", "string"),

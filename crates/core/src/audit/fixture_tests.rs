@@ -37,9 +37,15 @@ fn merge(target: &mut Value, patch: &Value) {
 fn read(bytes: &[u8], source: &ObjectRef) -> (Vec<Map<String, Value>>, super::AuditStats) {
     let mut reader = AuditLogReader::new(bytes, source.clone(), 1 << 14, usize::MAX);
     let mut events = Vec::new();
-    while let Some(event) = reader.next_event(|e| serde_json::to_value(e).unwrap()).unwrap() {
-        let Value::Object(map) = event else { panic!("an event is an object") };
-        events.push(map);
+    loop {
+        match reader.next_event(|e| serde_json::to_value(e).unwrap()) {
+            Ok(Some(Value::Object(map))) => events.push(map),
+            Ok(Some(other)) => panic!("an event is an object: {other}"),
+            // A case's one line is its object's only line: when it is no JSON object at all the
+            // object is refused whole, and the malformed count says why.
+            Ok(None) | Err(super::AuditReadError::NoEntries(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
     }
     (events, reader.stats().clone())
 }
@@ -166,4 +172,26 @@ fn the_pull_rule_counts_pulls_not_requests() {
     };
     check(&["23:00:00_23:59:59_S0.json"], &expected);
     check(&["23:00:00_23:59:59_A1:1720140000.json"], &expected["with_the_late_file"]);
+}
+
+#[test]
+fn an_object_without_one_json_object_is_refused_whole() {
+    let source = ObjectRef { bucket: "b".into(), name: "n".into(), generation: None };
+    let refuse = |bytes: &[u8]| {
+        let mut reader = AuditLogReader::new(bytes, source.clone(), 16, 5);
+        loop {
+            match reader.next_event(|_| ()) {
+                Ok(Some(())) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(e.to_string()),
+            }
+        }
+    };
+    let csv = refuse(b"\"time_micros\",\"c_ip\"\n\"1\",\"2\"\n").expect("a CSV is refused");
+    assert!(csv.starts_with("not Cloud Logging entries") && csv.contains("none of its 2 lines"), "{csv}");
+    assert!(refuse(b"\x1f\x8b\x08\x00\x00\n").is_some(), "a compressed file is refused");
+    assert!(refuse(b"[1, 2, \"x\"]").is_some(), "an array of other JSON is refused");
+    // One JSON object, however malformed its fields, makes it a log to read (and count).
+    assert_eq!(refuse(b"not json\n{\"insertId\": 5}\n"), None);
+    assert_eq!(refuse(b""), None, "an empty object has no entries, and nothing wrong");
 }

@@ -36,6 +36,9 @@ pub enum AuditReadError {
     Io(std::io::Error),
     /// The stream is a JSON array that is cut off or followed by other text.
     BrokenArray(String),
+    /// Not one line of the stream is a log entry: not an audit-log object at all (a CSV, a
+    /// compressed file, …), refused whole rather than "loaded" with every line malformed.
+    NoEntries(String),
 }
 
 impl std::fmt::Display for AuditReadError {
@@ -43,6 +46,9 @@ impl std::fmt::Display for AuditReadError {
         match self {
             AuditReadError::Io(e) => write!(f, "{e}"),
             AuditReadError::BrokenArray(why) => write!(f, "not a complete JSON array of log entries: {why}"),
+            AuditReadError::NoEntries(why) => {
+                write!(f, "not Cloud Logging entries (JSON lines or a JSON array): {why}")
+            }
         }
     }
 }
@@ -56,6 +62,8 @@ pub struct AuditLogReader<R> {
     recent: VecDeque<u64>,
     scratch: Scratch,
     stats: AuditStats,
+    /// Entries that were JSON objects (log entries, however malformed their fields).
+    objects: u64,
 }
 
 impl<R: Read> AuditLogReader<R> {
@@ -71,6 +79,7 @@ impl<R: Read> AuditLogReader<R> {
             recent: VecDeque::new(),
             scratch: Scratch::default(),
             stats: AuditStats::default(),
+            objects: 0,
         }
     }
 
@@ -91,6 +100,15 @@ impl<R: Read> AuditLogReader<R> {
     pub fn next_event<T>(&mut self, use_event: impl FnOnce(&UsageEvent<'_>) -> T) -> Result<Option<T>, AuditReadError> {
         loop {
             let line = match self.framer.next_entry() {
+                // Not one JSON object: a CSV, a compressed file, a JSON document of another kind.
+                Ok(None) if self.stats.entries > 0 && self.objects == 0 => {
+                    let first = self.stats.malformed_samples.first();
+                    let first = first.map(|m| format!(" (line {}: {})", m.line, m.reason)).unwrap_or_default();
+                    let entries = self.stats.entries;
+                    return Err(AuditReadError::NoEntries(format!(
+                        "none of its {entries} lines is a log entry{first}"
+                    )));
+                }
                 Ok(None) => return Ok(None),
                 Ok(Some(Framed::Entry { line })) => line,
                 Ok(Some(Framed::Damaged { line, reason })) => {
@@ -109,11 +127,13 @@ impl<R: Read> AuditLogReader<R> {
             let entry: LogEntry<'_> = match serde_json::from_slice(text) {
                 Ok(entry) => entry,
                 Err(e) => {
-                    let reason = diagnose(text, &e);
+                    let (reason, object) = diagnose(text, &e);
+                    self.objects += u64::from(object);
                     self.malformed(line, reason);
                     continue;
                 }
             };
+            self.objects += 1;
             let Some(payload) = entry.proto_payload.as_ref() else {
                 self.stats.skipped += 1;
                 continue;
