@@ -98,13 +98,13 @@ fuzz_target!(|data: &[u8]| {
     let (headers, body) = split(data);
     match parse_event(&headers, &body) {
         Ok((_, EventDecision::Object(object))) => {
-            if let Err((field, message)) = object.validate("") {
-                panic!("accepted an invalid object {object:?}: {field}: {message}");
+            if let Err(e) = object.validate("") {
+                panic!("accepted an invalid object {object:?}: {}: {}", e.field, e.message);
             }
         }
         Ok((_, EventDecision::Ignore { object: Some(object), .. })) => {
-            if let Err((field, message)) = object.validate("") {
-                panic!("ignored event names an invalid object {object:?}: {field}: {message}");
+            if let Err(e) = object.validate("") {
+                panic!("ignored event names an invalid object {object:?}: {}: {}", e.field, e.message);
             }
         }
         Ok((_, EventDecision::Ignore { object: None, reason })) => assert!(!reason.is_empty()),

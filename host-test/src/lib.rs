@@ -38,6 +38,7 @@ mod response;
 mod runtime;
 pub mod spin;
 pub mod synth;
+pub mod synth_audit;
 mod upstream;
 
 pub use clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualTime};

@@ -5,7 +5,9 @@
 //!   loads the fixture logs through the component and prints per-image statistics.
 //! - `test`  everything CI runs: formatting, lints, native and harness tests, and the
 //!   end-to-end and peer tests against the emulators under a real `wasmtime serve`.
-//! - `bench` the harness benchmark (time and fuel per event) and the component's size, then the
+//! - `bench` the harness benchmark (time and fuel per event) and the component's size, the
+//!   classification benchmarks (a synthetic usage log, `classify_bench`; a synthetic audit-log
+//!   sink object, `audit_bench`: native, in wasmtime and in Python), then the
 //!   cold-start benchmark (`bench/cold_start.py`: wasmtime serve with .wasm / .cwasm, the
 //!   pre-instantiated harness, and the seed's Python function, request -> first outbound call),
 //!   then the load benchmark (`bench/load.py`: serve.sh + .cwasm under 1, 16, 32, 64 events in flight).
@@ -232,6 +234,13 @@ fn bench() -> Result {
     step(&format!("classification benchmark ({mib} MiB synthetic usage log: native reader/classifier vs Python)"));
     run(cargo()
         .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "classify_bench"])
+        .env("GCR_USAGE_BENCH_MB", &mib)
+        .env("GCR_USAGE_WASM", &wasm))?;
+    step(&format!(
+        "audit-log benchmark ({mib} MiB synthetic Artifact Registry sink object: native, component in wasmtime, Python)"
+    ));
+    run(cargo()
+        .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "audit_bench"])
         .env("GCR_USAGE_BENCH_MB", &mib)
         .env("GCR_USAGE_WASM", &wasm))?;
     cold_start_bench(&wasm)?;

@@ -52,8 +52,11 @@ impl std::fmt::Display for FramingError {
 
 pub struct EntryFramer<R> {
     inner: R,
+    /// The read buffer: allocated and zeroed once, then reused ([`READ_CHUNK`] bytes);
+    /// `buf[pos..end]` is what is left of the last read.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
     eof: bool,
     /// Line of `buf[pos]`.
     line: u64,
@@ -68,8 +71,9 @@ impl<R: Read> EntryFramer<R> {
     pub fn new(inner: R) -> Self {
         EntryFramer {
             inner,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: Vec::new(),
             pos: 0,
+            end: 0,
             eof: false,
             line: 1,
             layout: None,
@@ -128,10 +132,10 @@ impl<R: Read> EntryFramer<R> {
             let line = self.line;
             let mut too_long = false;
             loop {
-                if self.pos == self.buf.len() && !self.fill()? {
+                if self.pos == self.end && !self.fill()? {
                     break;
                 }
-                let available = &self.buf[self.pos..];
+                let available = &self.buf[self.pos..self.end];
                 let (take, newline) = match memchr::memchr(b'\n', available) {
                     Some(i) => (i, true),
                     None => (available.len(), false),
@@ -167,7 +171,7 @@ impl<R: Read> EntryFramer<R> {
                 self.entry.truncate(len);
                 return Ok(Some(Framed::Entry { line }));
             }
-            if self.pos == self.buf.len() && self.eof {
+            if self.pos == self.end && self.eof {
                 return Ok(None);
             }
         }
@@ -280,7 +284,7 @@ impl<R: Read> EntryFramer<R> {
     }
 
     fn peek(&mut self) -> Result<Option<u8>, FramingError> {
-        if self.pos == self.buf.len() && !self.fill()? {
+        if self.pos == self.end && !self.fill()? {
             return Ok(None);
         }
         Ok(Some(self.buf[self.pos]))
@@ -295,17 +299,22 @@ impl<R: Read> EntryFramer<R> {
         if self.eof {
             return Ok(false);
         }
-        self.buf.clear();
         self.pos = 0;
-        self.buf.resize(READ_CHUNK, 0);
+        self.end = 0;
+        // Zeroed once: resizing on every refill would cost READ_CHUNK bytes of writes per
+        // `read`, whatever it returned (a stream handing out a few KiB at a time paid many
+        // times its own size).
+        if self.buf.len() != READ_CHUNK {
+            self.buf.resize(READ_CHUNK, 0);
+        }
         let n = loop {
             match self.inner.read(&mut self.buf) {
-                Ok(n) => break n,
+                Ok(n) => break n.min(READ_CHUNK),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(FramingError::Io(e)),
             }
         };
-        self.buf.truncate(n);
+        self.end = n;
         self.bytes_read += n as u64;
         if n == 0 {
             self.eof = true;
