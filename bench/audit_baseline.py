@@ -15,7 +15,7 @@ the same work as the native path (b) of the benchmark (`AuditLogReader` + the ND
   Docker request URL, method name -> format / target / action, registry host and repository,
   reference and digest, gRPC code -> HTTP status, user agent (client family and version: the
   usage baseline's rules, `classify_baseline.client`), principal, caller class;
-- serialise one JSON object per event (the fields and order of `UsageEvent`), into a 4 MiB chunk
+- serialise one JSON object per event (the fields and order of `RegistryEvent`), into a 4 MiB chunk
   that is encoded and dropped when full (an upload chunk going nowhere); the chunks' SHA-256 is
   taken too, and the time it takes is left out of the timings (it is there only so that the
   benchmark can check the NDJSON byte for byte against the native path's).

@@ -9,7 +9,7 @@ but doing the same work as the native path (c) of the benchmark:
 - classify each row with regular expressions: registry host and project from the bucket, digest
   from the object, repository and image from a Referer naming the same digest, action (the rules
   of crates/core/src/usage/classify.rs), client family and version, caller class, success;
-- serialise one JSON object per row (the fields and order of `UsageEvent`), into a 4 MiB chunk
+- serialise one JSON object per row (the fields and order of `RegistryEvent`), into a 4 MiB chunk
   that is encoded and dropped when full (an upload chunk going nowhere).
 
 Usage: classify_baseline.py LOG [--runs N]. Prints one JSON object: per-run seconds and counts.

@@ -88,7 +88,7 @@ PUSH_COLUMNS = ["bucket", "registry_host", "repository", "pushes", "failed", "by
 
 
 def test_registry_events_table_has_the_event_columns(emulators: Stack, scenario: tuple[str, dict]) -> None:
-    """sql/registry_events.sql: the UsageEvent fields in order, with the brief's types."""
+    """sql/registry_events.sql: the RegistryEvent fields in order, with the brief's types."""
     dataset, _ = scenario
     status, answer = http_json("GET", f"{emulators.bigquery_api}/datasets/{dataset}/tables/registry_events")
     assert status == 200, answer

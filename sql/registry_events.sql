@@ -1,5 +1,5 @@
 -- gcr-usage: the `registry_events` table, one row per classified usage-log row or Artifact
--- Registry audit entry (a `UsageEvent` of crates/core/src/usage/event.rs, loaded as
+-- Registry audit entry (a `RegistryEvent` of crates/core/src/registry_event.rs, loaded as
 -- newline-delimited JSON; the columns are the event's fields, in the same order).
 --
 -- Placeholders: ${PROJECT} = BigQuery project id, ${DATASET} = dataset id (see
@@ -55,4 +55,4 @@ CREATE TABLE IF NOT EXISTS `${PROJECT}.${DATASET}.registry_events` (
 )
 PARTITION BY DATE(event_time)
 CLUSTER BY registry_host, repository, client_ip
-OPTIONS (description = 'gcr-usage: classified registry requests from usage logs and audit logs (one UsageEvent per row)');
+OPTIONS (description = 'gcr-usage: classified registry requests from usage logs and audit logs (one RegistryEvent per row)');

@@ -7,7 +7,7 @@
 //!   whole object; never an I/O error (the input is in memory);
 //! - `entries = events + skipped + malformed + duplicates`, `events` = events handed out,
 //!   samples capped, rows strictly increasing and within `entries`, lines non-decreasing;
-//! - every event's NDJSON line (`usage::ndjson::write_line`, the component's writer) is
+//! - every event's NDJSON line (`ndjson::write_line`, the component's writer) is
 //!   `serde_json::to_vec(event)` + `\n` byte for byte, parses as JSON and equals
 //!   `serde_json::to_value(event)`, is an `audit_log` event with a time in BigQuery's range;
 //!
@@ -22,7 +22,7 @@ use common::Chunked;
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::audit::framing::Layout;
 use gcr_usage_core::audit::{AuditLogReader, AuditReadError, AuditStats};
-use gcr_usage_core::usage::ndjson;
+use gcr_usage_core::ndjson;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::io::Read;

@@ -13,7 +13,7 @@
 //!    (lines that are not a valid header are skipped).
 #![no_main]
 
-use gcr_usage_core::event::{EventDecision, parse_event};
+use gcr_usage_core::trigger_event::{EventDecision, parse_event};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

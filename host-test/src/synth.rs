@@ -1208,9 +1208,8 @@ impl<W: Write> Gen<W> {
 mod tests {
     use super::*;
     use gcr_usage_core::ObjectRef;
-    use gcr_usage_core::usage::{
-        Action, CallerClass, ClientFamily, HeaderKind, Target, UsageLogReader, UsageRow, classify,
-    };
+    use gcr_usage_core::registry_event::{Action, CallerClass, Target};
+    use gcr_usage_core::usage::{ClientFamily, HeaderKind, UsageLogReader, UsageRow, classify};
     use std::collections::{BTreeMap, BTreeSet};
 
     const SIZE: u64 = 12 << 20;

@@ -46,7 +46,7 @@ const TRUNCATED_PER_SESSION: f64 = 1.0 / 1500.0;
 const ARRAY_LINE_PER_SESSION: f64 = 1.0 / 10_000.0;
 const DUPLICATE_PER_EVENT: f64 = 1.0 / 2000.0;
 
-/// Actions in `gcr_usage_core::usage::Action` order (the counts' index).
+/// Actions in `gcr_usage_core::registry_event::Action` order (the counts' index).
 pub const ACTIONS: [&str; 8] = ["pull", "push", "download", "upload", "delete", "list", "admin", "other"];
 const PULL: usize = 0;
 const PUSH: usize = 1;

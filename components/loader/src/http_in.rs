@@ -1,8 +1,8 @@
 //! `wasi:http/incoming-handler`: read the request (bounded), let the core handle it, write the
 //! answer and one log line.
 
-use gcr_usage_core::event::MAX_EVENT_BYTES;
 use gcr_usage_core::service::{self, Request};
+use gcr_usage_core::trigger_event::MAX_EVENT_BYTES;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};

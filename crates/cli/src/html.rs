@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use gcr_usage_core::usage::EventTime;
-use gcr_usage_core::usage::stats::{Report, UsageStats};
+use gcr_usage_core::registry_event::EventTime;
+use gcr_usage_core::stats::{Report, UsageStats};
 
 use crate::render::{Section, Style, grids, human_bytes, time};
 

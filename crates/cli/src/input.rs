@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::log_name::{LogKind, LogObjectName};
 use gcr_usage_core::source::{self, LogSource, SourceError};
+use gcr_usage_core::stats::{Report, UsageStats};
 use gcr_usage_core::usage::reader::DEFAULT_MALFORMED_SAMPLES;
-use gcr_usage_core::usage::stats::{Report, UsageStats};
 use gcr_usage_core::usage::{HeaderKind, ReadError, ReadStats, ReaderOptions};
 
 use crate::Fail;

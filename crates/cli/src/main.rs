@@ -2,7 +2,7 @@
 //! audit-log files on disk.
 //!
 //! A thin host over the core, like the component: files are read here and streamed through
-//! the core's reader, classifier and [`gcr_usage_core::usage::stats::UsageStats`]; this crate
+//! the core's reader, classifier and [`gcr_usage_core::stats::UsageStats`]; this crate
 //! only finds the files, shows progress, and renders the report.
 
 mod html;
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gcr_usage_core::usage::stats::{StatsOptions, UsageStats};
+use gcr_usage_core::stats::{StatsOptions, UsageStats};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 when the report was produced, 1 when an input or output file failed (missing,

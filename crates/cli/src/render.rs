@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 
 use clap::ValueEnum;
-use gcr_usage_core::usage::EventTime;
-use gcr_usage_core::usage::stats::{FileSummary, Report};
+use gcr_usage_core::registry_event::EventTime;
+use gcr_usage_core::stats::{FileSummary, Report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Section {
@@ -592,8 +592,8 @@ mod tests {
     #[test]
     fn json_is_serde_jsons_pretty_text_plus_the_audit_files_skipped_entries() {
         use gcr_usage_core::ObjectRef;
+        use gcr_usage_core::stats::{StatsOptions, UsageStats};
         use gcr_usage_core::usage::ReaderOptions;
-        use gcr_usage_core::usage::stats::{StatsOptions, UsageStats};
 
         let written = |report: &Report, section: Option<Section>| {
             let mut out = Vec::new();

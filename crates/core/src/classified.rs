@@ -122,7 +122,7 @@ impl Uploader {
         let chunk = self.plan.chunk;
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk + chunk / 4);
         loop {
-            match source.next_event(|event| crate::usage::ndjson::write_line(event, &mut buffer)) {
+            match source.next_event(|event| crate::ndjson::write_line(event, &mut buffer)) {
                 Ok(Some(())) => {
                     while buffer.len() >= chunk {
                         self.send_chunk(io, &mut session, &buffer[..chunk], None)?;

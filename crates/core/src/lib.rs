@@ -4,7 +4,7 @@
 //! crate the incoming request, execute the HTTP requests it asks for, sleep when it says so,
 //! and render what it returns. That keeps all behaviour testable natively and fuzzable.
 //!
-//! The path of one event: [`event::parse_event`] → [`plan::plan_load`] (allow-list, log-name
+//! The path of one event: [`trigger_event::parse_event`] → [`plan::plan_load`] (allow-list, log-name
 //! check, destination) → [`session::LoadSession`] (token, `jobs.insert`, `jobs.get`, retries)
 //! → [`contract`] (HTTP status, JSON body, log line). Classified loads add
 //! [`classified::run_upload`]: [`storage`] download → [`usage`] reader and classifier →
@@ -19,21 +19,24 @@ pub mod classified;
 pub mod config;
 pub mod contract;
 pub mod credentials;
-pub mod event;
 pub mod field_error;
 pub mod instance;
 pub mod job;
 pub mod log_name;
 pub mod metadata;
+pub mod ndjson;
 pub mod object;
 pub mod outcome;
 pub mod plan;
+pub mod registry_event;
 pub mod schema;
 pub mod secret;
 pub mod service;
 pub mod session;
 pub mod source;
+pub mod stats;
 pub mod storage;
+pub mod trigger_event;
 pub mod upload;
 pub mod url;
 pub mod usage;

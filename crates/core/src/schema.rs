@@ -43,7 +43,7 @@ pub const USAGE: [Field; 17] = [
 pub const STORAGE: [Field; 2] =
     [field("bucket", "STRING", "REQUIRED"), field("storage_byte_hours", "INTEGER", "REQUIRED")];
 
-/// Classified usage events (`registry_events`): one field per [`crate::usage::UsageEvent`]
+/// Classified usage events (`registry_events`): one field per [`crate::usage::RegistryEvent`]
 /// member, in its serialisation order. `sql/registry_events.sql` is the DDL of the same table;
 /// a test keeps the three in step.
 pub const EVENTS: [Field; 34] = [

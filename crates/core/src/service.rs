@@ -11,12 +11,12 @@ use crate::auth::trigger::{self, Check, TriggerAuth};
 use crate::config::Config;
 use crate::contract::Answer;
 use crate::credentials::CredentialCache;
-use crate::event::{EventDecision, EventShape, MAX_EVENT_BYTES, parse_event};
 use crate::instance::InstanceState;
 use crate::object::ObjectRef;
 use crate::outcome::{LoadError, Outcome, Refusal};
 use crate::plan::{Plan, plan_load};
 use crate::session::{LoadSession, Reply, Step};
+use crate::trigger_event::{EventDecision, EventShape, MAX_EVENT_BYTES, parse_event};
 
 /// A response whose body is read as it arrives (a log download can be hundreds of MB).
 pub struct Streamed {

@@ -1,6 +1,6 @@
 //! A log source: one concept, two implementations feeding one event type. A usage log (CSV,
 //! [`crate::usage::UsageLogReader`] + [`crate::usage::classify`]) and an audit-log sink object
-//! (JSON entries, [`crate::audit::AuditLogReader`]) both lend [`UsageEvent`]s one at a time,
+//! (JSON entries, [`crate::audit::AuditLogReader`]) both lend [`RegistryEvent`]s one at a time,
 //! which the classified upload writes with the one NDJSON writer. Which one reads an object is
 //! decided by its name ([`crate::log_name::LogKind`]); nothing else in the upload differs. Files
 //! without a log object's name (the CLI's inputs) are told apart by their content: [`sniff`].
@@ -11,7 +11,8 @@ use crate::audit::{AuditLogReader, AuditReadError};
 use crate::log_name::LogKind;
 use crate::object::ObjectRef;
 use crate::outcome::FileCounts;
-use crate::usage::{Dedup, ReadError, ReaderOptions, UsageEvent, UsageLogReader, UsageRow, classify};
+use crate::registry_event::RegistryEvent;
+use crate::usage::{Dedup, ReadError, ReaderOptions, UsageLogReader, UsageRow, classify};
 
 /// Which reader a stream's first bytes call for: [`LogKind::Audit`] when the first byte that is
 /// not JSON whitespace, after an optional UTF-8 byte-order mark, is `{` (JSON lines, as a log
@@ -70,7 +71,7 @@ impl<R: Read> LogSource<R> {
     }
 
     /// Lends the next event to `use_event`; `Ok(None)` at the end.
-    pub fn next_event<T>(&mut self, use_event: impl FnOnce(&UsageEvent<'_>) -> T) -> Result<Option<T>, SourceError> {
+    pub fn next_event<T>(&mut self, use_event: impl FnOnce(&RegistryEvent<'_>) -> T) -> Result<Option<T>, SourceError> {
         match self {
             LogSource::UsageLog(usage) => match usage.reader.read_row(&mut usage.row) {
                 Ok(true) => Ok(Some(use_event(&classify(&usage.row, &usage.object)))),

@@ -23,7 +23,7 @@ use std::io::Read;
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::audit::framing::{Layout, MAX_ENTRY_BYTES};
 use gcr_usage_core::audit::{AuditLogReader, AuditReadError, AuditStats};
-use gcr_usage_core::usage::ndjson;
+use gcr_usage_core::ndjson;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

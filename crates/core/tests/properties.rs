@@ -1,9 +1,9 @@
 //! Properties that must hold for *any* input: parsers never panic, job ids are always valid
 //! and deterministic, percent-encoding round-trips, and backoff stays within its bounds.
 
-use gcr_usage_core::event::parse_event;
 use gcr_usage_core::job::{LoadFormat, LoadSpec, TableRef};
 use gcr_usage_core::log_name::{LogKind, LogObjectName};
+use gcr_usage_core::trigger_event::parse_event;
 use gcr_usage_core::{Config, ObjectRef};
 use proptest::prelude::*;
 
@@ -53,7 +53,7 @@ proptest! {
 
     #[test]
     fn event_parser_never_panics_on_eventish_json(body in eventish()) {
-        if let Ok((_, gcr_usage_core::event::EventDecision::Object(o))) = parse_event(&http::HeaderMap::new(), body.as_bytes()) {
+        if let Ok((_, gcr_usage_core::trigger_event::EventDecision::Object(o))) = parse_event(&http::HeaderMap::new(), body.as_bytes()) {
             // Whatever it accepts is a valid object reference.
             prop_assert!(o.validate("").is_ok());
         }

@@ -9,7 +9,7 @@
 //!    (`cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json`).
 //! 2. Times, interleaved run by run (`GCR_USAGE_BENCH_RUNS`, default 3): (a) the native
 //!    `AuditLogReader` (framing, parsing, skipping, deduplicating, classifying), (b) + NDJSON
-//!    (`usage::ndjson::write_line`, what the component runs, into a reused buffer cleared at
+//!    (`ndjson::write_line`, what the component runs, into a reused buffer cleared at
 //!    4 MiB, like an upload chunk), (b') the same through `serde_json::to_writer`; best and
 //!    median as MB/s (10^6 bytes of object per second) and entries/s (every line of the object).
 //! 3. Runs `bench/audit_baseline.py` (json + re, the same work as (b)) with `python3` (or
@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::audit::AuditLogReader;
-use gcr_usage_core::usage::ndjson;
+use gcr_usage_core::ndjson;
 use gcr_usage_host_test::synth_audit::{self, ACTIONS, AUDIT_BUCKET, AUDIT_OBJECT, AuditSynthStats};
 use gcr_usage_host_test::{
     FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,

@@ -6,7 +6,7 @@
 //!    (`$CARGO_TARGET_DIR`, else `<workspace>/target`), in `classify-bench/`.
 //! 2. Times, in one process and interleaved run by run (`GCR_USAGE_BENCH_RUNS`, default 3):
 //!    (a) the native `UsageLogReader` alone, (b) reader + `classify`, (c) reader + `classify` +
-//!    NDJSON (`usage::ndjson::write_line`, what the component runs, into a reused buffer cleared
+//!    NDJSON (`ndjson::write_line`, what the component runs, into a reused buffer cleared
 //!    at 4 MiB, like an upload chunk), (c') the same through `serde_json::to_writer`, the
 //!    reference; reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
 //! 3. Runs `bench/classify_baseline.py` (csv + re + json, the same work as (c)) with `python3`
@@ -25,7 +25,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
-use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify, ndjson};
+use gcr_usage_core::ndjson;
+use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
 use gcr_usage_host_test::synth::{self, SynthStats};
 use gcr_usage_host_test::{
     FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
@@ -51,7 +52,7 @@ const PROBE_ARG: &str = "--memory-probe";
 enum Stage {
     Read,
     Classify,
-    /// NDJSON as the component writes it (`usage::ndjson::write_line`).
+    /// NDJSON as the component writes it (`ndjson::write_line`).
     Ndjson,
     /// The same bytes through `serde_json::to_writer`: the reference the writer must equal.
     NdjsonSerde,

@@ -280,7 +280,7 @@ async fn events_may_be_posted_to_any_path() {
 
 /// CloudEvents HTTP binding 1.0.2 §1.3: the receiver picks the mode from `Content-Type`
 /// (`application/cloudevents…` → structured), and §3.2.3: a structured message MAY also carry
-/// the binary-mode `ce-*` headers. `event::parse_event` checks for `ce-*` headers first, so such a
+/// the binary-mode `ce-*` headers. `trigger_event::parse_event` checks for `ce-*` headers first, so such a
 /// message is parsed as binary mode: the whole envelope is taken for the object resource and the
 /// answer is 400 `bucket: is missing`.
 #[tokio::test(start_paused = true)]

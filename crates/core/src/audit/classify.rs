@@ -1,11 +1,13 @@
-//! An Artifact Registry audit entry → the same [`UsageEvent`] a usage-log row becomes: which
+//! An Artifact Registry audit entry → the same [`RegistryEvent`] a usage-log row becomes: which
 //! registry, project, repository and image, which tag or digest, what was done, by whom, with
 //! which client. The rules are stated in the README ("Artifact Registry audit logs") and
 //! checked against `fixtures/audit/cases.json`.
 
 use super::entry::{AuditLog, LogEntry};
 use crate::object::ObjectRef;
-use crate::usage::event::{Action, ArtifactFormat, CallerClass, EventTime, ImageRef, SourceKind, Target, UsageEvent};
+use crate::registry_event::{
+    Action, ArtifactFormat, CallerClass, EventTime, ImageRef, RegistryEvent, SourceKind, Target,
+};
 use crate::usage::user_agent::{parse_user_agent, strip_gfe};
 
 /// gcr.io repositories are Artifact Registry repositories named after their host.
@@ -172,7 +174,7 @@ pub fn classify<'a>(
     row: u64,
     line: u64,
     scratch: &'a mut Scratch,
-) -> Result<UsageEvent<'a>, String> {
+) -> Result<RegistryEvent<'a>, String> {
     let method_name = payload.method_name.as_deref().ok_or("protoPayload.methodName is missing")?;
     let resource_name = payload.resource_name.as_deref().unwrap_or_default();
     let resource = resource(resource_name).ok_or_else(|| {
@@ -258,7 +260,7 @@ pub fn classify<'a>(
     let auth = payload.authentication_info.as_ref();
     let principal =
         auth.and_then(|a| a.principal_email.as_deref().filter(|p| !p.is_empty()).or(a.principal_subject.as_deref()));
-    Ok(UsageEvent {
+    Ok(RegistryEvent {
         event_time: EventTime(time_micros),
         time_micros,
         registry_host,

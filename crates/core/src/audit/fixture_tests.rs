@@ -149,7 +149,7 @@ fn gcloud_output_and_sink_lines_give_the_same_events() {
 /// image and the agents' manifest reads worked out by hand in `sink/expected.json`.
 #[test]
 fn the_pull_rule_counts_pulls_not_requests() {
-    use crate::usage::stats::{StatsOptions, UsageStats};
+    use crate::stats::{StatsOptions, UsageStats};
     let expected = json("sink/expected.json");
     let dir = dir().join("sink/cloudaudit.googleapis.com/data_access/2024/07/04");
     let mut stats = UsageStats::new(StatsOptions::default());

@@ -2,7 +2,7 @@
 //! Artifact Registry has no bucket to log, so its pulls are recorded only there. A log sink
 //! writes the entries to Cloud Storage as JSON lines; `gcloud logging read --format=json`
 //! prints them as one JSON array. Both are read by [`AuditLogReader`] into the same
-//! [`crate::usage::UsageEvent`]s (and so the same NDJSON, table and views) as usage-log rows.
+//! [`crate::usage::RegistryEvent`]s (and so the same NDJSON, table and views) as usage-log rows.
 //!
 //! - `framing`: the stream → one JSON text per entry (either layout), bounded memory;
 //! - `entry`: the parts of a `LogEntry` the classifier reads; RFC 3339 timestamps;

@@ -14,8 +14,9 @@ use super::classify::{Scratch, classify};
 use super::entry::{ARTIFACT_REGISTRY, AUDIT_LOG_TYPE, LogEntry, diagnose, timestamp_micros};
 use super::framing::{EntryFramer, Framed, FramingError, Layout};
 use crate::object::ObjectRef;
+use crate::registry_event::RegistryEvent;
 use crate::usage::request_ids::{RequestIdSet, hash_id};
-use crate::usage::{Malformed, MalformedReason, UsageEvent};
+use crate::usage::{Malformed, MalformedReason};
 
 /// Per-object counts. `entries = events + skipped + malformed + duplicates` once read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,7 +98,10 @@ impl<R: Read> AuditLogReader<R> {
 
     /// Classifies the next Artifact Registry entry and hands the event to `use_event` (it
     /// borrows from the reader, so it is lent rather than returned). `Ok(None)` at the end.
-    pub fn next_event<T>(&mut self, use_event: impl FnOnce(&UsageEvent<'_>) -> T) -> Result<Option<T>, AuditReadError> {
+    pub fn next_event<T>(
+        &mut self,
+        use_event: impl FnOnce(&RegistryEvent<'_>) -> T,
+    ) -> Result<Option<T>, AuditReadError> {
         loop {
             let line = match self.framer.next_entry() {
                 // Not one JSON object: a CSV, a compressed file, a JSON document of another kind.

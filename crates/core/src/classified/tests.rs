@@ -103,7 +103,7 @@ fn core_ndjson(log: &[u8]) -> Vec<u8> {
     let mut row = crate::usage::UsageRow::default();
     let mut out = Vec::new();
     while reader.read_row(&mut row).unwrap() {
-        crate::usage::ndjson::write_line(&crate::usage::classify(&row, &object), &mut out);
+        crate::ndjson::write_line(&crate::usage::classify(&row, &object), &mut out);
     }
     out
 }

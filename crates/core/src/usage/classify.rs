@@ -1,4 +1,4 @@
-//! One usage-log row → one [`UsageEvent`]. Pure and total: every row classifies.
+//! One usage-log row → one [`RegistryEvent`]. Pure and total: every row classifies.
 //!
 //! **Target**: empty `cs_object` → `bucket`; a `containers/images/sha256:<hex>` object in a
 //! registry bucket → `blob`; anything else → `object`.
@@ -36,11 +36,13 @@
 //! 6. otherwise `end_user`. Google-internal fetches that present a registry client's agent, or
 //!    that come from Google addresses, are not recognised (no address list is applied).
 
-use super::event::{Action, ArtifactFormat, CallerClass, EventTime, ImageRef, SourceKind, Target, UsageEvent};
 use super::registry::{blob_digest, parse_blob_referer, registry_bucket};
 use super::row::UsageRow;
 use super::user_agent::{ClientFamily, parse_user_agent, strip_gfe};
 use crate::object::ObjectRef;
+use crate::registry_event::{
+    Action, ArtifactFormat, CallerClass, EventTime, ImageRef, RegistryEvent, SourceKind, Target,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
@@ -54,7 +56,7 @@ enum Verb {
 }
 
 /// Classifies `row`, read from the log object `source`.
-pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> UsageEvent<'a> {
+pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> RegistryEvent<'a> {
     let registry = registry_bucket(&row.cs_bucket);
     let digest = registry.as_ref().and_then(|_| blob_digest(&row.cs_object));
     let target = match (row.cs_object.is_empty(), digest) {
@@ -68,7 +70,7 @@ pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> UsageEvent<'a> 
     let client = parse_user_agent(user_agent);
     let caller_class = caller_class(row, registry.is_some(), target, action, client.family);
     let (host, project) = registry.map(|r| (r.host, r.project)).unzip();
-    UsageEvent {
+    RegistryEvent {
         event_time: EventTime(row.time_micros),
         time_micros: row.time_micros,
         registry_host: host,

@@ -11,6 +11,7 @@ use super::row::COLUMNS;
 use super::*;
 use crate::log_name::{LogKind, LogObjectName};
 use crate::object::ObjectRef;
+use crate::registry_event::{Action, EventTime};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
@@ -108,7 +109,7 @@ fn classification_table() {
 
 /// Every row the fixtures hold: each classification case that reads as a row, and every row of
 /// every usage log in `fixtures/logs/` (for tests that must hold on realistic rows).
-pub(super) fn fixture_rows() -> Vec<UsageRow> {
+pub(crate) fn fixture_rows() -> Vec<UsageRow> {
     let doc = classification_doc();
     let mut rows: Vec<UsageRow> = doc["cases"]
         .as_array()

@@ -1,23 +1,19 @@
 //! Usage logs, read and understood: the streaming [`UsageLogReader`] turns a usage-log object
 //! into typed [`UsageRow`]s (tolerating what real files do), and [`classify`] turns each row
-//! into a [`UsageEvent`] — registry host, project, repository, digest, action, client, caller.
+//! into a [`RegistryEvent`] — registry host, project, repository, digest, action, client, caller.
 //!
 //! Pure like the rest of the core: the reader takes any `io::Read`, so the component can feed
 //! it a download stream, the CLI a file, and tests a byte slice.
 
 pub mod classify;
-pub mod event;
 mod lines;
-pub mod ndjson;
 pub mod reader;
 pub mod registry;
 pub(crate) mod request_ids;
 pub mod row;
-pub mod stats;
 pub mod user_agent;
 
 pub use classify::classify;
-pub use event::{Action, CallerClass, EventTime, ImageRef, Target, UsageEvent};
 pub use lines::MAX_LINE_BYTES;
 pub use reader::{Dedup, HeaderKind, Malformed, ReadError, ReadStats, ReaderOptions, UsageLogReader};
 pub use row::{MalformedReason, UsageRow};

@@ -5,7 +5,7 @@
 
 use serde::{Serialize, Serializer};
 
-use super::user_agent::ClientFamily;
+use crate::usage::user_agent::ClientFamily;
 
 /// Which kind of log a event was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -138,7 +138,7 @@ impl Serialize for ImageRef<'_> {
 
 /// One classified request. Optional values serialise as `null`, so every line has every field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UsageEvent<'a> {
+pub struct RegistryEvent<'a> {
     pub event_time: EventTime,
     pub time_micros: i64,
     /// `gcr.io` / `us.gcr.io` / `eu.gcr.io` / `asia.gcr.io` when the bucket is a registry bucket;

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::usage::event::{Action, UsageEvent};
+use crate::registry_event::{Action, RegistryEvent};
 use crate::usage::user_agent::ClientFamily;
 
 pub(super) const DAY_MICROS: i64 = 86_400 * 1_000_000;
@@ -93,7 +93,7 @@ pub(super) struct PushAcc {
 }
 
 impl PushAcc {
-    pub(super) fn add(&mut self, event: &UsageEvent<'_>, client: u32) {
+    pub(super) fn add(&mut self, event: &RegistryEvent<'_>, client: u32) {
         if self.registry_host.as_deref() != event.registry_host {
             self.registry_host = event.registry_host.map(Box::from);
         }
@@ -122,7 +122,7 @@ pub(super) struct BucketAcc {
 }
 
 impl BucketAcc {
-    pub(super) fn add(&mut self, event: &UsageEvent<'_>) {
+    pub(super) fn add(&mut self, event: &RegistryEvent<'_>) {
         if self.registry_host.as_deref() != event.registry_host {
             self.registry_host = event.registry_host.map(Box::from);
         }

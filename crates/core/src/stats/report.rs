@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::usage::event::{Action, EventTime};
+use crate::registry_event::{Action, EventTime};
 use crate::usage::reader::{HeaderKind, Malformed, ReadStats};
 use crate::usage::user_agent::ClientFamily;
 

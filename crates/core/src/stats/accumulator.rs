@@ -10,8 +10,8 @@ use super::pulls::{Groups, PULL_GAP_MICROS, PullPart, add_download, pull_part};
 use super::report::FileSummary;
 use super::tally::{BucketAcc, Ids, PushAcc, Span, Transfer, day_of, entry};
 use crate::object::ObjectRef;
+use crate::registry_event::{Action, RegistryEvent};
 use crate::usage::classify::classify;
-use crate::usage::event::{Action, UsageEvent};
 use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
 use crate::usage::request_ids::{RequestIdSet, hash_id};
 use crate::usage::row::UsageRow;
@@ -75,7 +75,7 @@ impl UsageStats {
 
     /// Counts one event. `false` when it was dropped as a duplicate of a request already
     /// counted (from another file: the reader drops duplicates within a file).
-    pub fn add(&mut self, event: &UsageEvent<'_>) -> bool {
+    pub fn add(&mut self, event: &RegistryEvent<'_>) -> bool {
         // An empty id names no request, so it never makes a row a duplicate (rule 1).
         if self.options.dedup_across_files
             && !event.request_id.is_empty()
@@ -110,7 +110,7 @@ impl UsageStats {
     }
 
     /// A blob download (rule 1) of the image `host` + `repository` (rule 2).
-    fn count_download(&mut self, event: &UsageEvent<'_>, host: &str, repository: &str) {
+    fn count_download(&mut self, event: &RegistryEvent<'_>, host: &str, repository: &str) {
         let (t, bytes) = (event.time_micros, event.response_bytes);
         let image = self.ids.image(host, repository);
         // Audit entries say who: a client is the principal at its address, so the many callers

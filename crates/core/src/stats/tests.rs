@@ -149,7 +149,7 @@ fn duplicates_across_files_count_once_and_never_change_pulls() {
         duplicates: 0,
         invalid_utf8: 0,
         repeated_headers: 0,
-        header: super::super::reader::HeaderKind::Documented,
+        header: crate::usage::reader::HeaderKind::Documented,
         malformed_samples: Vec::new(),
     };
     for (dedup, downloads) in [(true, 2), (false, 4)] {
@@ -284,7 +284,7 @@ fn fixture_logs_give_the_readme_numbers() {
 /// name an action the same way.
 #[test]
 fn action_names_are_the_serde_names() {
-    use crate::usage::event::Action;
+    use crate::registry_event::Action;
     for action in [
         Action::Pull,
         Action::Push,

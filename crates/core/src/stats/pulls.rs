@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::usage::event::{CallerClass, SourceKind, Target, UsageEvent};
+use crate::registry_event::{CallerClass, RegistryEvent, SourceKind, Target};
 
 /// What a successful `pull` event is to the pull rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum PullPart {
 /// one. Layer downloads (`Docker-ServeBlob`) do not make pulls. Google's own agents (the
 /// vulnerability scanner, Cloud Build) read manifests too: their reads are counted apart.
 /// The SQL views apply the same rule (`sql/views/blob_downloads.sql`).
-pub fn pull_part(event: &UsageEvent<'_>) -> PullPart {
+pub fn pull_part(event: &RegistryEvent<'_>) -> PullPart {
     match (event.source_kind, event.target, event.caller_class) {
         (SourceKind::UsageLog, ..) => PullPart::Download,
         (SourceKind::AuditLog, Target::Manifest, CallerClass::GoogleInternalOrAutomation) => PullPart::Agent,

@@ -1,8 +1,8 @@
-//! Usage statistics: a streaming accumulator fed [`UsageEvent`]s that answers "who pulled which
+//! Usage statistics: a streaming accumulator fed [`RegistryEvent`]s that answers "who pulled which
 //! image, how often, how many bytes" — the numbers `gcr-usage report` prints and the SQL views
 //! compute in BigQuery. Pure: no I/O, no clock; [`UsageStats::read_log`] takes any `io::Read`.
 //!
-//! [`UsageEvent`]: super::UsageEvent
+//! [`RegistryEvent`]: super::RegistryEvent
 //!
 //! # The pull rule
 //!

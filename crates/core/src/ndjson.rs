@@ -1,7 +1,7 @@
-//! A [`UsageEvent`] as one NDJSON line, written by hand: this is the classified load's hot path
+//! A [`RegistryEvent`] as one NDJSON line, written by hand: this is the classified load's hot path
 //! (every row of every log object becomes one line of ~1 KB).
 //!
-//! The derived `Serialize` of [`UsageEvent`] stays the specification: the tests below and the
+//! The derived `Serialize` of [`RegistryEvent`] stays the specification: the tests below and the
 //! harness hold this writer byte-identical to `serde_json::to_writer` on every classification
 //! fixture, on arbitrary field contents and on whole synthetic logs. Going through serde costs
 //! about twice as much, mostly in escaping the 30 constant keys and in `collect_str`'s formatting
@@ -10,10 +10,10 @@
 
 use serde::Serialize;
 
-use super::event::{EventTime, ImageRef, UsageEvent};
+use crate::registry_event::{EventTime, ImageRef, RegistryEvent};
 
 /// Appends `event` as one JSON object and a `\n` to `out`.
-pub fn write_line(event: &UsageEvent<'_>, out: &mut Vec<u8>) {
+pub fn write_line(event: &RegistryEvent<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"event_time\":");
     event_time(out, event.event_time);
     out.extend_from_slice(b",\"time_micros\":");
@@ -216,13 +216,13 @@ mod tests {
     use crate::ObjectRef;
     use crate::usage::{UsageRow, classify};
 
-    fn serde_line(event: &UsageEvent<'_>) -> Vec<u8> {
+    fn serde_line(event: &RegistryEvent<'_>) -> Vec<u8> {
         let mut line = serde_json::to_vec(event).unwrap();
         line.push(b'\n');
         line
     }
 
-    fn ours(event: &UsageEvent<'_>) -> Vec<u8> {
+    fn ours(event: &RegistryEvent<'_>) -> Vec<u8> {
         let mut line = Vec::new();
         write_line(event, &mut line);
         line
@@ -270,7 +270,7 @@ mod tests {
             }
         }
         let source = source();
-        let image = UsageEvent {
+        let image = RegistryEvent {
             image: Some(ImageRef { host: "EU.GCR.io", repository: "p/a\"pp" }),
             ..classify(&row, &source)
         };

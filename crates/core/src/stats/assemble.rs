@@ -12,7 +12,7 @@ use super::report::{
     Summary, action_name, family_name,
 };
 use super::tally::{DAY_MICROS, format_day};
-use crate::usage::event::EventTime;
+use crate::registry_event::EventTime;
 
 impl UsageStats {
     /// Pulls per image per time bucket of `bucket_micros` (a pull counts in the bucket of its
