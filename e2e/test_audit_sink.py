@@ -34,6 +34,7 @@ import pytest
 
 from sqlrun import SQL_DIR, statements
 from stack import REPO_ROOT, Stack, http_json
+from test_views import EVENT_COLUMNS
 from viewrun import EVENT_VIEWS, run_file, select
 
 AUDIT = REPO_ROOT / "fixtures" / "audit"
@@ -51,13 +52,6 @@ CASES_DS = "asink_cases"
 PART_SINK, PART_STATS = "asink_part", "astats_part"
 SHARD_SINK, SHARD_STATS = "asink_shard", "astats_shard"
 
-EVENT_COLUMNS = [
-    "event_time", "time_micros", "registry_host", "project", "repository", "image", "digest", "target", "action",
-    "success", "status", "method", "operation", "bucket", "object", "client_family", "client_version", "user_agent",
-    "caller_class", "client_ip", "request_bytes", "response_bytes", "time_taken_micros", "request_id",
-    "invalid_utf8", "source_bucket", "source_object", "source_generation", "source_row", "source_line",
-    "source_kind", "principal", "artifact_format", "reference",
-]
 INT_COLUMNS = {"time_micros", "status", "request_bytes", "response_bytes", "time_taken_micros", "source_generation",
                "source_row", "source_line"}
 BOOL_COLUMNS = {"success", "invalid_utf8"}

@@ -22,6 +22,7 @@
 //! Guest time is tokio's paused clock ([`clock`]): sleeps and scripted delays take no real time
 //! but advance what the guest reads, so retry and polling logic runs exactly and instantly.
 
+pub mod bench_support;
 pub mod clock;
 mod engine;
 mod error;

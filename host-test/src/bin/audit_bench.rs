@@ -28,7 +28,7 @@
 //! disk speed. This is a report, not a test: nothing here asserts on timings.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -36,6 +36,7 @@ use std::time::Instant;
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::audit::AuditLogReader;
 use gcr_usage_core::ndjson;
+use gcr_usage_host_test::bench_support::{FiguresTable, Timed, env_number, load_average, mb, mib, open, target_dir};
 use gcr_usage_host_test::synth_audit::{self, ACTIONS, AUDIT_BUCKET, AUDIT_OBJECT, AuditSynthStats};
 use gcr_usage_host_test::{
     FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
@@ -78,26 +79,14 @@ struct Pass {
     sha256: Option<String>,
 }
 
+/// Seconds per run of one path.
 struct Figures {
     seconds: Vec<f64>,
 }
 
-impl Figures {
-    fn sorted(&self) -> Vec<f64> {
-        let mut s = self.seconds.clone();
-        s.sort_by(f64::total_cmp);
-        s
-    }
-    fn best(&self) -> f64 {
-        self.sorted()[0]
-    }
-    fn median(&self) -> f64 {
-        let s = self.sorted();
-        if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 }
-    }
-    fn spread(&self) -> f64 {
-        let s = self.sorted();
-        (s[s.len() - 1] - s[0]) / s[0]
+impl Timed for Figures {
+    fn seconds(&self) -> &[f64] {
+        &self.seconds
     }
 }
 
@@ -122,12 +111,12 @@ fn main() {
     for _ in 0..runs {
         for (i, stage) in stages.into_iter().enumerate() {
             let started = Instant::now();
-            let pass = native_pass(open(&path), &source, stage);
+            let pass = native_pass(open(&path, READ_BUFFER), &source, stage);
             native[i].push(started.elapsed().as_secs_f64());
             passes.push(pass);
         }
     }
-    let reference = native_pass(open(&path), &source, Stage::Digest);
+    let reference = native_pass(open(&path, READ_BUFFER), &source, Stage::Digest);
     check_pass("native", &reference, &synth);
     for pass in &passes {
         let without_digest = Pass { sha256: None, ndjson_bytes: pass.ndjson_bytes, ..reference.clone() };
@@ -157,20 +146,6 @@ fn main() {
     });
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
 /// Writes the `mib` MiB object (at its own name under `audit-bench/{mib}mib/`).
 fn generate(mib: u64) -> (PathBuf, AuditSynthStats) {
     let path = target_dir().join("audit-bench").join(format!("{mib}mib")).join(AUDIT_OBJECT);
@@ -180,11 +155,6 @@ fn generate(mib: u64) -> (PathBuf, AuditSynthStats) {
         synth_audit::write_audit_log(BufWriter::with_capacity(1 << 20, file), mib << 20, synth_audit::DEFAULT_SEED)
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     (path, synth)
-}
-
-fn open(path: &Path) -> BufReader<File> {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    BufReader::with_capacity(READ_BUFFER, file)
 }
 
 /// One pass over the object, as far as `stage`; events and chunks go through `black_box`.
@@ -392,27 +362,6 @@ struct Report<'a> {
     load: (String, String),
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()));
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{} x {}", cpus, model.unwrap_or("unknown CPU"))
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1e6
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
-}
-
 /// Whether `other` read what the native reference read, NDJSON byte for byte.
 fn agreement(other: &Pass, reference: &Pass) -> String {
     let counts = |p: &Pass| (p.entries, p.events, p.skipped, p.malformed, p.duplicates, p.actions);
@@ -469,27 +418,9 @@ fn print_report(r: &Report<'_>) {
         group(r.reference.ndjson_bytes),
         r.reference.ndjson_bytes as f64 / bytes as f64
     );
-    println!("  machine   {}; load average {} before, {} after", cpu_model(), r.load.0, r.load.1);
-    println!(
-        "  native    release profile of the workspace (opt-level \"s\", LTO); {} run(s) per path, interleaved",
-        r.runs
-    );
-    println!();
-    println!(
-        "  {:<48} {:>10} {:>10} {:>13} {:>13} {:>8}",
-        "path", "best MB/s", "med MB/s", "best entr./s", "med entr./s", "spread"
-    );
-    let line = |name: &str, f: &Figures| {
-        println!(
-            "  {:<48} {:>10.1} {:>10.1} {:>13} {:>13} {:>7.1}%",
-            name,
-            mb(bytes) / f.best(),
-            mb(bytes) / f.median(),
-            group((s.entries as f64 / f.best()) as u64),
-            group((s.entries as f64 / f.median()) as u64),
-            100.0 * f.spread()
-        );
-    };
+    let table = FiguresTable { bytes, items: "entries" };
+    table.print_header(&r.load, r.runs);
+    let line = |name: &str, f: &Figures| table.print_row(name, s.entries, f);
     let names = [
         "(a) native AuditLogReader (frame, parse, classify)",
         "(b) native AuditLogReader + NDJSON",
@@ -500,11 +431,11 @@ fn print_report(r: &Report<'_>) {
     }
     match r.python {
         Ok(py) => line(&format!("(p) Python {} baseline (json + re)", py.version), &py.figures),
-        Err(e) => println!("  {:<48} not measured: {e}", "(p) Python baseline"),
+        Err(e) => table.print_missing("(p) Python baseline", e),
     }
     match r.component {
         Some(c) => line("(c) component in wasmtime, loader#load", &c.figures),
-        None => println!("  {:<48} not measured (no component built)", "(c) component in wasmtime"),
+        None => table.print_missing("(c) component in wasmtime", "no component built"),
     }
     if let Some(c) = r.component {
         println!("      (c) is the whole load: download + CRC32C + reader + classify + NDJSON + 4 MiB upload chunks,");

@@ -19,14 +19,15 @@
 //! disk speed. This is a report, not a test: nothing here asserts on timings.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Read};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson;
 use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
+use gcr_usage_host_test::bench_support::{FiguresTable, Timed, env_number, load_average, mb, mib, open, target_dir};
 use gcr_usage_host_test::synth::{self, SynthStats};
 use gcr_usage_host_test::{
     FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
@@ -70,29 +71,15 @@ struct Pass {
     actions: [u64; 8],
 }
 
-/// Timings of one path: seconds per run, and the rows each run handed out.
+/// Timings of one path, and the rows each run handed out.
 struct Figures {
     seconds: Vec<f64>,
     rows: u64,
 }
 
-impl Figures {
-    fn sorted(&self) -> Vec<f64> {
-        let mut s = self.seconds.clone();
-        s.sort_by(f64::total_cmp);
-        s
-    }
-    fn best(&self) -> f64 {
-        self.sorted()[0]
-    }
-    fn median(&self) -> f64 {
-        let s = self.sorted();
-        if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 }
-    }
-    /// (slowest - fastest) / fastest: the run-to-run noise.
-    fn spread(&self) -> f64 {
-        let s = self.sorted();
-        (s[s.len() - 1] - s[0]) / s[0]
+impl Timed for Figures {
+    fn seconds(&self) -> &[f64] {
+        &self.seconds
     }
 }
 
@@ -125,7 +112,7 @@ fn main() {
     for _ in 0..runs {
         for (i, stage) in [Stage::Read, Stage::Classify, Stage::Ndjson, Stage::NdjsonSerde].into_iter().enumerate() {
             let started = Instant::now();
-            let pass = native_pass(open(&log), &source, stage, ReaderOptions::default());
+            let pass = native_pass(open(&log, READ_BUFFER), &source, stage, ReaderOptions::default());
             native[i].push(started.elapsed().as_secs_f64());
             passes.push(pass);
         }
@@ -156,26 +143,6 @@ fn main() {
         memory: &memory,
         load: (load_before, load_after),
     });
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
-/// `$CARGO_TARGET_DIR` (relative to the workspace if relative), else `<workspace>/target`.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
-fn open(path: &Path) -> BufReader<File> {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    BufReader::with_capacity(READ_BUFFER, file)
 }
 
 /// One pass over the log, as far as `stage`. Rows, events and NDJSON chunks are consumed
@@ -387,7 +354,7 @@ fn memory_probe(args: &[String]) {
     let options = ReaderOptions { dedup, ..ReaderOptions::default() };
     let source = ObjectRef { bucket: "demo-gcr-logs".into(), name: "probe".into(), generation: None };
     let before = vm_kib("VmHWM");
-    let pass = native_pass(open(Path::new(log)).take(limit), &source, Stage::Ndjson, options);
+    let pass = native_pass(open(Path::new(log), READ_BUFFER).take(limit), &source, Stage::Ndjson, options);
     let after = vm_kib("VmHWM");
     println!("{}", serde_json::json!({ "bytes": limit, "rows": pass.rows, "before_kib": before, "after_kib": after }));
 }
@@ -416,27 +383,6 @@ struct Report<'a> {
     wasmtime: Option<&'a (Figures, usize)>,
     memory: &'a [Memory],
     load: (String, String),
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()));
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{} x {}", cpus, model.unwrap_or("unknown CPU"))
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1e6
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
 }
 
 fn print_report(r: &Report<'_>) {
@@ -473,27 +419,9 @@ fn print_report(r: &Report<'_>) {
         group(p.ndjson_bytes),
         p.ndjson_bytes as f64 / bytes as f64
     );
-    println!("  machine   {}; load average {} before, {} after", cpu_model(), r.load.0, r.load.1);
-    println!(
-        "  native    release profile of the workspace (opt-level \"s\", LTO); {} run(s) per path, interleaved",
-        r.runs
-    );
-    println!();
-    println!(
-        "  {:<44} {:>10} {:>10} {:>12} {:>12} {:>8}",
-        "path", "best MB/s", "med MB/s", "best rows/s", "med rows/s", "spread"
-    );
-    let line = |name: &str, f: &Figures| {
-        println!(
-            "  {:<44} {:>10.1} {:>10.1} {:>12} {:>12} {:>7.1}%",
-            name,
-            mb(bytes) / f.best(),
-            mb(bytes) / f.median(),
-            group((f.rows as f64 / f.best()) as u64),
-            group((f.rows as f64 / f.median()) as u64),
-            100.0 * f.spread()
-        );
-    };
+    let table = FiguresTable { bytes, items: "rows" };
+    table.print_header(&r.load, r.runs);
+    let line = |name: &str, f: &Figures| table.print_row(name, f.rows, f);
     let names = [
         "(a) native reader",
         "(b) native reader + classify",
@@ -505,11 +433,11 @@ fn print_report(r: &Report<'_>) {
     }
     match r.python {
         Ok(py) => line(&format!("(d) Python {} baseline (csv + re + json)", py.version), &py.figures),
-        Err(e) => println!("  {:<44} not measured: {e}", "(d) Python baseline"),
+        Err(e) => table.print_missing("(d) Python baseline", e),
     }
     match r.wasmtime {
         Some((f, _)) => line("(e) component in wasmtime, classified load", f),
-        None => println!("  {:<44} not measured (no component built)", "(e) component in wasmtime"),
+        None => table.print_missing("(e) component in wasmtime", "no component built"),
     }
     if let Some((_, peak)) = r.wasmtime {
         println!("      (e) is the whole load: download + CRC32C + reader + classify + NDJSON + 4 MiB upload chunks,");

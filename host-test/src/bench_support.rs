@@ -1,0 +1,123 @@
+//! What the benchmark binaries (`classify_bench`, `audit_bench`) share: run timings and their
+//! statistics, the environment knobs, the machine's description, units.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use crate::workspace_root;
+
+/// Statistics of a measured path's runs: implementors say where their seconds per run are.
+pub trait Timed {
+    fn seconds(&self) -> &[f64];
+
+    fn sorted(&self) -> Vec<f64> {
+        let mut s = self.seconds().to_vec();
+        s.sort_by(f64::total_cmp);
+        s
+    }
+    fn best(&self) -> f64 {
+        self.sorted()[0]
+    }
+    fn median(&self) -> f64 {
+        let s = self.sorted();
+        if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 }
+    }
+    /// (slowest - fastest) / fastest: the run-to-run noise.
+    fn spread(&self) -> f64 {
+        let s = self.sorted();
+        (s[s.len() - 1] - s[0]) / s[0]
+    }
+}
+
+/// A whole-number environment knob (e.g. `GCR_USAGE_BENCH_MB`), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace if relative), else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+pub fn open(path: &Path, buffer: usize) -> BufReader<File> {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::with_capacity(buffer, file)
+}
+
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+pub fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()));
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{} x {}", cpus, model.unwrap_or("unknown CPU"))
+}
+
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// The figures table both benchmarks print, one row per measured path over the same input.
+pub struct FiguresTable {
+    /// Size of the input, for MB/s.
+    pub bytes: u64,
+    /// What the item rate counts ("rows", "entries").
+    pub items: &'static str,
+}
+
+impl FiguresTable {
+    const NAME: usize = 48;
+
+    /// The machine, the load around the runs, the build, then the table's header.
+    pub fn print_header(&self, load: &(String, String), runs: usize) {
+        println!("  machine   {}; load average {} before, {} after", cpu_model(), load.0, load.1);
+        println!(
+            "  native    release profile of the workspace (opt-level \"s\", LTO); {runs} run(s) per path, interleaved"
+        );
+        println!();
+        let (best, median) = (format!("best {}/s", self.items), format!("med {}/s", self.items));
+        println!(
+            "  {:<w$} {:>10} {:>10} {:>13} {:>13} {:>8}",
+            "path",
+            "best MB/s",
+            "med MB/s",
+            best,
+            median,
+            "spread",
+            w = Self::NAME
+        );
+    }
+
+    /// One path: `items` handed out per run, at the runs' best and median speed.
+    pub fn print_row(&self, name: &str, items: u64, f: &impl Timed) {
+        println!(
+            "  {:<w$} {:>10.1} {:>10.1} {:>13} {:>13} {:>7.1}%",
+            name,
+            mb(self.bytes) / f.best(),
+            mb(self.bytes) / f.median(),
+            crate::group_digits((items as f64 / f.best()) as u64),
+            crate::group_digits((items as f64 / f.median()) as u64),
+            100.0 * f.spread(),
+            w = Self::NAME
+        );
+    }
+
+    pub fn print_missing(&self, name: &str, why: &str) {
+        println!("  {name:<w$} not measured: {why}", w = Self::NAME);
+    }
+}
