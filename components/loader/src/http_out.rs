@@ -1,13 +1,14 @@
 //! Outgoing HTTP over `wasi:http/outgoing-handler`, blocking (one request at a time is all a
-//! load needs). Every failure becomes a [`Reply::Failed`] with the host's words, never a trap.
+//! load needs). Every failure becomes a [`NoAnswer::Failed`] with the host's words — or a
+//! [`NoAnswer::Refused`] when the host's outbound policy does not allow the origin — never a trap.
 
 use std::time::Duration;
 
 use gcr_usage_core::service::Streamed;
-use gcr_usage_core::session::Reply;
+use gcr_usage_core::session::{NoAnswer, Reply};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
@@ -19,12 +20,12 @@ const STREAM_READ: usize = 256 * 1024;
 pub fn send(request: http::Request<Vec<u8>>, timeout: Duration) -> Reply {
     match try_send(request, timeout) {
         Ok(response) => Reply::Response(response),
-        Err(why) => Reply::Failed(why),
+        Err(no_answer) => no_answer.into(),
     }
 }
 
 /// Sends the request; the answer's body is read as the caller consumes it.
-pub fn open(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, String> {
+pub fn open(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, NoAnswer> {
     let response = start(request, timeout)?;
     let status = response.status();
     let mut headers = http::HeaderMap::new();
@@ -35,10 +36,28 @@ pub fn open(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Stream
             headers.append(name, value);
         }
     }
-    let body = response.consume().map_err(|()| "response body unavailable".to_string())?;
-    let stream = body.stream().map_err(|()| "body stream unavailable".to_string())?;
+    let body = response.consume().map_err(|()| failed("response body unavailable"))?;
+    let stream = body.stream().map_err(|()| failed("body stream unavailable"))?;
     let reader = BodyReader { stream, _body: body, _response: response };
     Ok(Streamed { status, headers, body: Box::new(std::io::BufReader::with_capacity(STREAM_READ, reader)) })
+}
+
+fn failed(why: impl Into<String>) -> NoAnswer {
+    NoAnswer::Failed(why.into())
+}
+
+/// No answer, and why: a request the host's outbound policy does not allow (Spin answers
+/// `HttpRequestDenied` for an origin missing from `allowed_outbound_hosts`) is refused, which
+/// no retry can change; anything else is a failure worth retrying.
+fn no_answer(origin: &str, code: ErrorCode, write: Option<String>) -> NoAnswer {
+    let why = match write {
+        Some(write) => format!("{code:?} ({write})"),
+        None => format!("{code:?}"),
+    };
+    match code {
+        ErrorCode::HttpRequestDenied => NoAnswer::Refused { origin: origin.to_string(), why },
+        _ => NoAnswer::Failed(why),
+    }
 }
 
 /// An incoming body as `io::Read`. Field order is drop order: the stream is a child of the
@@ -66,28 +85,30 @@ impl std::io::Read for BodyReader {
     }
 }
 
-fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::Response<Vec<u8>>, String> {
+fn try_send(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<http::Response<Vec<u8>>, NoAnswer> {
     let response = start(request, timeout)?;
     let status = response.status();
     let mut builder = http::Response::builder().status(status);
     for (name, value) in response.headers().entries() {
         builder = builder.header(name, value);
     }
-    let incoming = response.consume().map_err(|()| "response body unavailable".to_string())?;
-    let bytes =
-        read_body(incoming, MAX_RESPONSE_BYTES).map_err(|e| format!("reading the response (HTTP {status}): {e}"))?;
+    let incoming = response.consume().map_err(|()| failed("response body unavailable"))?;
+    let bytes = read_body(incoming, MAX_RESPONSE_BYTES)
+        .map_err(|e| failed(format!("reading the response (HTTP {status}): {e}")))?;
     if bytes.len() > MAX_RESPONSE_BYTES {
-        return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+        return Err(failed(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
     }
-    builder.body(bytes).map_err(|e| format!("malformed response: {e}"))
+    builder.body(bytes).map_err(|e| failed(format!("malformed response: {e}")))
 }
 
 /// Sends the request (body included) and waits for the answer's head.
-fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingResponse, String> {
+fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingResponse, NoAnswer> {
     let (parts, body) = request.into_parts();
+    let origin =
+        format!("{}://{}", parts.uri.scheme_str().unwrap_or("https"), parts.uri.authority().map_or("", |a| a.as_str()));
     let headers = Fields::new();
     for (name, value) in &parts.headers {
-        headers.append(name.as_str(), value.as_bytes()).map_err(|e| format!("header {name}: {e:?}"))?;
+        headers.append(name.as_str(), value.as_bytes()).map_err(|e| failed(format!("header {name}: {e:?}")))?;
     }
     let outgoing = OutgoingRequest::new(headers);
     let method = match parts.method.as_str() {
@@ -97,18 +118,18 @@ fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingR
         "DELETE" => Method::Delete,
         other => Method::Other(other.to_string()),
     };
-    outgoing.set_method(&method).map_err(|()| "method refused by host".to_string())?;
+    outgoing.set_method(&method).map_err(|()| failed("method refused by host"))?;
     let scheme = match parts.uri.scheme_str() {
         Some("http") => Scheme::Http,
         _ => Scheme::Https,
     };
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| "scheme refused by host".to_string())?;
+    outgoing.set_scheme(Some(&scheme)).map_err(|()| failed("scheme refused by host"))?;
     outgoing
         .set_authority(parts.uri.authority().map(|a| a.as_str()))
-        .map_err(|()| "authority refused by host".to_string())?;
+        .map_err(|()| failed("authority refused by host"))?;
     outgoing
         .set_path_with_query(parts.uri.path_and_query().map(|p| p.as_str()))
-        .map_err(|()| "path refused by host".to_string())?;
+        .map_err(|()| failed("path refused by host"))?;
 
     let options = RequestOptions::new();
     let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
@@ -117,17 +138,17 @@ fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingR
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
-    let outgoing_body = outgoing.body().map_err(|()| "request body unavailable".to_string())?;
+    let outgoing_body = outgoing.body().map_err(|()| failed("request body unavailable"))?;
     // `handle` first: the host drains the body only once the request is under way, so writing
     // more than one stream buffer (4 KiB in wasmtime) before it would block forever.
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|code| no_answer(&origin, code, None))?;
     let mut written = Ok(());
     if !body.is_empty() {
-        let stream = outgoing_body.write().map_err(|()| "request body stream unavailable".to_string())?;
+        let stream = outgoing_body.write().map_err(|()| failed("request body stream unavailable"))?;
         written = write_all(&stream, &body).map_err(|e| format!("writing the request body: {}", stream_error(e)));
     }
     if written.is_ok() {
-        OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
+        OutgoingBody::finish(outgoing_body, None).map_err(|e| failed(format!("finishing the request body: {e:?}")))?;
     } else {
         // The connection stopped taking the body part-way. What happened is the response's to
         // say: the server may have answered early (a 4xx), or the host knows the transport
@@ -138,10 +159,10 @@ fn start(request: http::Request<Vec<u8>>, timeout: Duration) -> Result<IncomingR
     future.subscribe().block();
     match (future.get(), written) {
         (Some(Ok(Ok(response))), _) => Ok(response),
-        (Some(Ok(Err(code))), Ok(())) => Err(format!("{code:?}")),
-        (Some(Ok(Err(code))), Err(write)) => Err(format!("{code:?} ({write})")),
-        (Some(Err(())) | None, Ok(())) => Err("the host lost the response".to_string()),
-        (Some(Err(())) | None, Err(write)) => Err(write),
+        (Some(Ok(Err(code))), Ok(())) => Err(no_answer(&origin, code, None)),
+        (Some(Ok(Err(code))), Err(write)) => Err(no_answer(&origin, code, Some(write))),
+        (Some(Err(())) | None, Ok(())) => Err(failed("the host lost the response")),
+        (Some(Err(())) | None, Err(write)) => Err(failed(write)),
     }
 }
 

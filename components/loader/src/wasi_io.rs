@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gcr_usage_core::service::{Io, Streamed};
-use gcr_usage_core::session::Reply;
+use gcr_usage_core::session::{NoAnswer, Reply};
 use wasip2::clocks::monotonic_clock;
 
 pub struct WasiIo;
@@ -13,7 +13,7 @@ impl Io for WasiIo {
         crate::http_out::send(request, timeout)
     }
 
-    fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, String> {
+    fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, NoAnswer> {
         crate::http_out::open(request, timeout)
     }
 

@@ -19,7 +19,7 @@ use crate::budget::Budget;
 use crate::object::ObjectRef;
 use crate::outcome::{FileCounts, LoadError};
 use crate::service::{Io, Streamed};
-use crate::session::Reply;
+use crate::session::{NoAnswer, Reply};
 use crate::source::{LogSource, SourceError};
 use crate::storage::{Checked, Expected};
 use crate::upload;
@@ -104,6 +104,7 @@ impl Uploader {
         let response = match io.send(initiate, timeout) {
             Reply::Response(r) if r.status().is_success() => r,
             Reply::Failed(why) => return Err(UploadEnd::Transient(format!("BigQuery upload session: {why}"))),
+            Reply::Refused { origin, why } => return Err(refused("BigQuery upload session", &origin, &why)),
             answer => return Ok(UploadEnd::Answered(Box::new(answer))),
         };
         let url = upload::session_url(&response, &self.plan.bigquery)
@@ -159,9 +160,10 @@ impl Uploader {
         let timeout = self.timeout(io)?;
         let download = std::mem::replace(&mut self.plan.download, http::Request::new(Vec::new()));
         let uri = self.plan.object.gs_uri();
-        let mut streamed = io
-            .open(download, timeout)
-            .map_err(|why| UploadEnd::Transient(format!("Cloud Storage download of {uri}: {why}")))?;
+        let mut streamed = io.open(download, timeout).map_err(|no_answer| match no_answer {
+            NoAnswer::Refused { origin, why } => refused(&format!("Cloud Storage download of {uri}"), &origin, &why),
+            NoAnswer::Failed(why) => UploadEnd::Transient(format!("Cloud Storage download of {uri}: {why}")),
+        })?;
         if (200..300).contains(&streamed.status) {
             return Ok(streamed);
         }
@@ -235,6 +237,7 @@ impl Uploader {
                     format!("answered {error}")
                 }
                 Reply::Failed(why) => why,
+                Reply::Refused { origin, why } => return Err(refused("BigQuery upload", &origin, &why)),
             };
             let what = format!("BigQuery upload of bytes {base}-{}: {trouble}", end.saturating_sub(1));
             if tries >= CHUNK_TRIES {
@@ -268,6 +271,7 @@ impl Uploader {
                 GoogleError::from_response(r.status().as_u16(), r.body())
             ))),
             Reply::Failed(why) => Err(UploadEnd::Transient(format!("BigQuery upload status: {why}"))),
+            Reply::Refused { origin, why } => Err(refused("BigQuery upload status", &origin, &why)),
         }
     }
 
@@ -279,6 +283,11 @@ impl Uploader {
             )
         })
     }
+}
+
+/// A request the host would not send (its outbound policy): retrying cannot help.
+fn refused(what: &str, origin: &str, why: &str) -> UploadEnd {
+    UploadEnd::Fatal(Reply::refused_error(what, origin, why))
 }
 
 #[cfg(test)]

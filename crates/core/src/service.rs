@@ -15,7 +15,7 @@ use crate::instance::InstanceState;
 use crate::object::ObjectRef;
 use crate::outcome::{LoadError, Outcome, Refusal};
 use crate::plan::{Plan, plan_load};
-use crate::session::{LoadSession, Reply, Step};
+use crate::session::{LoadSession, NoAnswer, Reply, Step};
 use crate::trigger_event::{EventDecision, EventShape, MAX_EVENT_BYTES, parse_event};
 
 /// A response whose body is read as it arrives (a log download can be hundreds of MB).
@@ -30,10 +30,10 @@ pub struct Streamed {
 pub trait Io {
     /// Send a request, giving up after `timeout`.
     fn send(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Reply;
-    /// Send a request whose answer is read incrementally; `Err` carries the host's words when
-    /// no answer came. The default reads the whole answer through [`Io::send`] (enough for
-    /// tests); the component streams.
-    fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, String> {
+    /// Send a request whose answer is read incrementally; `Err` says why no answer came. The
+    /// default reads the whole answer through [`Io::send`] (enough for tests); the component
+    /// streams.
+    fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, NoAnswer> {
         match self.send(request, timeout) {
             Reply::Response(response) => {
                 let (parts, body) = response.into_parts();
@@ -43,7 +43,8 @@ pub trait Io {
                     body: Box::new(std::io::Cursor::new(body)),
                 })
             }
-            Reply::Failed(why) => Err(why),
+            Reply::Failed(why) => Err(NoAnswer::Failed(why)),
+            Reply::Refused { origin, why } => Err(NoAnswer::Refused { origin, why }),
         }
     }
     fn sleep(&mut self, duration: Duration);
@@ -293,6 +294,9 @@ fn fetch_keys(jwks: &crate::url::Endpoint, io: &mut impl Io) -> Result<(KeySet, 
         }
         Reply::Response(r) => Err(format!("answered HTTP {}", r.status().as_u16())),
         Reply::Failed(why) => Err(format!("could not be fetched: {why}")),
+        Reply::Refused { origin, why } => {
+            Err(format!("could not be fetched: the host refused to send a request to {origin} ({why})"))
+        }
     }
 }
 

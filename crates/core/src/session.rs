@@ -47,6 +47,39 @@ pub enum Reply {
     Response(http::Response<Vec<u8>>),
     /// No HTTP answer: connection refused, DNS, TLS, timeout… (the host's words).
     Failed(String),
+    /// The host would not send it at all: its outbound policy does not allow the origin (Spin's
+    /// `allowed_outbound_hosts`). A deployment error — no retry can succeed, so none is made.
+    Refused {
+        origin: String,
+        why: String,
+    },
+}
+
+/// Why a request got no HTTP answer: what a streamed request ([`crate::service::Io::open`])
+/// reports instead of a response.
+#[derive(Debug)]
+pub enum NoAnswer {
+    Failed(String),
+    Refused { origin: String, why: String },
+}
+
+impl From<NoAnswer> for Reply {
+    fn from(no_answer: NoAnswer) -> Reply {
+        match no_answer {
+            NoAnswer::Failed(why) => Reply::Failed(why),
+            NoAnswer::Refused { origin, why } => Reply::Refused { origin, why },
+        }
+    }
+}
+
+impl Reply {
+    /// The load's error for a request the host refused to send, naming the fix.
+    pub fn refused_error(what: &str, origin: &str, why: &str) -> LoadError {
+        LoadError::UpstreamUnavailable(format!(
+            "{what}: the host refused to send a request to {origin} ({why}): add \"{origin}\" to the host's \
+             allowed outbound hosts (Spin: allowed_outbound_hosts in spin.toml); nothing was retried"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +259,9 @@ impl LoadSession {
         let response = match reply {
             Reply::Response(r) => r,
             Reply::Failed(why) => return self.transient(format!("{} failed: {why}", self.describe()), now_ms),
+            Reply::Refused { origin, why } => {
+                return Step::Done(Err(Reply::refused_error(self.describe(), &origin, &why)));
+            }
         };
         let status = response.status().as_u16();
         let body = response.body();

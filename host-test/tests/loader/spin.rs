@@ -372,12 +372,24 @@ async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
         "https://eu-bigquery.googleapis.com",   // a sibling host: no wildcard is listed
     ] {
         let up = loads(1);
-        let h = spin(&up)
-            .spin_variable("gcr_usage_bigquery_endpoint", endpoint)
-            .spin_variable("gcr_usage_wait_seconds", "0");
+        // The default 30 s budget: a refused origin must not spend it.
+        let h = spin(&up).spin_variable("gcr_usage_bigquery_endpoint", endpoint);
         let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
         let body = assert_error(&r, 503, "upstream-unavailable", "");
-        assert!(body["reason"].as_str().unwrap().contains("HttpRequestDenied"), "{endpoint}: {body}");
+        let reason = body["reason"].as_str().unwrap();
+        assert!(
+            reason
+                .contains(&format!("the host refused to send a request to {endpoint} (ErrorCode::HttpRequestDenied)")),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!(
+                "add \"{endpoint}\" to the host's allowed outbound hosts (Spin: allowed_outbound_hosts in spin.toml)"
+            )),
+            "{reason}"
+        );
+        assert!(body.get("retries").is_none(), "answered at once, nothing retried: {body}");
+        assert_eq!(up.denied().len(), 1, "one try, no retry: {endpoint}");
         assert!(r.run.outbound.is_empty(), "{endpoint}: nothing reached the network");
         let denied = up.denied();
         assert!(!denied.is_empty(), "{endpoint}");
@@ -385,6 +397,28 @@ async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
             assert!(q.url.starts_with(endpoint), "{endpoint}: {q}");
         }
     }
+
+    // A classified load whose download origin is missing from the manifest: refused at the
+    // download, after the probe and the session (allowed) — at once, and nothing loaded.
+    let up = FakeUpstream::new();
+    let google = FakeGoogle::new();
+    google.object(
+        BUCKET,
+        USAGE_NAME,
+        USAGE_GEN,
+        std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap(),
+    );
+    google.install(&up);
+    let h = spin(&up)
+        .spin_variable("gcr_usage_mode", "classified")
+        .spin_variable("gcr_usage_storage_endpoint", "https://storage.example.com");
+    let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
+    let body = assert_error(&r, 503, "upstream-unavailable", "");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("Cloud Storage download of gs://demo-gcr-logs/"), "{reason}");
+    assert!(reason.contains("refused to send a request to https://storage.example.com"), "{reason}");
+    assert!(body.get("retries").is_none() && up.denied().len() == 1, "{body}");
+    assert!(google.uploads().is_empty());
 
     // The same endpoint under the plain harness (wasmtime serve: no allow-list) goes out.
     let up = FakeUpstream::new();

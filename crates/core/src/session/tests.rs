@@ -41,7 +41,11 @@ impl Io for Script {
             Ok((status, body)) => {
                 Reply::Response(http::Response::builder().status(status).body(body.into_bytes()).unwrap())
             }
-            Err(e) => Reply::Failed(e),
+            // "refused ORIGIN": the host's outbound policy would not send it.
+            Err(e) => match e.strip_prefix("refused ") {
+                Some(origin) => Reply::Refused { origin: origin.into(), why: "ErrorCode::HttpRequestDenied".into() },
+                None => Reply::Failed(e),
+            },
         }
     }
     fn sleep(&mut self, d: Duration) {
@@ -546,4 +550,19 @@ fn a_generation_that_cannot_be_resolved() {
     for bad in [r#"{"generation":"9223372036854775808"}"#, r#"{"generation":"x"}"#] {
         assert!(crate::storage::parse_generation(bad.as_bytes()).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn a_request_the_host_refuses_ends_the_load_at_once_naming_the_fix() {
+    let mut script = Script::new(vec![Err("refused https://bigquery.googleapis.com")]);
+    let error = run(config(&[]), &mut script).unwrap_err();
+    assert_eq!(error.kind(), "upstream-unavailable", "503: the event comes back once the deployment is fixed");
+    let message = error.message();
+    assert!(
+        message
+            .starts_with("BigQuery jobs.insert: the host refused to send a request to https://bigquery.googleapis.com"),
+        "{message}"
+    );
+    assert!(message.contains("allowed_outbound_hosts in spin.toml"), "{message}");
+    assert_eq!((script.sent.len(), script.slept.len()), (1, 0), "one try, no sleep: no retry can succeed");
 }
