@@ -6,7 +6,6 @@
 //! read through the core's [`LogSource`], anything else read as a usage log. Events of both
 //! go into the one [`UsageStats`].
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +14,9 @@ use std::time::{Duration, Instant};
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::log_name::{LogKind, LogObjectName};
 use gcr_usage_core::source::{self, LogSource, SourceError};
-use gcr_usage_core::stats::{Report, UsageStats};
+use gcr_usage_core::stats::UsageStats;
 use gcr_usage_core::usage::reader::DEFAULT_MALFORMED_SAMPLES;
-use gcr_usage_core::usage::{HeaderKind, ReadError, ReadStats, ReaderOptions};
+use gcr_usage_core::usage::{HeaderKind, ReadError, ReaderOptions};
 
 use crate::Fail;
 
@@ -103,24 +102,9 @@ fn sniff(head: &[u8]) -> Sniff {
     if STORAGE_HEADER.iter().any(|h| first_line.trim_ascii() == *h) { Sniff::Storage } else { Sniff::Other }
 }
 
-/// The files read as audit logs. The core closes every file it counts as a usage log's
-/// summary (`kind` `usage`), so the report's entries of these files are relabelled `audit`.
-#[derive(Debug, Default)]
-pub struct AuditFiles(HashSet<String>);
-
-impl AuditFiles {
-    pub fn label(&self, report: &mut Report) {
-        for file in &mut report.files {
-            if file.note.is_none() && self.0.contains(&file.file) {
-                file.kind = "audit";
-            }
-        }
-    }
-}
-
 /// Reads one file into `stats`. A storage log is skipped with a note; anything that is not a
 /// usage or audit log, or cannot be read, is an error naming the file.
-pub fn read_one(input: &Input, stats: &mut UsageStats, audit: &mut AuditFiles, ui: &mut Ui) -> Result<(), Fail> {
+pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
     let shown = input.path.display().to_string();
     let file = File::open(&input.path).map_err(|e| Fail(format!("{shown}: cannot open: {}", describe(&e))))?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
@@ -146,7 +130,6 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, audit: &mut AuditFiles, u
         Sniff::Audit => {
             ui.current = file_name;
             read_audit(input, &shown, reader, stats, ui)?;
-            audit.0.insert(shown);
             return Ok(());
         }
         Sniff::Other => {}
@@ -190,9 +173,7 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, audit: &mut AuditFiles, u
 }
 
 /// Reads Cloud Logging entries (a sink's JSON lines, or `gcloud logging read --format=json`'s
-/// array) through the core's audit source, and closes the file with their counts: records =
-/// entries, rows = events read, and records − rows − malformed − duplicates the entries of
-/// other services or not audit entries (see [`crate::render::skipped_entries`]).
+/// array) through the core's audit source, and closes the file with the source's counts.
 fn read_audit(input: &Input, shown: &str, reader: impl Read, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
     let object = ObjectRef { bucket: String::new(), name: shown.to_string(), generation: None };
     let counted = CountingReader { inner: reader, ui: &mut *ui };
@@ -216,27 +197,17 @@ fn read_audit(input: &Input, shown: &str, reader: impl Read, stats: &mut UsageSt
     }
     let (_, counts) = log.finish(|_| input.size);
     let sample = |m: &gcr_usage_core::usage::Malformed| format!("line {}: {}", m.line, m.reason);
-    let read = ReadStats {
-        records: counts.records,
-        rows: counts.events,
-        malformed: counts.malformed,
-        duplicates: counts.duplicates,
-        invalid_utf8: counts.invalid_utf8,
-        repeated_headers: 0,
-        header: HeaderKind::None,
-        malformed_samples: counts.first_malformed,
-    };
-    stats.finish_file(shown, &read);
-    if read.malformed > 0 {
-        let samples: Vec<String> = read.malformed_samples.iter().take(3).map(sample).collect();
-        let more = if read.malformed > samples.len() as u64 { "; …" } else { "" };
-        let noun = if read.malformed == 1 { "entry" } else { "entries" };
-        ui.warn(&format!("{shown}: {} malformed log {noun} skipped ({}{more})", read.malformed, samples.join("; ")));
+    stats.finish_audit_file(shown, &counts);
+    if counts.malformed > 0 {
+        let samples: Vec<String> = counts.first_malformed.iter().take(3).map(sample).collect();
+        let more = if counts.malformed > samples.len() as u64 { "; …" } else { "" };
+        let noun = if counts.malformed == 1 { "entry" } else { "entries" };
+        ui.warn(&format!("{shown}: {} malformed log {noun} skipped ({}{more})", counts.malformed, samples.join("; ")));
     }
-    if read.records == 0 {
+    if counts.records == 0 {
         ui.note(&format!("{shown}: no log entries"));
     } else if counts.events == 0 && counts.skipped > 0 {
-        ui.note(&format!("{shown}: none of its {} log entries is an Artifact Registry audit entry", read.records));
+        ui.note(&format!("{shown}: none of its {} log entries is an Artifact Registry audit entry", counts.records));
     }
     Ok(())
 }

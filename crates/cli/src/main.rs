@@ -175,9 +175,8 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
         dedup_across_files: args.dedup == DedupScope::All,
     };
     let mut stats = UsageStats::new(options);
-    let mut audit = input::AuditFiles::default();
     for file in &inputs {
-        if let Err(e) = input::read_one(file, &mut stats, &mut audit, &mut ui) {
+        if let Err(e) = input::read_one(file, &mut stats, &mut ui) {
             ui.clear_line();
             return Err(e);
         }
@@ -185,8 +184,7 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
     ui.finish_progress();
 
     let top = (args.top > 0).then_some(args.top);
-    let mut report = stats.report(top);
-    audit.label(&mut report);
+    let report = stats.report(top);
     if let Some(path) = &args.html {
         let page = html::render(&report, &stats);
         std::fs::write(path, page)

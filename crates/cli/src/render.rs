@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use clap::ValueEnum;
 use gcr_usage_core::registry_event::EventTime;
-use gcr_usage_core::stats::{FileSummary, Report};
+use gcr_usage_core::stats::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Section {
@@ -89,14 +89,6 @@ pub fn time(t: Option<EventTime>, style: Style) -> String {
 
 fn num(n: u64) -> String {
     n.to_string()
-}
-
-/// An audit-log file's entries of other services, or that are not audit entries; `None` for
-/// other files. The core lists an audit file with records = entries and rows = events read
-/// (`input::read_audit`), and its reader counts entries = events + skipped + malformed +
-/// duplicates, so the skipped entries are what the other counts leave.
-pub fn skipped_entries(f: &FileSummary) -> Option<u64> {
-    (f.kind == "audit").then(|| f.records.saturating_sub(f.rows + f.malformed + f.duplicates))
 }
 
 pub fn grids(report: &Report, style: Style) -> Vec<Grid> {
@@ -387,7 +379,7 @@ pub fn grids(report: &Report, style: Style) -> Vec<Grid> {
         files.headers.insert(before_note, "skipped");
         files.numeric.insert(before_note, true);
         for (row, f) in files.rows.iter_mut().zip(&report.files) {
-            row.insert(before_note, opt(&skipped_entries(f).map(num)));
+            row.insert(before_note, opt(&f.skipped.map(num)));
         }
     }
     grids.push(files);
@@ -498,29 +490,6 @@ pub fn csv(out: &mut impl Write, report: &Report, section: Option<Section>) -> i
     Ok(())
 }
 
-/// `"key": value` pairs (each value as `serde_json::to_string_pretty` writes it) as the pretty
-/// object that function writes: what [`json`] needs to add a field to values it does not own.
-/// JSON text has no raw newline inside a string, so indenting every line nests a value.
-fn pretty_object(fields: &[(&str, String)]) -> String {
-    let fields: Vec<String> = fields.iter().map(|(k, v)| format!("  \"{k}\": {}", v.replace('\n', "\n  "))).collect();
-    if fields.is_empty() { "{}".into() } else { format!("{{\n{}\n}}", fields.join(",\n")) }
-}
-
-/// The files as a pretty JSON array; an audit log's object ends with its `skipped` entries.
-fn files_json(files: &[FileSummary]) -> serde_json::Result<String> {
-    let mut items = Vec::with_capacity(files.len());
-    for f in files {
-        let mut item = serde_json::to_string_pretty(f)?;
-        if let Some(skipped) = skipped_entries(f)
-            && let Some(open) = item.strip_suffix("\n}")
-        {
-            item = format!("{open},\n  \"skipped\": {skipped}\n}}");
-        }
-        items.push(format!("  {}", item.replace('\n', "\n  ")));
-    }
-    Ok(if items.is_empty() { "[]".into() } else { format!("[\n{}\n]", items.join(",\n")) })
-}
-
 /// The whole report as one JSON object (fields in declaration order), or one section's value.
 pub fn json(out: &mut impl Write, report: &Report, section: Option<Section>) -> io::Result<()> {
     let malformed = || -> Vec<serde_json::Value> {
@@ -534,38 +503,22 @@ pub fn json(out: &mut impl Write, report: &Report, section: Option<Section>) -> 
             })
             .collect()
     };
-    use serde_json::to_string_pretty as pretty;
-    // Written field by field for the files' `skipped`; destructured so that a field added to
-    // `Report` fails to compile here rather than go missing from the JSON.
-    let Report { summary, files, images, daily, clients_by_pulls, clients_by_bytes, pushes, failures, buckets } =
-        report;
-    let text = match section {
-        None => (|| {
-            Ok::<_, serde_json::Error>(pretty_object(&[
-                ("summary", pretty(summary)?),
-                ("files", files_json(files)?),
-                ("images", pretty(images)?),
-                ("daily", pretty(daily)?),
-                ("clients_by_pulls", pretty(clients_by_pulls)?),
-                ("clients_by_bytes", pretty(clients_by_bytes)?),
-                ("pushes", pretty(pushes)?),
-                ("failures", pretty(failures)?),
-                ("buckets", pretty(buckets)?),
-            ]))
-        })(),
-        Some(Section::Summary) => pretty(summary),
-        Some(Section::Files) => files_json(files),
-        Some(Section::Images) => pretty(images),
-        Some(Section::Daily) => pretty(daily),
-        Some(Section::ClientsByPulls) => pretty(clients_by_pulls),
-        Some(Section::ClientsByBytes) => pretty(clients_by_bytes),
-        Some(Section::Pushes) => pretty(pushes),
-        Some(Section::Failures) => pretty(failures),
-        Some(Section::Buckets) => pretty(buckets),
-        Some(Section::Malformed) => pretty(&malformed()),
+    let mut out = &mut *out;
+    let written = match section {
+        None => serde_json::to_writer_pretty(&mut out, report),
+        Some(Section::Summary) => serde_json::to_writer_pretty(&mut out, &report.summary),
+        Some(Section::Files) => serde_json::to_writer_pretty(&mut out, &report.files),
+        Some(Section::Images) => serde_json::to_writer_pretty(&mut out, &report.images),
+        Some(Section::Daily) => serde_json::to_writer_pretty(&mut out, &report.daily),
+        Some(Section::ClientsByPulls) => serde_json::to_writer_pretty(&mut out, &report.clients_by_pulls),
+        Some(Section::ClientsByBytes) => serde_json::to_writer_pretty(&mut out, &report.clients_by_bytes),
+        Some(Section::Pushes) => serde_json::to_writer_pretty(&mut out, &report.pushes),
+        Some(Section::Failures) => serde_json::to_writer_pretty(&mut out, &report.failures),
+        Some(Section::Buckets) => serde_json::to_writer_pretty(&mut out, &report.buckets),
+        Some(Section::Malformed) => serde_json::to_writer_pretty(&mut out, &malformed()),
     };
-    let text = text.map_err(io::Error::other)?;
-    writeln!(out, "{text}")
+    written.map_err(io::Error::other)?;
+    writeln!(out)
 }
 
 #[cfg(test)]
@@ -587,41 +540,6 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-    }
-
-    #[test]
-    fn json_is_serde_jsons_pretty_text_plus_the_audit_files_skipped_entries() {
-        use gcr_usage_core::ObjectRef;
-        use gcr_usage_core::stats::{StatsOptions, UsageStats};
-        use gcr_usage_core::usage::ReaderOptions;
-
-        let written = |report: &Report, section: Option<Section>| {
-            let mut out = Vec::new();
-            json(&mut out, report, section).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        let name = "us.artifacts.demo-project.appspot.com_usage_2024_03_11_15_00_00_1702e6_v0";
-        let log = std::fs::read(format!("{}/../../fixtures/logs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let mut stats = UsageStats::new(StatsOptions::default());
-        let object = ObjectRef { bucket: String::new(), name: name.into(), generation: None };
-        stats.read_log(&object, &log[..], ReaderOptions::default()).unwrap();
-        stats.skip_file("storage-log", "storage", "skipped");
-        let mut report = stats.report(None);
-        for r in [&report, &UsageStats::default().report(None)] {
-            assert_eq!(written(r, None), serde_json::to_string_pretty(r).unwrap() + "\n");
-            assert_eq!(written(r, Some(Section::Files)), serde_json::to_string_pretty(&r.files).unwrap() + "\n");
-        }
-        // An audit file: entries = events + skipped + malformed + duplicates.
-        let audit =
-            FileSummary { kind: "audit", records: 10, rows: 6, malformed: 1, duplicates: 1, ..report.files[0].clone() };
-        report.files.push(audit);
-        assert_eq!(report.files.iter().map(skipped_entries).collect::<Vec<_>>(), [None, None, Some(2)]);
-        let mut expected = serde_json::to_value(&report).unwrap();
-        expected["files"][2]["skipped"] = 2.into();
-        let got: serde_json::Value = serde_json::from_str(&written(&report, None)).unwrap();
-        assert_eq!(got, expected);
-        let got: serde_json::Value = serde_json::from_str(&written(&report, Some(Section::Files))).unwrap();
-        assert_eq!(got, expected["files"]);
     }
 
     #[test]

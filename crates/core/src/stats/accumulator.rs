@@ -10,6 +10,7 @@ use super::pulls::{Groups, PULL_GAP_MICROS, PullPart, add_download, pull_part};
 use super::report::FileSummary;
 use super::tally::{BucketAcc, Ids, PushAcc, Span, Transfer, day_of, entry};
 use crate::object::ObjectRef;
+use crate::outcome::FileCounts;
 use crate::registry_event::{Action, RegistryEvent};
 use crate::usage::classify::classify;
 use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
@@ -131,6 +132,12 @@ impl UsageStats {
     pub fn finish_file(&mut self, file: impl Into<String>, read: &ReadStats) {
         let current = std::mem::take(&mut self.current);
         self.files.push(FileSummary::read(file.into(), read, current.events, current.duplicates_across_files));
+    }
+
+    /// Closes the audit log whose events were just added, with its source's counts.
+    pub fn finish_audit_file(&mut self, file: impl Into<String>, counts: &FileCounts) {
+        let current = std::mem::take(&mut self.current);
+        self.files.push(FileSummary::audit(file.into(), counts, current.events, current.duplicates_across_files));
     }
 
     /// Records a file that was not read (e.g. a storage log), with the reason.

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::outcome::FileCounts;
+
 use crate::registry_event::{Action, EventTime};
 use crate::usage::reader::{HeaderKind, Malformed, ReadStats};
 use crate::usage::user_agent::ClientFamily;
@@ -70,7 +72,7 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileSummary {
     pub file: String,
-    /// `usage`, or what a skipped file was (`storage`).
+    /// `usage` or `audit`, or what a skipped file was (`storage`).
     pub kind: &'static str,
     /// Why the file was skipped; `None` for a file that was read.
     pub note: Option<String>,
@@ -84,6 +86,10 @@ pub struct FileSummary {
     pub duplicates_across_files: u64,
     pub invalid_utf8: u64,
     pub malformed_samples: Vec<Malformed>,
+    /// An audit log's entries of other services, or that are not audit entries (`None`, and
+    /// left out of the JSON, for other files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
 }
 
 impl FileSummary {
@@ -102,6 +108,7 @@ impl FileSummary {
             duplicates_across_files: 0,
             invalid_utf8: 0,
             malformed_samples: Vec::new(),
+            skipped: None,
         }
     }
 
@@ -121,6 +128,26 @@ impl FileSummary {
             duplicates_across_files,
             invalid_utf8: read.invalid_utf8,
             malformed_samples: read.malformed_samples.clone(),
+            skipped: None,
+        }
+    }
+
+    /// An audit log that was read: records are its entries, rows the events handed out.
+    pub(super) fn audit(file: String, counts: &FileCounts, events: u64, duplicates_across_files: u64) -> Self {
+        FileSummary {
+            file,
+            kind: "audit",
+            note: None,
+            header: HeaderKind::None,
+            records: counts.records,
+            rows: counts.events,
+            events,
+            malformed: counts.malformed,
+            duplicates: counts.duplicates,
+            duplicates_across_files,
+            invalid_utf8: counts.invalid_utf8,
+            malformed_samples: counts.first_malformed.clone(),
+            skipped: Some(counts.skipped),
         }
     }
 }
