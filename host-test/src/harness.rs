@@ -10,7 +10,9 @@
 //!
 //! [`Harness::spin`] switches to Spin host mode: the Spin build, linked only if its imports are
 //! in Spin's host world, Spin variables resolved from `spin.toml` and the values the test
-//! provides, and outbound requests held to `spin.toml`'s `allowed_outbound_hosts`.
+//! provides (a required one without a value stops the call before it starts, as it stops
+//! `spin up`), and outbound requests held to `spin.toml`'s `allowed_outbound_hosts`, resolved
+//! with those same values for each instance.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use crate::loader::ObjectRef;
 use crate::request::TestRequest;
 use crate::response::{HarnessResponse, LoadResponse, RunInfo};
 use crate::runtime::assert_paused_current_thread;
-use crate::spin::{AllowedHosts, SpinManifest, SpinVariables};
+use crate::spin::{SpinManifest, SpinVariables};
 use crate::upstream::{FakeUpstream, describe_unmatched};
 use crate::{engine, guest};
 
@@ -66,11 +68,11 @@ pub struct Harness {
     spin: Option<SpinHost>,
 }
 
-/// Spin host mode's settings.
+/// Spin host mode's settings: the variables, which `get` answers from and the allow-list of
+/// each instance is resolved with.
 #[derive(Clone, Debug)]
 struct SpinHost {
     variables: SpinVariables,
-    allowed: AllowedHosts,
 }
 
 impl Default for Harness {
@@ -104,7 +106,9 @@ impl Harness {
     /// Spin host mode with the repository's `spin.toml`: the Spin build
     /// ([`guest::spin_guest_wasm`]), linked against only what Spin's host world offers, Spin
     /// variables from the manifest (set values with [`Harness::spin_variable`]), outbound
-    /// requests held to its `allowed_outbound_hosts` (see [`FakeUpstream::denied`]).
+    /// requests held to its `allowed_outbound_hosts` (see [`FakeUpstream::denied`]). Like
+    /// `spin up`, a call fails before it starts ([`HarnessErrorKind::Setup`], naming it) while a
+    /// required variable has no value.
     pub fn spin() -> Self {
         Self::spin_with(SpinManifest::repo())
     }
@@ -112,7 +116,7 @@ impl Harness {
     /// Spin host mode with another manifest.
     pub fn spin_with(manifest: &SpinManifest) -> Self {
         let mut h = Self::new();
-        h.spin = Some(SpinHost { variables: SpinVariables::new(manifest), allowed: manifest.allowed_hosts() });
+        h.spin = Some(SpinHost { variables: SpinVariables::new(manifest) });
         h
     }
 
@@ -400,6 +404,12 @@ impl Harness {
     }
 
     fn start_call(&self) -> Result<Call, HarnessError> {
+        if let Some(spin) = &self.spin {
+            // `spin up` checks this before it serves anything: no instance, no answer.
+            spin.variables
+                .check_required()
+                .map_err(|e| HarnessError::setup(format!("spin up would not start: {e}")))?;
+        }
         let stdout = MemoryOutputPipe::new(PIPE_CAPACITY);
         let stderr = MemoryOutputPipe::new(PIPE_CAPACITY);
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
@@ -417,8 +427,11 @@ impl Harness {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let peak = Arc::new(AtomicUsize::new(0));
-        // Set per call: a test may hand the harness its upstream after choosing the mode.
-        self.upstream.set_policy(self.spin.as_ref().map(|s| s.allowed.clone()));
+        // Set per call: a test may hand the harness its upstream after choosing the mode. Spin
+        // resolves the list once per instance (with the variables' current values; a value
+        // that does not resolve to a valid list denies every request), and an instance serves
+        // one request; a reused instance here keeps the list it started with.
+        self.upstream.set_policy(self.spin.as_ref().map(|s| s.variables.outbound_policy()));
         let state = HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),

@@ -77,7 +77,8 @@ impl Reply {
     pub fn refused_error(what: &str, origin: &str, why: &str) -> LoadError {
         LoadError::UpstreamUnavailable(format!(
             "{what}: the host refused to send a request to {origin} ({why}): add \"{origin}\" to the host's \
-             allowed outbound hosts (Spin: allowed_outbound_hosts in spin.toml); nothing was retried"
+             allowed outbound hosts (Spin: allowed_outbound_hosts in spin.toml, where an entry made from a \
+             variable that is empty or not an origin makes Spin refuse every request); nothing was retried"
         ))
     }
 }

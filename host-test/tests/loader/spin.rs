@@ -1,19 +1,24 @@
-//! The Spin flavour, proven without a Spin runtime: the Spin build (`--features spin`, built by
-//! `spin.toml`'s own build command unless `GCR_USAGE_SPIN_WASM` is set) runs in the harness's
-//! Spin host mode — linked only if its imports are in Spin's host world (the `spin-sdk` 5.2.0
-//! WIT), configured through Spin variables resolved from `spin.toml`, its outbound requests held
-//! to `spin.toml`'s `allowed_outbound_hosts`. And `spin.toml` itself is checked against the core.
+//! The Spin flavour in the harness's imitation of Spin (a real Spin 4.0.2 runs it in the e2e
+//! suite; here it runs deterministically): the Spin build (`--features spin`, built by
+//! `spin.toml`'s own build command unless `GCR_USAGE_SPIN_WASM` is set) runs in Spin host mode —
+//! linked only if its imports are in Spin's host world (the `spin-sdk` 5.2.0 WIT, and Spin
+//! 4.0.2's own list of interfaces), configured through Spin variables resolved from `spin.toml`
+//! (a required one without a value stops it before it starts, as `spin up` stops), its outbound
+//! requests held to `spin.toml`'s `allowed_outbound_hosts` resolved with those same variables.
+//! And `spin.toml` itself is checked against the core.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use gcr_usage_core::config as core_config;
 use gcr_usage_host_test::spin::{
-    AllowedHosts, FuncShape, Import, InstanceItems, SPIN_VARIABLES_INTERFACE, SpinManifest, SpinVariables, SpinWorld,
-    Template, VariableError, component_imports, validate_variable_name,
+    AllowedHosts, FuncShape, Import, InstanceItems, PlatformImports, SPIN_4_HOST_WORLD, SPIN_4_IMPORTS_FILE,
+    SPIN_4_WIT_ENV, SPIN_VARIABLES_INTERFACE, SpinManifest, SpinVariables, SpinWorld, Template, VariableError,
+    component_imports, validate_variable_name,
 };
 use gcr_usage_host_test::{
-    FakeGoogle, FakeUpstream, Harness, HarnessResponse, LoadError, SPIN_WASM_ENV, TestRequest, component, engine,
-    google, guest_wasm, object_ref, spin_guest_wasm, workspace_root,
+    FakeGoogle, FakeUpstream, Harness, HarnessErrorKind, HarnessResponse, LoadError, Rule, SPIN_WASM_ENV, TestRequest,
+    component, engine, exact, google, guest_wasm, object_ref, spin_guest_wasm, workspace_root,
 };
 use serde_json::json;
 
@@ -44,6 +49,8 @@ fn the_spin_build_imports_only_what_spins_host_world_offers() {
     let imports = component_imports(&spin_build);
     eprintln!("Spin build imports: {:#?}", import_names(&imports));
     SpinWorld::sdk().check(&imports).unwrap_or_else(|p| panic!("not linkable on Spin:\n{}", p.join("\n")));
+    // And in Spin 4.0.2's own host world (the e2e suite's Spin), by name and version.
+    PlatformImports::spin_4().check(&imports).unwrap_or_else(|p| panic!("not linkable on Spin 4:\n{}", p.join("\n")));
 
     let variables = imports.iter().find(|i| i.name == SPIN_VARIABLES_INTERFACE).expect("Spin variables imported");
     let get = &variables.items.as_ref().unwrap().functions["get"];
@@ -70,6 +77,7 @@ async fn the_portable_build_has_no_spin_import_and_runs_on_spin_too() {
     let imports = component_imports(&component(&guest_wasm()).unwrap());
     assert!(!imports.iter().any(|i| i.name.contains("spin")), "{:?}", import_names(&imports));
     SpinWorld::sdk().check(&imports).unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    PlatformImports::spin_4().check(&imports).unwrap_or_else(|p| panic!("{}", p.join("\n")));
     // In Spin it reads only the environment (a manifest's `environment` block); Spin variables
     // are there but unused, and the allow-list applies all the same.
     let up = loads(9);
@@ -82,8 +90,11 @@ async fn the_portable_build_has_no_spin_import_and_runs_on_spin_too() {
         .upstream(up.clone());
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     assert_loaded(&r, USAGE_NAME, Some(USAGE_GEN), 9);
+    // The manifest's required variable needs a value all the same (`spin up` checks it), and
+    // the allow-list is the manifest's, resolved with its defaults: Google's origins.
     let h = Harness::spin()
         .component(guest_wasm())
+        .spin_variable("gcr_usage_buckets", "not-read-by-the-portable-build")
         .env("GCR_USAGE_PROJECT", PROJECT)
         .env("GCR_USAGE_BUCKETS", BUCKET)
         .env("GCR_USAGE_AUTH", "none")
@@ -113,6 +124,65 @@ fn spins_host_world_is_the_sdks_platform_world() {
     assert!(!names.iter().any(|n| n.contains("0.3.0")), "{names:?}");
     // Spin offers no incoming-handler *import*: that is what components export.
     assert!(!names.iter().any(|n| n.starts_with("wasi:http/incoming-handler")), "{names:?}");
+}
+
+/// `host-test/spin-4.0.2-platform-imports.txt` is what Spin 4.0.2's `spin:up/platform@4.0.0`
+/// imports: WASI 0.2.6 and the 0.3 release candidate, the Spin 2.0 platform (the SDK's
+/// `fermyon:spin/variables@2.0.0` among it) and the Spin 3 interfaces. With `$GCR_USAGE_SPIN_4_WIT`
+/// (Spin's `wit/`, see the file's header) the file must be exactly what that WIT gives.
+#[test]
+fn spin_4s_host_world_is_the_committed_list() {
+    let list = PlatformImports::spin_4();
+    let names = list.names();
+    for expected in [
+        "wasi:cli/environment@0.2.6",
+        "wasi:cli/environment@0.3.0-rc-2026-03-15",
+        "wasi:http/outgoing-handler@0.2.6",
+        "wasi:http/types@0.2.6",
+        "wasi:io/streams@0.2.6",
+        "fermyon:spin/variables@2.0.0",
+        "spin:variables/variables@3.0.0",
+        "wasi:config/store@0.2.0-draft-2024-09-27",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {SPIN_4_IMPORTS_FILE}: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("wasi:otel/")), "@unstable(feature = wasi-otel) is left out");
+    assert!(!names.iter().any(|n| n.starts_with("wasi:http/incoming-handler")), "components export that");
+    let text = std::fs::read_to_string(workspace_root().join("host-test").join(SPIN_4_IMPORTS_FILE)).unwrap();
+    assert_eq!(text, list.file_text(), "the file is what PlatformImports::file_text writes (header included)");
+    if let Some(dir) = std::env::var_os(SPIN_4_WIT_ENV) {
+        let world = SpinWorld::from_wit_dir(std::path::Path::new(&dir), SPIN_4_HOST_WORLD).unwrap();
+        assert_eq!(&PlatformImports::of(&world), list, "{SPIN_4_IMPORTS_FILE} is stale: regenerate it");
+    }
+
+    // The check is by name and semver-compatible version, as wasmtime links.
+    let import = |name: &str| Import { name: name.into(), items: Some(InstanceItems::default()) };
+    list.check(&[import("wasi:cli/environment@0.2.12"), import("spin:variables/variables@3.0.0")]).unwrap();
+    for (name, expected) in [
+        ("wasi:cli/environment@0.4.0", "no compatible wasi:cli/environment"),
+        ("wasi:cli/environment@0.3.0-rc-2025-09-16", "no compatible wasi:cli/environment"),
+        ("fermyon:spin/variables@3.0.0", "no compatible fermyon:spin/variables"),
+        ("wasi:nn/inference@0.2.0", "no compatible wasi:nn/inference"),
+    ] {
+        let problems = list.check(&[import(name)]).expect_err(name);
+        assert!(problems.len() == 1 && problems[0].contains(expected), "{name}: {problems:?}");
+    }
+    let bare = Import { name: "run".into(), items: None };
+    assert!(list.check(&[bare]).unwrap_err()[0].contains("not an interface import"));
+    assert!(PlatformImports::parse("# nothing\n").is_err());
+    assert!(PlatformImports::parse("wasi:cli/environment\n").unwrap_err().contains("line 1"));
+}
+
+/// Writes `host-test/spin-4.0.2-platform-imports.txt` from Spin's WIT (`$GCR_USAGE_SPIN_4_WIT`);
+/// the file's header has the whole command.
+#[test]
+#[ignore = "regenerates a committed file from Spin's WIT: run by hand"]
+fn regenerate_the_spin_4_platform_imports() {
+    let dir = std::env::var_os(SPIN_4_WIT_ENV).unwrap_or_else(|| panic!("set {SPIN_4_WIT_ENV} to Spin 4.0.2's wit/"));
+    let world = SpinWorld::from_wit_dir(std::path::Path::new(&dir), SPIN_4_HOST_WORLD).unwrap();
+    let path = workspace_root().join("host-test").join(SPIN_4_IMPORTS_FILE);
+    std::fs::write(&path, PlatformImports::of(&world).file_text()).unwrap();
+    eprintln!("wrote {}", path.display());
 }
 
 #[test]
@@ -231,9 +301,11 @@ async fn the_environment_fills_in_what_spin_leaves_empty_or_undefined_and_spin_w
     assert_loaded(&r, USAGE_NAME, Some(USAGE_GEN), 5);
 
     // A variable the manifest does not map for the component (an older spin.toml) is
-    // undefined to the guest: the environment is the fallback, even for a required one.
+    // undefined to the guest: the environment is the fallback, even for a required one (whose
+    // application variable still needs a value for Spin to start).
     let r = Harness::spin()
         .spin_undeclare("gcr_usage_buckets")
+        .spin_variable("gcr_usage_buckets", "not-mapped-to-the-component")
         .spin_variable("gcr_usage_auth", "none")
         .spin_variable("gcr_usage_project", PROJECT)
         .env("GCR_USAGE_BUCKETS", BUCKET)
@@ -274,11 +346,6 @@ async fn a_variable_spin_cannot_read_is_a_500_naming_it_without_falling_back() {
                 .spin_variable_error("gcr_usage_dataset", VariableError::Other("store closed".into())),
             "gcr_usage_dataset: the Spin variable could not be read: store closed",
         ),
-        // The required variable has no value at all (Spin's own error for it).
-        (
-            Harness::spin().spin_variable("gcr_usage_auth", "none").spin_variable("gcr_usage_project", PROJECT),
-            "gcr_usage_buckets: the Spin variable could not be read: no provider resolved required variable",
-        ),
     ];
     for (h, reason) in cases {
         // The environment holds the variables too: a provider failure must not silently swap
@@ -292,6 +359,60 @@ async fn a_variable_spin_cannot_read_is_a_500_naming_it_without_falling_back() {
         let r = h.call_load(object_ref(BUCKET, USAGE_NAME, None)).await.unwrap();
         assert!(matches!(&r.result, Err(LoadError::Configuration(m)) if m.starts_with(reason)), "{:?}", r.result);
     }
+}
+
+/// `spin up` checks that every required variable has a provider before it serves anything
+/// (`Error: provider error: no provider resolved required variable(s): [Key("gcr_usage_buckets")]`,
+/// exit 1): the component never runs, so there is no answer to give — not a 500 from the
+/// component, whatever the environment holds.
+#[tokio::test(start_paused = true)]
+async fn a_required_variable_without_a_value_stops_spin_before_it_serves() {
+    let up = FakeUpstream::new();
+    let h = Harness::spin()
+        .spin_variable("gcr_usage_auth", "none")
+        .spin_variable("gcr_usage_project", PROJECT)
+        .env("GCR_USAGE_BUCKETS", BUCKET)
+        .upstream(up.clone());
+    let expected = r#"no provider resolved required variable(s): [Key("gcr_usage_buckets")]"#;
+    let e = h.handle(fixture_request("cloudevent-binary.json")).await.expect_err("Spin does not start");
+    assert_eq!(e.kind, HarnessErrorKind::Setup, "{e}");
+    assert!(e.message.contains(expected), "{e}");
+    assert!(e.run.stdout.is_empty() && e.run.stderr.is_empty(), "the component never ran: {e}");
+    let e = h.handle(TestRequest::get("/healthz")).await.expect_err("not even the health check");
+    assert!(e.message.contains(expected), "{e}");
+    let e = h.call_load(object_ref(BUCKET, USAGE_NAME, None)).await.expect_err("nor the typed export");
+    assert!(e.message.contains(expected), "{e}");
+    assert!(up.requests().is_empty() && up.denied().is_empty());
+
+    // Any value starts it, an empty one too (Spin's check is that a provider has the key; the
+    // component then reads the empty value as unset and falls back to the environment).
+    let r = h.spin_variable("gcr_usage_buckets", "").handle(TestRequest::get("/healthz")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    // A provider that fails (Vault down) may still resolve it: Spin starts, and the component
+    // names the variable it could not read.
+    let r = Harness::spin()
+        .spin_variable("gcr_usage_auth", "none")
+        .spin_variable("gcr_usage_project", PROJECT)
+        .spin_variable_failure("gcr_usage_buckets", "vault: connection refused")
+        .handle(TestRequest::get("/healthz"))
+        .await
+        .unwrap();
+    assert_error(&r, 500, "configuration", "gcr_usage_buckets: the Spin variable could not be read: ");
+
+    // Every required variable without a value is named.
+    let m = SpinManifest::parse(&manifest_with(
+        r#"a = { required = true }
+b = { required = true }
+c = { required = true }"#,
+        "[]",
+    ))
+    .unwrap();
+    let mut v = SpinVariables::new(&m);
+    v.provide("b", "x");
+    assert_eq!(
+        v.check_required().unwrap_err(),
+        r#"Error: provider error: no provider resolved required variable(s): [Key("a"), Key("c")]"#
+    );
 }
 
 /// Every secret `spin.toml` declares gets a value no log line, answer or error may contain.
@@ -363,8 +484,36 @@ async fn secrets_never_appear_in_log_lines_or_answers() {
 // allowed_outbound_hosts
 // ---------------------------------------------------------------------------------------------
 
+/// Spin's refusal, as the loader answers it: 503 at once (one denied request, no retry, no
+/// virtual time spent), naming the refused origin and the manifest key. Only the stable parts of
+/// the core's wording are asserted. Returns the reason.
+#[track_caller]
+fn assert_refused(r: &HarnessResponse, up: &FakeUpstream, origin: &str) -> String {
+    assert_eq!(r.status, 503, "{}", r.body_str());
+    let reason = r.json()["reason"].as_str().unwrap_or_else(|| panic!("no reason: {}", r.body_str())).to_string();
+    assert!(reason.contains(origin) && reason.contains("allowed_outbound_hosts"), "{reason}");
+    let denied = up.denied();
+    assert_eq!(denied.len(), 1, "one try, no retry: {origin}: {denied:?}");
+    assert!(denied[0].url.starts_with(origin), "{origin}: {}", denied[0]);
+    assert!(r.run.outbound.is_empty(), "{origin}: nothing reached the network");
+    assert!(r.run.elapsed < Duration::from_secs(1), "{origin}: answered at once, not after {:?}", r.run.elapsed);
+    reason
+}
+
+const LOOPBACK: &str = "http://127.0.0.1:9050";
+
+/// The repository's manifest, its templates resolved with these values (the required bucket
+/// given).
+fn repo_allowed_hosts(values: &[(&str, &str)]) -> Result<AllowedHosts, String> {
+    let mut all = vec![("gcr_usage_buckets", BUCKET)];
+    all.extend_from_slice(values);
+    SpinManifest::repo().allowed_hosts_with(&all)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
+    // The endpoint variables keep their defaults (so the list is Google's origins); the
+    // component is pointed elsewhere through the environment, its endpoint variable unmapped.
     for endpoint in [
         "https://bigquery.example.com",         // another host
         "https://bigquery.googleapis.com:8443", // another port
@@ -373,29 +522,10 @@ async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
     ] {
         let up = loads(1);
         // The default 30 s budget: a refused origin must not spend it.
-        let h = spin(&up).spin_variable("gcr_usage_bigquery_endpoint", endpoint);
+        let h = spin(&up).spin_undeclare("gcr_usage_bigquery_endpoint").env("GCR_USAGE_BIGQUERY_ENDPOINT", endpoint);
         let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
-        let body = assert_error(&r, 503, "upstream-unavailable", "");
-        let reason = body["reason"].as_str().unwrap();
-        assert!(
-            reason
-                .contains(&format!("the host refused to send a request to {endpoint} (ErrorCode::HttpRequestDenied)")),
-            "{reason}"
-        );
-        assert!(
-            reason.contains(&format!(
-                "add \"{endpoint}\" to the host's allowed outbound hosts (Spin: allowed_outbound_hosts in spin.toml)"
-            )),
-            "{reason}"
-        );
-        assert!(body.get("retries").is_none(), "answered at once, nothing retried: {body}");
-        assert_eq!(up.denied().len(), 1, "one try, no retry: {endpoint}");
-        assert!(r.run.outbound.is_empty(), "{endpoint}: nothing reached the network");
-        let denied = up.denied();
-        assert!(!denied.is_empty(), "{endpoint}");
-        for q in &denied {
-            assert!(q.url.starts_with(endpoint), "{endpoint}: {q}");
-        }
+        assert_error(&r, 503, "upstream-unavailable", "");
+        assert_refused(&r, &up, endpoint);
     }
 
     // A classified load whose download origin is missing from the manifest: refused at the
@@ -411,12 +541,13 @@ async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
     google.install(&up);
     let h = spin(&up)
         .spin_variable("gcr_usage_mode", "classified")
-        .spin_variable("gcr_usage_storage_endpoint", "https://storage.example.com");
+        .spin_undeclare("gcr_usage_storage_endpoint")
+        .env("GCR_USAGE_STORAGE_ENDPOINT", "https://storage.example.com");
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
     let body = assert_error(&r, 503, "upstream-unavailable", "");
     let reason = body["reason"].as_str().unwrap();
     assert!(reason.starts_with("Cloud Storage download of gs://demo-gcr-logs/"), "{reason}");
-    assert!(reason.contains("refused to send a request to https://storage.example.com"), "{reason}");
+    assert!(reason.contains("https://storage.example.com") && reason.contains("allowed_outbound_hosts"), "{reason}");
     assert!(body.get("retries").is_none() && up.denied().len() == 1, "{body}");
     assert!(google.uploads().is_empty());
 
@@ -436,6 +567,139 @@ async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
     assert!(up.denied().is_empty());
 }
 
+/// `spin.toml` allows the three API locations through their endpoint variables: pointing one
+/// at a loopback fake (what the e2e suite does with the emulators) allows that origin, and no
+/// longer Google's.
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_variable_allows_its_own_origin_and_no_longer_googles() {
+    let allowed = repo_allowed_hosts(&[("gcr_usage_bigquery_endpoint", LOOPBACK)]).unwrap();
+    assert_eq!(
+        allowed.entries().collect::<Vec<_>>(),
+        [
+            LOOPBACK,
+            "https://storage.googleapis.com",
+            "http://metadata.google.internal",
+            "https://oauth2.googleapis.com",
+            "https://www.googleapis.com",
+        ]
+    );
+    let allows = |url: &str| allowed.allows(&url.parse().unwrap());
+    assert!(allows("http://127.0.0.1:9050/bigquery/v2/projects/p/jobs"));
+    for url in [
+        "https://bigquery.googleapis.com/",
+        "http://127.0.0.1:9051/",
+        "https://127.0.0.1:9050/",
+        "http://localhost:9050/",
+    ] {
+        assert!(!allows(url), "{url}");
+    }
+
+    // The component loads against the harness's fake at that origin.
+    let up = FakeUpstream::new();
+    up.route(Rule::post(exact(INSERT_PATH)).host("127.0.0.1:9050").reply(google::job_done_echo(7)));
+    let r = spin(&up)
+        .spin_variable("gcr_usage_bigquery_endpoint", LOOPBACK)
+        .handle(fixture_request("cloudevent-binary.json"))
+        .await
+        .unwrap();
+    assert_loaded(&r, USAGE_NAME, Some(USAGE_GEN), 7);
+    assert!(r.run.outbound[0].url.starts_with("http://127.0.0.1:9050/bigquery/v2/"), "{}", r.run.outbound[0]);
+    assert!(up.denied().is_empty());
+
+    // With that same list, a request to Google's BigQuery (the component's variable unmapped,
+    // so the core's default origin) is refused.
+    let up = FakeUpstream::new();
+    let r = spin(&up)
+        .spin_variable("gcr_usage_bigquery_endpoint", LOOPBACK)
+        .spin_undeclare("gcr_usage_bigquery_endpoint")
+        .handle(fixture_request("cloudevent-binary.json"))
+        .await
+        .unwrap();
+    assert_refused(&r, &up, BQ);
+}
+
+/// Spin resolves the whole list for each instance; one entry that is no allowed host once
+/// filled in (an empty value, a path) fails it, and then Spin denies *every* outbound request —
+/// also to origins whose entries are fine, literal ones included (`check_url` errs,
+/// `unwrap_or(false)`). The loader answers each such refusal 503 at once.
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_variable_that_is_no_origin_makes_spin_deny_every_request() {
+    for (variable, value, spin_says) in [
+        ("gcr_usage_bigquery_endpoint", "", r#""" is not an allowed outbound host format"#),
+        ("gcr_usage_storage_endpoint", "", r#""" is not an allowed outbound host format"#),
+        (
+            "gcr_usage_bigquery_endpoint",
+            "http://127.0.0.1:9050/bq",
+            r#""http://127.0.0.1:9050/bq" has a path but is not allowed to"#,
+        ),
+        ("gce_metadata_host", "", r#"Invalid allowed host "": empty host"#),
+        ("gce_metadata_host", "metadata.google.internal/x", "must not include a path"),
+    ] {
+        let e = repo_allowed_hosts(&[(variable, value)]).expect_err(value);
+        assert!(e.starts_with("Error parsing allowed outbound hosts: ") && e.contains(spin_says), "{variable}: {e}");
+        let mut variables = SpinVariables::new(SpinManifest::repo());
+        variables.provide("gcr_usage_buckets", BUCKET);
+        variables.provide(variable, value);
+        let policy = variables.outbound_policy();
+        assert_eq!(policy.unresolved(), Some(e.as_str()));
+        for url in [
+            "https://oauth2.googleapis.com/token",
+            "https://www.googleapis.com/oauth2/v3/certs",
+            "https://bigquery.googleapis.com/",
+        ] {
+            assert!(!policy.allows(&url.parse().unwrap()), "{variable}={value:?}: {url} (literal entries too)");
+        }
+    }
+
+    // The component: the first request it sends is refused, whichever entry was broken.
+    // - BigQuery's own entry empty: the component reads "" as unset, takes the core's default.
+    let up = loads(1);
+    let r = spin(&up)
+        .spin_variable("gcr_usage_bigquery_endpoint", "")
+        .handle(fixture_request("cloudevent-binary.json"))
+        .await;
+    assert_refused(&r.unwrap(), &up, BQ);
+    // - Cloud Storage's entry empty, in raw mode (no download): BigQuery's fine entry is denied.
+    let up = loads(1);
+    let r = spin(&up)
+        .spin_variable("gcr_usage_storage_endpoint", "")
+        .handle(fixture_request("cloudevent-binary.json"))
+        .await;
+    assert_refused(&r.unwrap(), &up, BQ);
+    // - A path in the endpoint: its own origin is denied.
+    let up = loads(1);
+    let h = spin(&up).spin_variable("gcr_usage_bigquery_endpoint", "http://127.0.0.1:9050/bq");
+    assert_refused(&h.handle(fixture_request("cloudevent-binary.json")).await.unwrap(), &up, LOOPBACK);
+    // - The metadata host empty, metadata auth: the token request is the one refused.
+    let (up, h) = spin_with_defaults();
+    let r = h.spin_variable("gce_metadata_host", "").handle(fixture_request("pubsub-push.json")).await.unwrap();
+    assert_refused(&r, &up, "http://metadata.google.internal");
+}
+
+/// A template naming a variable the manifest does not declare: Spin 4.0.2 starts (`validate`
+/// cannot resolve it, so it does not check it) and then denies every request (`Error parsing
+/// allowed outbound hosts err=invalid variable name: …`).
+#[tokio::test(start_paused = true)]
+async fn a_template_naming_an_unknown_variable_starts_and_denies_every_request() {
+    let text = std::fs::read_to_string(SpinManifest::path()).unwrap().replacen(
+        "\"{{ gcr_usage_bigquery_endpoint }}\",",
+        "\"{{ gcr_usage_bigquery_endpiont }}\",",
+        1,
+    );
+    assert!(text.contains("gcr_usage_bigquery_endpiont"));
+    let m = SpinManifest::parse(&text).expect("Spin starts");
+    let e = m.allowed_hosts_with(&[("gcr_usage_buckets", BUCKET)]).unwrap_err();
+    assert_eq!(e, "Error parsing allowed outbound hosts: invalid variable name: gcr_usage_bigquery_endpiont");
+    let up = loads(1);
+    let h = Harness::spin_with(&m)
+        .spin_variable("gcr_usage_project", PROJECT)
+        .spin_variable("gcr_usage_buckets", BUCKET)
+        .spin_variable("gcr_usage_auth", "token")
+        .spin_variable("gcr_usage_token", TOKEN)
+        .upstream(up.clone());
+    assert_refused(&h.handle(fixture_request("cloudevent-binary.json")).await.unwrap(), &up, BQ);
+}
+
 #[test]
 fn allowed_hosts_match_scheme_host_and_port_as_spin_does() {
     let hosts =
@@ -447,6 +711,13 @@ fn allowed_hosts_match_scheme_host_and_port_as_spin_does() {
         "*://any-scheme.test:*",
         "https://*.wild.test",
         "https://ports.test:*",
+        "http://range.test:9000..9100",
+        "http://127.0.0.0/8:9050",
+        "http://10.1.2.3",
+        "http://[::1]:8080",
+        "redis://cache.test",
+        " https://trimmed.test/ ",
+        "https://under_score.test",
     ]);
     for (url, allowed) in [
         ("https://api.example.com/v1?x=1", true),
@@ -465,6 +736,23 @@ fn allowed_hosts_match_scheme_host_and_port_as_spin_does() {
         ("https://wild.test/", false),
         ("https://evilwild.test/", false),
         ("https://ports.test:9999/", true),
+        ("http://range.test:9000/", true),
+        ("http://range.test:9099/", true),
+        ("http://range.test:9100/", false),
+        ("http://range.test/", false),
+        ("http://127.0.0.1:9050/", true),
+        ("http://127.255.0.9:9050/", true),
+        ("http://128.0.0.1:9050/", false),
+        ("http://127.0.0.1:9051/", false),
+        ("http://localhost:9050/", false),
+        ("http://10.1.2.3/", true),
+        ("http://10.1.2.4/", false),
+        ("http://[::1]:8080/", true),
+        ("http://[::2]:8080/", false),
+        ("redis://cache.test:6379/", true),
+        ("redis://cache.test/", true),
+        ("https://trimmed.test/", true),
+        ("https://under_score.test/", true),
         ("ftp://api.example.com/", false),
         ("/relative", false),
     ] {
@@ -473,22 +761,42 @@ fn allowed_hosts_match_scheme_host_and_port_as_spin_does() {
     assert!(!allows(&hosts(&[]), "https://api.example.com/"), "an empty list allows nothing");
     let any = hosts(&["*://*:*"]);
     assert!(allows(&any, "http://x.test:1/"));
+    // Spin accepts an upper-case scheme, which then matches nothing.
+    assert!(!allows(&hosts(&["HTTPS://x.test:443"]), "https://x.test/"));
+    let none = AllowedHosts::deny_all("resolving failed".into());
+    assert!(!allows(&none, "https://api.example.com/") && none.unresolved() == Some("resolving failed"));
 
     for (entry, why) in [
-        ("api.example.com", "needs a scheme"),
-        ("https://api.example.com/v1", "must not carry a path"),
-        ("https://api.example.com:http", "invalid port"),
-        ("https://{{ host }}", "templates"),
+        ("api.example.com", "does not contain a scheme"),
+        ("", "is not an allowed outbound host format"),
+        ("*", "is not an allowed outbound host format"),
+        ("https://api.example.com/v1", "must not include a path"),
+        ("https://api.example.com:443/v1", "has a path but is not allowed to"),
+        ("https://api.example.com:http", "port \"http\" is not a number"),
+        ("https://{{ host }}", "is a template"),
+        ("https://{{ host", "unclosed"),
         ("http://self", "`self`"),
-        ("redis://cache.test", "needs a port"),
-        ("*://any-scheme.test", "needs a port"),
-        ("https://bad_host", "invalid host"),
-        ("HTTPS://x.test", "invalid scheme"),
-        ("https://", "invalid host"),
+        ("http://a.spin.internal", "service chaining"),
+        ("http://*.spin.internal", "service chaining"),
+        ("ftp://files.test", "does not have a known default port number"),
+        ("*://any-scheme.test", "does not have a known default port number"),
+        ("https://x.test:{443,8443}", "port lists"),
+        ("{http,https}://x.test:80", "scheme lists"),
+        ("https://{a.test,b.test}:443", "host lists"),
+        ("h2c+tls://x.test:1", "only alphabetic characters"),
+        ("https://a.*.test", "wildcards are allowed only as subdomains"),
+        ("https://*.a.*.test", "wildcards are allowed only as prefixes"),
+        ("https://bad host", "invalid host name"),
+        ("https://bücher.test", "non-ASCII"),
+        ("https://[::1", "Invalid allowed host \"[:\""),
+        ("https://[zz]:443", "invalid IPv6 address"),
+        ("https://", "empty host"),
     ] {
         let e = AllowedHosts::parse(&[entry.to_string()]).expect_err(entry);
         assert!(e.contains(why), "{entry}: {e}");
     }
+    let e = AllowedHosts::parse(&["insecure:allow-all".to_string()]).unwrap_err();
+    assert!(e.contains("use '*://*:*'"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,8 +904,21 @@ fn spin_toml_allows_exactly_googles_origins_routes_everything_and_builds_the_spi
     assert_eq!(m.application_name, "gcr-usage");
     assert_eq!(m.component_id, "gcr-usage");
     assert_eq!(m.routes, ["/..."]);
+    // The API locations are their endpoint variables; with the defaults, exactly Google's
+    // five origins.
     assert_eq!(
         m.allowed_outbound_hosts,
+        [
+            "{{ gcr_usage_bigquery_endpoint }}",
+            "{{ gcr_usage_storage_endpoint }}",
+            "http://{{ gce_metadata_host }}",
+            "https://oauth2.googleapis.com",
+            "https://www.googleapis.com",
+        ]
+    );
+    let allowed = repo_allowed_hosts(&[]).unwrap();
+    assert_eq!(
+        allowed.entries().collect::<Vec<_>>(),
         [
             "https://bigquery.googleapis.com",
             "https://storage.googleapis.com",
@@ -606,7 +927,16 @@ fn spin_toml_allows_exactly_googles_origins_routes_everything_and_builds_the_spi
             "https://www.googleapis.com",
         ]
     );
-    let allowed = m.allowed_hosts();
+    // The defaults are the core's own endpoints, so the component's defaults are allowed.
+    assert_eq!(allowed.entries().next(), Some(core_config::DEFAULT_BIGQUERY_ENDPOINT));
+    assert_eq!(allowed.entries().nth(1), Some(core_config::DEFAULT_STORAGE_ENDPOINT));
+    assert_eq!(allowed.entries().nth(2), Some(format!("http://{}", core_config::DEFAULT_METADATA_HOST).as_str()));
+    // What the harness applies to an instance with nothing but the required variable.
+    let mut variables = SpinVariables::new(m);
+    variables.provide("gcr_usage_buckets", BUCKET);
+    let policy = variables.outbound_policy();
+    assert_eq!(policy.unresolved(), None);
+    assert_eq!(policy.entries().collect::<Vec<_>>(), allowed.entries().collect::<Vec<_>>());
     for url in [
         "https://bigquery.googleapis.com/bigquery/v2/projects/p/jobs",
         "https://bigquery.googleapis.com/upload/bigquery/v2/projects/p/jobs?uploadType=resumable",
@@ -682,8 +1012,21 @@ command = "cargo build"
         (
             "source = \"c.wasm\"",
             "source = \"c.wasm\"\nallowed_outbound_hosts = [\"https://x.test/p\"]",
-            "must not carry a path",
+            "`allowed_outbound_hosts` is malformed: Invalid allowed host \"x.test/p\": must not include a path",
         ),
+        // Templated entries are checked with the variables' defaults, as `spin up` checks them.
+        (
+            "source = \"c.wasm\"",
+            "source = \"c.wasm\"\nallowed_outbound_hosts = [\"{{ x }}\"]",
+            "using default variable value(s) with template \"{{ x }}\" results in invalid config \"\": \"\" is not an \
+             allowed outbound host format",
+        ),
+        (
+            "source = \"c.wasm\"",
+            "source = \"c.wasm\"\nallowed_outbound_hosts = [\"https://{{ x }}/v1\"]",
+            "results in invalid config \"https:///v1\": Invalid allowed host \"/v1\": must not include a path",
+        ),
+        ("source = \"c.wasm\"", "source = \"c.wasm\"\nallowed_outbound_hosts = [\"https://{{ x \"]", "unclosed"),
         ("source = \"c.wasm\"", "source = { url = \"https://x.test/c.wasm\", digest = \"sha256:0\" }", "local path"),
         ("component = \"c\"", "component = \"d\"", "targets Some(\"d\")"),
         ("[component.c.build]\ncommand = \"cargo build\"", "", "build] is missing"),
@@ -700,6 +1043,59 @@ command = "cargo build"
         assert!(e.contains(why), "{to}: {e}");
     }
     assert!(SpinManifest::parse("not toml [").unwrap_err().contains("not TOML"));
+
+    // What `spin up` accepts: templates whose defaults give valid entries, and templates it
+    // cannot check before a request (a required variable; a variable not declared at all,
+    // which then denies every request: see
+    // `a_template_naming_an_unknown_variable_starts_and_denies_every_request`).
+    let hosts = |variables: &str, allowed: &str| SpinManifest::parse(&manifest_with(variables, allowed));
+    let m = hosts(r#"x = { default = "a.test" }"#, r#"["https://{{ x }}:8443", "https://b.test", "http://{{x}}"]"#)
+        .unwrap();
+    let resolved = m.allowed_hosts_with(&[]).unwrap();
+    assert_eq!(resolved.entries().collect::<Vec<_>>(), ["https://a.test:8443", "https://b.test", "http://a.test"]);
+    let m = hosts("x = { required = true }", r#"["https://{{ x }}/v1"]"#).expect("not checked at start");
+    let e = m.allowed_hosts_with(&[("x", "a.test")]).unwrap_err();
+    assert!(e.contains("must not include a path"), "{e}");
+    let m = hosts("x = { required = true }", r#"["https://{{ x }}"]"#).unwrap();
+    let resolved = m.allowed_hosts_with(&[("x", "a.test:8443")]).unwrap();
+    assert!(resolved.allows(&"https://a.test:8443/".parse().unwrap()));
+    assert!(m.allowed_hosts_with(&[]).unwrap_err().contains(r#"no provider resolved required variable "x""#));
+    let m = hosts(r#"x = { default = "a.test" }"#, r#"["https://{{ y }}"]"#).expect("not checked at start");
+    assert!(m.allowed_hosts_with(&[]).unwrap_err().ends_with("invalid variable name: y"));
+    let m = hosts(r#"x = { default = "a.test" }"#, r#"["https://{{ Not-A-Name }}"]"#).expect("not checked at start");
+    assert!(m.allowed_hosts_with(&[]).unwrap_err().ends_with("invalid variable name: Not-A-Name"));
+    // A provider failure for any variable fails the whole list (Spin resolves every variable
+    // first), even one the list does not name.
+    let m = hosts("x = { default = \"a.test\" }\nz = { default = \"\" }", r#"["https://{{ x }}"]"#).unwrap();
+    let mut v = SpinVariables::new(&m);
+    v.fail("z", "vault down");
+    let e = v.resolve_allowed_hosts().unwrap_err();
+    assert_eq!(
+        e,
+        "Error resolving variables when checking request against allowed outbound hosts: provider error: vault down"
+    );
+    assert!(!v.outbound_policy().allows(&"https://a.test/".parse().unwrap()));
+}
+
+/// A one-component manifest with these `[variables]` lines and this `allowed_outbound_hosts`.
+fn manifest_with(variables: &str, allowed_outbound_hosts: &str) -> String {
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "a"
+[variables]
+{variables}
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "c.wasm"
+allowed_outbound_hosts = {allowed_outbound_hosts}
+[component.c.build]
+command = "cargo build"
+"#
+    )
 }
 
 #[test]
