@@ -88,6 +88,7 @@ class Record:
     status: int | None  # upstream's status (None: not forwarded / upstream failed)
     ms: float  # time the proxy spent on it
     settled_ms: float = 0.0  # time the lock was held waiting for a job to finish
+    content_range: str = ""  # the request's Content-Range (upload chunks)
 
 
 @dataclass
@@ -308,7 +309,8 @@ def make_handler(state: ProxyState) -> type[BaseHTTPRequestHandler]:
                 with state.stats_lock:
                     state.records.append(Record(round(begin - state.started, 3), self.command, self.path, kind,
                                                 _job_named(self.path, body, state.upload_jobs), fault, status,
-                                                round((time.monotonic() - begin) * 1000, 1), round(settled, 1)))
+                                                round((time.monotonic() - begin) * 1000, 1), round(settled, 1),
+                                                self.headers.get("Content-Range") or ""))
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay  # noqa: N815 - stdlib names
 

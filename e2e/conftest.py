@@ -28,13 +28,23 @@ def watched(running: stack_mod.Stack) -> Iterator[stack_mod.Stack]:
         ACTIVE.remove(running)
 
 
-def require_loader() -> None:
-    """Skip (or fail, with GCR_USAGE_E2E_STRICT=1) when the component cannot be run."""
-    reason = stack_mod.loader_unavailable_reason()
+def require(reason: str | None) -> None:
+    """Skip with ``reason`` in one line (fail instead, with GCR_USAGE_E2E_STRICT=1 as in CI);
+    nothing when there is no reason."""
     if reason:
         if os.environ.get("GCR_USAGE_E2E_STRICT") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+def require_loader() -> None:
+    """The component and wasmtime are here."""
+    require(stack_mod.loader_unavailable_reason())
+
+
+def require_spin() -> None:
+    """A Spin runtime (SPIN, ../shared/tools/spin, `spin` on PATH) and the Spin flavour are here."""
+    require(stack_mod.spin_unavailable_reason())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

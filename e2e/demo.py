@@ -1,8 +1,9 @@
 """Demo: the whole pipeline on this machine, no cloud needed.
 
-    python3.13 e2e/bootstrap.py .venv && .venv/bin/python e2e/demo.py
+    python3.13 e2e/bootstrap.py .venv && .venv/bin/python e2e/demo.py [--spin]
 
-Starts fake-gcs-server, local-bigquery and the component under `wasmtime serve`, uploads the
+Starts fake-gcs-server, local-bigquery and the component under `wasmtime serve` (with --spin:
+the Spin flavour under `spin up` of the repository's spin.toml, whose command line it prints), uploads the
 fixture logs to the log bucket, delivers each as an Eventarc CloudEvent (binary mode), prints
 one line per answer, then runs sql/image_pulls_raw.sql and prints the per-image table.
 Then the same for Artifact Registry: the fixture audit-log sink objects (fixtures/audit/sink/)
@@ -15,6 +16,7 @@ fixtures/logs/README.md and fixtures/audit/sink/expected.json.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -121,14 +123,19 @@ def artifact_registry(stack: stack_mod.Stack) -> list[str]:
 
 
 def main() -> int:
-    reason = stack_mod.loader_unavailable_reason()
+    spin = "--spin" in sys.argv[1:]
+    reason = stack_mod.spin_unavailable_reason() if spin else stack_mod.loader_unavailable_reason()
     if reason:
         print(f"demo: {reason}", file=sys.stderr)
         return 2
     stack_mod.stop_on_sigterm()
-    print("starting fake-gcs-server, local-bigquery and wasmtime serve ...", flush=True)
-    with stack_mod.stack() as stack:
-        print(f"loader {stack.loader_url}  BigQuery {stack.bigquery_url}  Cloud Storage {stack.gcs_url}\n", flush=True)
+    host = "the Spin flavour under spin up" if spin else "wasmtime serve"
+    print(f"starting fake-gcs-server, local-bigquery and {host} ...", flush=True)
+    with stack_mod.stack(spin=spin) as stack:
+        print(f"loader {stack.loader_url}  BigQuery {stack.bigquery_url}  Cloud Storage {stack.gcs_url}", flush=True)
+        if spin:
+            print("  " + shlex.join(str(a) for a in stack.children[-1].proc.args), flush=True)
+        print(flush=True)
         problems = deliver_all(stack)
         problems += redeliver_first(stack)
         counts = {t: stack.row_count(t) for t in ("usage", "storage") if stack.table(t)}

