@@ -494,14 +494,14 @@ def start_loader(stack: Stack, env: Mapping[str, str], name: str = "wasmtime-ser
 
 
 def spin_up_argv(port: int, variables: Mapping[str, str], state_dir: Path,
-                 component_env: Mapping[str, str] | None = None) -> list[str]:
+                 component_env: Mapping[str, str] | None = None, manifest: Path = SPIN_MANIFEST) -> list[str]:
     """`spin up` on the repository's spin.toml, as a user runs it, configured only by
     ``--variable`` (and ``--env`` for the component's own environment, if given); state and
     component logs under ``state_dir`` (not `.spin/` in the repo)."""
     binary, why = spin_binary()
     if binary is None:
         raise FileNotFoundError(why)
-    argv = [str(binary), "up", "--from", str(SPIN_MANIFEST), "--listen", f"127.0.0.1:{port}",
+    argv = [str(binary), "up", "--from", str(manifest), "--listen", f"127.0.0.1:{port}",
             "--state-dir", str(state_dir), "--log-dir", str(state_dir / "logs")]
     for name, value in variables.items():
         argv += ["--variable", f"{name}={value}"]

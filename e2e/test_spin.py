@@ -23,8 +23,10 @@ one these tests are skipped with the reason (failed under GCR_USAGE_E2E_STRICT=1
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -542,3 +544,100 @@ def test_the_demo_runs_under_spin() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " up --from " in done.stdout and "--variable gcr_usage_bigquery_endpoint=http://127.0.0.1:" in done.stdout
     assert "OK: every log loaded once" in done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the harness's imitation of Spin, held to the real one
+
+
+@functools.cache
+def spin_policy() -> Path:
+    """host-test's `spin_policy` binary (what the harness's Spin imitation decides):
+    GCR_USAGE_SPIN_POLICY (cargo xtask test builds it), else built here."""
+    configured = os.environ.get("GCR_USAGE_SPIN_POLICY")
+    if configured:
+        return Path(configured)
+    subprocess.run(["cargo", "build", "-q", "-p", "gcr-usage-host-test", "--bin", "spin_policy"],
+                   cwd=stack_mod.REPO_ROOT, check=True, timeout=1800)
+    meta = subprocess.run(["cargo", "metadata", "-q", "--format-version", "1", "--no-deps"], cwd=stack_mod.REPO_ROOT,
+                          check=True, capture_output=True, text=True, timeout=300)
+    return Path(json.loads(meta.stdout)["target_directory"]) / "debug" / "spin_policy"
+
+
+ALLOWED_HOSTS_BLOCK = re.compile(r"^allowed_outbound_hosts = \[.*?^\]$", re.S | re.M)
+SOURCE_LINE = re.compile(r'^source = "(?P<path>[^"]+)"$', re.M)
+
+
+def derived_manifest(entries: list[str], directory: Path) -> Path:
+    """The repository's spin.toml with only `allowed_outbound_hosts` replaced (and `source`
+    made absolute, since the copy lives elsewhere)."""
+    text = stack_mod.SPIN_MANIFEST.read_text()
+    assert ALLOWED_HOSTS_BLOCK.search(text) and SOURCE_LINE.search(text), "spin.toml changed shape"
+    text = ALLOWED_HOSTS_BLOCK.sub(lambda _: f"allowed_outbound_hosts = {json.dumps(entries)}", text, count=1)
+    text = SOURCE_LINE.sub(lambda m: f'source = "{stack_mod.REPO_ROOT / m["path"]}"', text, count=1)
+    path = directory / "spin.toml"
+    path.write_text(text)
+    return path
+
+
+# (allowed_outbound_hosts, extra variables): {port} is the capture server's port.
+POLICY_CASES: list[tuple[list[str], dict[str, str]]] = [
+    (["http://127.0.0.1:{port}"], {}),
+    (["http://127.0.0.1"], {}),  # port 80 only
+    (["https://127.0.0.1:{port}"], {}),  # another scheme
+    (["http://localhost:{port}"], {}),  # a name is not its address
+    (["http://127.0.0.0/8:{port}"], {}),  # a CIDR block
+    (["http://*:{port}"], {}),
+    (["*://127.0.0.1:*"], {}),
+    (["http://127.0.0.1:1..{port}"], {}),  # a range excludes its end
+    (["http://127.0.0.1:1..65535"], {}),
+    (["{{ gcr_usage_bigquery_endpoint }}"], {}),
+    (["http://127.0.0.1:{port}", "{{ gcr_usage_storage_endpoint }}"], {"gcr_usage_storage_endpoint": ""}),
+    (["http://127.0.0.1:{port}", "{{ gcr_usage_storage_endpoint }}"], {"gcr_usage_storage_endpoint": "http://x/y"}),
+    (["http://127.0.0.1:{port}", "{{ no_such_variable }}"], {}),
+    (["http://127.0.0.1:{port}/path"], {}),  # not a valid entry: spin up refuses to start
+    (["http://127.0.0.1:{port}", "https://{{ gcr_usage_storage_endpoint }}"], {}),  # defaults give no entry
+]
+
+
+@pytest.mark.parametrize("case", range(len(POLICY_CASES)))
+def test_the_harness_decides_outbound_requests_as_spin_does(case: int, tmp_path: Path,
+                                                              objects: dict[str, Json]) -> None:
+    """One manifest derived from spin.toml per case, run by a real `spin up` (a raw load whose
+    BigQuery endpoint is a local capture server) and asked of the harness's imitation
+    (`spin_policy`): whether Spin starts, and whether it lets the request out, must agree."""
+    require_spin()
+    with CaptureServer() as bigquery:
+        port = bigquery.url.rsplit(":", 1)[1]
+        entries = [e.replace("{port}", port) for e in POLICY_CASES[case][0]]
+        manifest = derived_manifest(entries, tmp_path)
+        # Only what the case needs: Spin's defaults for the rest (the storage endpoint's included).
+        variables = {"gcr_usage_buckets": BUCKET, "gcr_usage_project": "demo-project", "gcr_usage_auth": "none",
+                     "gcr_usage_bigquery_endpoint": bigquery.url, "gcr_usage_wait_seconds": "5",
+                     **POLICY_CASES[case][1]}
+        imitation = json.loads(subprocess.run(
+            [str(spin_policy()), str(manifest), f"{bigquery.url}/bigquery/v2/projects/demo-project/jobs",
+             *(f"{k}={v}" for k, v in variables.items())], check=True, capture_output=True, text=True).stdout)
+        argv = stack_mod.spin_up_argv(stack_mod.free_port(), variables, tmp_path / "state", manifest=manifest)
+        port_arg = int(argv[argv.index("--listen") + 1].rsplit(":", 1)[1])
+        child = stack_mod.spawn("spin-policy", argv, tmp_path, stack_mod.spin_env())
+        try:
+            url = f"http://127.0.0.1:{port_arg}"
+            started = True
+            try:
+                stack_mod.wait_until(child, stack_mod.answers_200(f"{url}/healthz"), 180, "GET /healthz = 200")
+            except RuntimeError:
+                started = False  # exited before serving
+            assert started == imitation["starts"], (entries, imitation, child.tail())
+            if not started:
+                print(f"{entries}: spin up does not start: {imitation['start_error']}")
+                return
+            answer = events.post(url, bare_event(objects, LOADS[0]))
+        finally:
+            child.stop()
+    body = answer.json()
+    refused = answer.status == 503 and "the host refused to send a request" in body.get("reason", "")
+    assert (answer.status == 200) != refused, (entries, body)  # allowed and loaded, or refused
+    assert (not refused) == imitation["allowed"], (entries, imitation, body)
+    assert bool(bigquery.requests) == imitation["allowed"], (entries, bigquery.requests)
+    print(f"{entries} {POLICY_CASES[case][1]}: {'allowed' if imitation['allowed'] else 'refused'}")
