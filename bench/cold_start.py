@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Cold start (request -> first outbound call) per host, warm requests with reuse on/off, fetches.
 
-From a request arriving to the loader's first outbound call, per host; warm requests with
-instance reuse on and off; and what reuse saves in fetches (key set, token, project id).
+From a request arriving to the loader's first outbound call, per host (wasmtime serve, Spin, the
+seed's Python function); warm requests with instance reuse on and off; and what reuse saves in
+fetches (key set, token, project id).
 
 A benchmark, not a test: it prints tables and asserts nothing about time. Run it with the e2e
 venv's python (``cargo xtask bench`` does):
@@ -24,6 +25,17 @@ Hosts, all handed the same Cloud Functions (gen1) event for a fixture usage log:
        --signature-type event, unchanged; the environment points google-cloud-bigquery at the fake
        (BIGQUERY_EMULATOR_HOST) and google-auth at a fake metadata server (GCE_METADATA_HOST/_IP),
        i.e. Compute Engine credentials as on Cloud Functions.
+  (e)  the Spin flavour (target/spin/wasm32-wasip2/release/gcr_usage_loader.wasm, `--features spin`)
+       under a real `spin up --from spin.toml` -- the repository's own manifest, configured only by
+       `--variable` (the same settings as (a)-(b), as Spin variables: stack.spin_variables), state
+       and logs in a temp dir (stack.spin_up_argv). Spin 4 has no instance reuse: a fresh instance
+       per request, so its warm figures belong with the reuse-off rows (a'), (b'). Spin's default
+       Wasmtime compile cache is on (~/.cache/wasmtime): the throw-away start fills it, so each
+       sampled start loads the cached artifact instead of compiling.
+  (f)  the same with `spin up --disable-cache`: Cranelift compiles the component at every start,
+       as (a) does -- a first start on a machine (or container) with an empty cache.
+  Without a Spin runtime (stack.spin_binary: SPIN, ../shared/tools/spin, `spin` on PATH) or the
+  Spin flavour built, one line says why and (e)/(f) are left out.
 
 One fake Google (stdlib http.server, in this process) plays the metadata server, BigQuery and
 Google's OIDC key endpoint (/certs); it timestamps every request when its headers have arrived,
@@ -40,17 +52,22 @@ The seed makes two metadata calls at import time (GCE detection, project id): th
 it listens and count in "start -> listening", not in the request figures.
 
 Cold samples: each starts the server process afresh (no compilation cache: serve.sh runs
-`-C cache=n`), waits until its port accepts a TCP connection (Cloud Run's default startup probe),
-sends one event, then --warm more events to the same process (the warm figures). The hosts are
-interleaved run by run, so that a change of machine load hits all of them alike. Reported: medians
-over --runs (warm: over every warm request), with ratios to baselines measured in the same run:
-the seed (d) in the main table, reuse off ((a') / (b')) in the reuse table.
+`-C cache=n`; Spin's cache: see (e), (f)), waits until its port accepts a TCP connection (Cloud
+Run's default startup probe), sends one event, then --warm more events to the same process (the
+warm figures). The hosts are interleaved run by run, so that a change of machine load hits all of
+them alike. Reported: medians over --runs (warm: over every warm request), with ratios to
+baselines measured in the same run: the seed (d) in the main table, reuse off ((a') / (b')) in the
+reuse table, where Spin's warm figures sit in the reuse-off column (with their ratio to (b')).
 
-Fetches: one serve.sh process (.cwasm) per setting, reuse off then on, gets --fetch-events
-sequential events with GCR_USAGE_TRIGGER_AUTH=google-oidc (ID tokens signed here, RS256, by a key
-the fake publishes at /certs with Cache-Control max-age), GCR_USAGE_AUTH=metadata and no
-GCR_USAGE_PROJECT (the project id comes from the metadata server, as on Cloud Run); the fake counts
-the key-set GETs, metadata token requests and project-id requests it received, per 100 events.
+Fetches: one serve.sh process (.cwasm) per setting, reuse off then on, then one `spin up` (as
+(e)), gets --fetch-events sequential events with GCR_USAGE_TRIGGER_AUTH=google-oidc (ID tokens
+signed here, RS256, by a key the fake publishes at /certs with Cache-Control max-age),
+GCR_USAGE_AUTH=metadata and no GCR_USAGE_PROJECT (the project id comes from the metadata server,
+as on Cloud Run); the fake counts the key-set GETs, metadata token requests and project-id
+requests it received, per 100 events.
+Under Spin the key-set URL needs an allowed origin: the fake serves everything on one port, so
+<fake>/certs is on the origin `{{ gcr_usage_bigquery_endpoint }}` allows -- as Google's own key
+set (https://www.googleapis.com) is allowed by spin.toml in production; the manifest is not widened.
 """
 
 from __future__ import annotations
@@ -63,12 +80,14 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -340,8 +359,58 @@ def seed_host(fake: FakeGoogle, home: Path) -> Host:
     return Host("d", LABELS["d"], argv, env, seed_ok)
 
 
+#: `spin up` flags per Spin host: (e) as a user runs it (Wasmtime's compile cache on by default),
+#: (f) with the cache off, so Cranelift compiles at every start.
+SPIN_FLAGS = {"e": [], "f": ["--disable-cache"]}
+
+
+def spin_argv(port: int, config: dict[str, str], state_root: Path, flags: list[str]) -> list[str]:
+    """`spin up` on the repository's spin.toml, ``config`` as `--variable`s; a fresh state/log
+    directory per process (under ``state_root``, never `.spin/` in the repository)."""
+    state_dir = state_root / f"spin-{port}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return stack_mod.spin_up_argv(port, stack_mod.spin_variables(config), state_dir) + flags
+
+
+def spin_host(key: str, fake: FakeGoogle, state_root: Path) -> Host:
+    """The Spin flavour under `spin up`: the settings the serve.sh hosts get, as Spin variables."""
+    config = component_config(fake)
+    return Host(key, LABELS[key], lambda port: spin_argv(port, config, state_root, SPIN_FLAGS[key]),
+                lambda port: stack_mod.spin_env(), component_ok)
+
+
+def spin_version() -> str:
+    binary, _ = stack_mod.spin_binary()
+    if binary is None:
+        return "-"
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.split()
+    return " ".join(out[:2]) or "-"  # "spin 4.0.2 (<commit> <date>)"
+
+
+def spin_log_findings(logdir: Path) -> tuple[list[str], int]:
+    """Lines of Spin's own output (spin up's stdout/stderr, with the component's stdout mirrored)
+    and of the component's stderr files that look like trouble: anything mentioning an error, a
+    warning, a panic, a failure or a denial, except the component's own INFO answers; and how
+    many files were read."""
+    found: list[str] = []
+    paths = [*sorted(logdir.glob("host-e-*.log")), *sorted(logdir.glob("host-f-*.log")),
+             *sorted(logdir.glob("fetches-spin*.log")), *sorted(logdir.glob("spin-*/logs/*stderr*"))]
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    if json.loads(line).get("severity") == "INFO":
+                        continue
+                except ValueError:
+                    pass
+            if re.search(r"error|warn|panic|fail|denied", line, re.IGNORECASE):
+                found.append(f"{path.name}: {line.strip()}")
+    return found, len(paths)
+
+
 # Row order of the tables; (x') is (x) with instance reuse off.
-ORDER = ("a", "a'", "b", "b'", "c", "d")
+ORDER = ("a", "a'", "b", "b'", "c", "d", "e", "f")
+SPIN_KEYS = ("e", "f")
 LABELS = {
     "a": "wasmtime serve (deploy/serve.sh), .wasm, reuse on",
     "a'": "wasmtime serve (deploy/serve.sh), .wasm, reuse off",
@@ -349,6 +418,8 @@ LABELS = {
     "b'": "wasmtime serve (deploy/serve.sh), .cwasm, reuse off",
     "c": "harness, ProxyPre ready (instantiate + handle)",
     "d": "seed (Python) under functions-framework",
+    "e": "spin up (spin.toml), compile cache on, reuse off",
+    "f": "spin up --disable-cache, reuse off",
 }
 
 
@@ -407,7 +478,8 @@ def cold_sample(host: Host, fake: FakeGoogle, event: bytes, warm: int, logdir: P
     port = stack_mod.free_port()
     ms = 1e-6
     started = time.monotonic_ns()
-    child = stack_mod.spawn(f"host-{host.key}", host.argv(port), logdir, host.env(port))
+    # One log per process (host key and port): Spin's output of every start is looked through at the end.
+    child = stack_mod.spawn(f"host-{host.key}-{port}", host.argv(port), logdir, host.env(port))
     try:
         ready = wait_listening(child, port)
         sent, status, body = post(port, event)
@@ -433,18 +505,32 @@ def cold_sample(host: Host, fake: FakeGoogle, event: bytes, warm: int, logdir: P
 # fetches per 100 events, reuse off and on
 
 
-def fetch_count(component: Path, fake: FakeGoogle, tokens: IdTokens, event: bytes, events: int,
-                serve: dict[str, str], logdir: Path, name: str) -> Json:
-    """One serve.sh process, ``events`` sequential google-oidc events; what the fake received."""
+#: How a fetch-count process starts: (port, the loader's configuration) -> (argv, environment).
+Launch = Callable[[int, dict[str, str]], tuple[list[str], dict[str, str]]]
+
+
+def serve_launch(component: Path, serve: dict[str, str]) -> Launch:
+    """serve.sh on ``component``, with serve.sh's own settings ``serve`` (REUSE_OFF, or {})."""
+    return lambda port, config: ([str(stack_mod.SERVE_SH), str(component)],
+                                 stack_mod.serve_env(port, {**config, **serve}))
+
+
+def spin_launch(state_root: Path) -> Launch:
+    """`spin up` as (e): the same configuration as Spin variables."""
+    return lambda port, config: (spin_argv(port, config, state_root, SPIN_FLAGS["e"]), stack_mod.spin_env())
+
+
+def fetch_count(launch: Launch, fake: FakeGoogle, tokens: IdTokens, event: bytes, events: int,
+                logdir: Path, name: str) -> Json:
+    """One host process, ``events`` sequential google-oidc events; what the fake received."""
     config = {k: v for k, v in component_config(fake).items() if k != "GCR_USAGE_PROJECT"}
     config.update({"GCR_USAGE_TRIGGER_AUTH": "google-oidc", "GCR_USAGE_TRIGGER_AUDIENCE": AUDIENCE,
-                   "GCR_USAGE_TRIGGER_EMAILS": PUSHER, "GCR_USAGE_OIDC_JWKS_URL": fake.url + CERTS_PATH,
-                   **serve})
+                   "GCR_USAGE_TRIGGER_EMAILS": PUSHER, "GCR_USAGE_OIDC_JWKS_URL": fake.url + CERTS_PATH})
     headers = {"Authorization": f"Bearer {tokens.token(AUDIENCE, PUSHER)}"}
     fake.reset()
     port = stack_mod.free_port()
-    child = stack_mod.spawn(name, [str(stack_mod.SERVE_SH), str(component)], logdir,
-                            stack_mod.serve_env(port, config))
+    argv, env = launch(port, config)
+    child = stack_mod.spawn(name, argv, logdir, env)
     try:
         wait_listening(child, port)
         response_ms, retries = [], 0
@@ -541,7 +627,9 @@ def report(rows: dict[str, dict[str, float | None]], meta: Json) -> str:
     lines.append("(d), the seed, in this run (1/30 = 30 times less time). 'start->1st out' = process start to the")
     lines.append("first outbound call of the first request. Reuse on = serve.sh's default (1000 requests per")
     lines.append("instance); reuse off = SERVE_MAX_INSTANCE_REUSE_COUNT=1, a fresh instance per request.")
-    lines.append(meta["note"])
+    lines.extend(textwrap.wrap(meta["note"], 100))
+    # Without Spin, one line saying why; else the note on (e) and (f), wrapped like the one above.
+    lines.extend([meta["spin_note"]] if meta["spin_unavailable"] else textwrap.wrap(meta["spin_note"], 100))
     lines.append("")
     lines.append("first outbound call (the usual one; 'n/m' when not always):")
     for key in ORDER:
@@ -567,7 +655,19 @@ def reuse_report(rows: dict[str, dict[str, float | None]], warm: int) -> str:
         cells = "".join(f"{fmt(rows[off][c]):>24}{fmt(rows[on][c]):>11}{ratio(rows[on][c], rows[off][c]):>9}"
                         for c, _ in cols)
         lines.append(f"  {name:<10}" + cells)
+    spin = [key for key in SPIN_KEYS if key in rows]
+    for key in spin:  # no reuse option: a fresh instance per request, i.e. the "off" column
+        cells = "".join(f"{fmt(rows[key][c]):>24}{'n/a':>11}{'-':>9}" for c, _ in cols)
+        lines.append(f"  {'Spin (' + key + ')':<10}" + cells)
     lines.append("")
+    if spin:
+        lines.append("Spin (e), (f): Spin 4 creates a fresh instance per request and has no reuse option, so its warm")
+        lines.append("figures are reuse-off figures ('on': n/a). Against (b') (.cwasm, reuse off), same run:")
+        base = rows.get("b'", {})
+        for key in spin:
+            lines.append(f"  ({key}) / (b'):  "
+                         + ",  ".join(f"{title} {ratio(rows[key][c], base.get(c))}" for c, title in cols))
+        lines.append("")
     lines.append("warm req->1st out: reuse off, the metadata token request (every fresh instance fetches it);")
     lines.append("reuse on, jobs.insert (the instance holds the token) -- a longer stretch of the loader's own")
     lines.append("work, so not like for like. warm req->response (the whole request) is the fair comparison.")
@@ -580,22 +680,32 @@ def per_100(count: int, events: int) -> str:
 
 
 def fetch_report(fetches: dict[str, Json]) -> str:
-    off, on = fetches["off"], fetches["on"]
+    off, on, spin = fetches["off"], fetches["on"], fetches.get("spin")
     head = (f"  {'setting':<56}{'key-set fetches':>16}{'token fetches':>15}{'project id':>12}"
             f"{'req->response':>15}")
-    lines = [f"Fetches per 100 events: one serve.sh process (.cwasm) per setting, {off['events']} sequential events",
+    hosts = "serve.sh + .cwasm; spin up" if spin else "serve.sh + .cwasm"
+    lines = [f"Fetches per 100 events: one process per setting ({hosts}), {off['events']} sequential events",
              "  with GCR_USAGE_TRIGGER_AUTH=google-oidc (RS256 ID tokens; the key set is served with",
              f"  'Cache-Control: {CERTS_CACHE_CONTROL}'), GCR_USAGE_AUTH=metadata and the project id",
              "  from the metadata server (no GCR_USAGE_PROJECT); counted: the requests the fake received", "",
              head, "  " + "-" * (len(head) - 2)]
-    for label, f in (("before: reuse off (SERVE_MAX_INSTANCE_REUSE_COUNT=1)", off),
-                     ("after:  reuse on (serve.sh default, 1000 per instance)", on)):
+    settings = [("before: reuse off (SERVE_MAX_INSTANCE_REUSE_COUNT=1)", off),
+                ("after:  reuse on (serve.sh default, 1000 per instance)", on)]
+    if spin:
+        settings.append(("spin up (e): a fresh instance per request, no reuse", spin))
+    for label, f in settings:
         lines.append(f"  {label:<56}{per_100(f['key_set'], f['events']):>16}{per_100(f['token'], f['events']):>15}"
                      f"{per_100(f['project_id'], f['events']):>12}{fmt(f['response_median_ms']):>15}")
     lines.append(f"  {'after / before (request->response: median over the events)':<56}{'':>16}{'':>15}{'':>12}"
                  f"{ratio(on['response_median_ms'], off['response_median_ms']):>15}")
-    for label, f in (("reuse off", off), ("reuse on", on)):
-        if f["retries"] or f["jobs_insert"] != f["events"]:
+    if spin:
+        lines.append(f"  {'spin up / before (request->response)':<56}{'':>16}{'':>15}{'':>12}"
+                     f"{ratio(spin['response_median_ms'], off['response_median_ms']):>15}")
+        lines.append("  spin up: the key set URL is <fake>/certs, on the fake's one origin, which spin.toml allows as")
+        lines.append("  {{ gcr_usage_bigquery_endpoint }} (Google's own key set, https://www.googleapis.com, is listed")
+        lines.append("  there for production); spin.toml is used as it is, not widened")
+    for label, f in (("reuse off", off), ("reuse on", on), ("spin up", spin)):
+        if f and (f["retries"] or f["jobs_insert"] != f["events"]):
             lines.append(f"  note: {label}: {f['jobs_insert']} jobs.insert for {f['events']} events, "
                          f"{f['retries']} retries reported")
     return "\n".join(lines)
@@ -618,14 +728,19 @@ def main() -> int:
         print(f"cold_start: {reason}", file=sys.stderr)
         return 1
     ensure_functions_framework()
+    spin_reason = stack_mod.spin_unavailable_reason()  # then (e), (f) are left out, the report says why
     wasm = stack_mod.wasm_path()
     cwasm = stack_mod.precompiled(wasm)
     event = EVENT.read_bytes()
     load_before = os.getloadavg()
     logdir = Path(tempfile.mkdtemp(prefix="gcr-usage-cold-start-"))
     samples: dict[str, list[Sample]] = {key: [] for key in ("a", "a'", "b", "b'", "d")}
+    if not spin_reason:
+        samples.update({key: [] for key in SPIN_KEYS})
     harness: Json | None = None
     fetches: dict[str, Json] = {}
+    spin_findings: list[str] = []
+    spin_logs = 0
     try:
         with FakeGoogle() as fake:
             hosts = [
@@ -635,8 +750,11 @@ def main() -> int:
                 component_host("b'", LABELS["b'"], cwasm, fake, REUSE_OFF),
                 seed_host(fake, logdir / "home"),
             ]
+            if not spin_reason:
+                hosts += [spin_host(key, fake, logdir) for key in SPIN_KEYS]
             (logdir / "home").mkdir()
-            # One throw-away start each: page cache and Python bytecode of the installed packages.
+            # One throw-away start each: page cache and Python bytecode of the installed packages;
+            # for (e), Spin's compile cache (a miss compiles and stores the artifact).
             for host in hosts:
                 cold_sample(host, fake, event, 0, logdir)
             for run in range(args.runs):
@@ -646,12 +764,17 @@ def main() -> int:
             if args.fetch_events > 0:
                 tokens = IdTokens()
                 fake.jwks = tokens.jwks
-                for setting, serve in (("off", REUSE_OFF), ("on", {})):
-                    fetches[setting] = fetch_count(cwasm, fake, tokens, event, args.fetch_events, serve, logdir,
-                                                   f"fetches-reuse-{setting}")
+                launches = {"off": serve_launch(cwasm, REUSE_OFF), "on": serve_launch(cwasm, {})}
+                if not spin_reason:
+                    launches["spin"] = spin_launch(logdir)
+                for setting, launch in launches.items():
+                    name = "fetches-spin" if setting == "spin" else f"fetches-reuse-{setting}"
+                    fetches[setting] = fetch_count(launch, fake, tokens, event, args.fetch_events, logdir, name)
                 print("  fetch count done", file=sys.stderr, flush=True)
         if args.harness_bin:
             harness = run_harness(args.harness_bin, args.runs, args.warm)
+        if not spin_reason:
+            spin_findings, spin_logs = spin_log_findings(logdir)
     except BaseException:
         print(f"logs kept in {logdir}", file=sys.stderr)
         raise
@@ -683,6 +806,7 @@ def main() -> int:
             "warm_response": median([v * us for i, v in enumerate(harness["total_us"]) if i % group != 0]),
         }
         first_kinds["c"] = ("token", "token")  # a fresh instance per request
+    spin = "-" if spin_reason else spin_version()
     wasmtime_version = subprocess.run([str(stack_mod.wasmtime_path()), "--version"], capture_output=True,
                                       text=True).stdout.strip()
     meta = {
@@ -690,11 +814,19 @@ def main() -> int:
         "machine": platform.machine(), "loadavg_before": load_before, "loadavg_after": load_after,
         "wasmtime": wasmtime_version, "python": platform.python_version(), "wasm": str(wasm),
         "wasm_bytes": wasm.stat().st_size, "cwasm_bytes": cwasm.stat().st_size, "first_kinds": first_kinds,
+        "spin": spin, "spin_wasm": str(stack_mod.SPIN_WASM), "spin_unavailable": spin_reason,
+        "spin_wasm_bytes": None if spin_reason else stack_mod.SPIN_WASM.stat().st_size,
+        "spin_log_findings": spin_findings,
         "retries": {key: sum(s.retries for s in values) for key, values in samples.items()},
         "note": ("(c) 'start -> listening' is the harness's one-time prepare (compile or cached artifact, link, "
                  "ProxyPre, one GET /healthz); a fresh instance per request, like reuse off; its samples include "
                  f"fuel metering and a ~{harness['check_us']:.0f} µs paused-clock check." if harness
                  else "(c) not run (no --harness-bin)."),
+        "spin_note": (f"(e), (f) and Spin's fetch count not run: {spin_reason}" if spin_reason else
+                      "(e), (f): Spin 4 has no instance reuse (a fresh instance per request), so they compare with the "
+                      "reuse-off rows; (e) = spin up as a user runs it, Wasmtime's compile cache on by default "
+                      "(~/.cache/wasmtime, filled by the throw-away start: each start loads the cached artifact); "
+                      "(f) = --disable-cache, Cranelift compiles at each start like (a)."),
     }
     print()
     print(f"Cold start: request -> first outbound call ({args.runs} fresh processes per host, "
@@ -702,7 +834,8 @@ def main() -> int:
     print(f"  machine  {os.cpu_count()} CPUs ({platform.machine()}), load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after (shared machine: other work runs beside this)")
     print(f"  hosts    {wasmtime_version}; Python {platform.python_version()}; component {wasm.stat().st_size} B "
-          f".wasm, {cwasm.stat().st_size} B .cwasm")
+          f".wasm, {cwasm.stat().st_size} B .cwasm"
+          + ("" if spin_reason else f"; {spin}, Spin flavour {meta['spin_wasm_bytes']} B .wasm"))
     print("  upstream one fake metadata server + BigQuery on loopback "
           "(1st out = the first request it gets after the event is sent, whatever it is; listed below the table)")
     print()
@@ -712,6 +845,13 @@ def main() -> int:
     if fetches:
         print()
         print(fetch_report(fetches))
+    if not spin_reason:
+        print()
+        print(f"Spin's logs ({spin_logs} files: spin up's output of every start, the component's stderr files): "
+              f"{len(spin_findings)} line(s) mentioning an error, a warning, a panic, a failure or a denial"
+              + (":" if spin_findings else ""))
+        for line in sorted(set(spin_findings))[:10]:
+            print(f"  {line[:200]}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "medians": rows, "samples": {k: [s.__dict__ for s in v]
                                                                               for k, v in samples.items()},

@@ -526,7 +526,8 @@ def start_spin(stack: Stack, variables: Mapping[str, str], name: str = "spin-up"
     stack.children.append(child)
     stack.loader_url = f"http://127.0.0.1:{port}"
     probe = answers_200 if healthy else answers_http
-    # Spin compiles the component with Cranelift at every start (no cache configured).
+    # Generous: Spin compiles the component with Cranelift at its first start (later starts
+    # load it from Spin's default compile cache, ~/.cache/wasmtime).
     wait_until(child, probe(f"{stack.loader_url}/healthz"), 180, "GET /healthz = 200" if healthy else "an HTTP answer")
     return child
 

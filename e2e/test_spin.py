@@ -336,11 +336,20 @@ def test_both_hosts_loaded_identical_tables(played: Played, emulators: Stack) ->
     assert loaded > LARGE_ROWS if played.mode != "raw" else loaded > 0
 
 
-def test_spin_logged_one_json_object_per_line_with_a_severity(played: Played) -> None:
-    lines = [line for line in played.logs["spin"].splitlines() if line.startswith("{")]
-    assert len(lines) >= len(played.cases), played.logs["spin"][-2000:]
-    for line in lines:
-        assert "severity" in json.loads(line), line
+def component_log(played: Played, host: str) -> list[object]:
+    """The component's log lines as the host printed them (one JSON object a line), masked like
+    the answers and without their timing (durationMs)."""
+    lines = [json.loads(line) for line in played.logs[host].splitlines() if line.startswith("{")]
+    return [masked({k: v for k, v in line.items() if k != "durationMs"}, played.datasets[host]) for line in lines]
+
+
+def test_both_hosts_logged_the_same_lines(played: Played) -> None:
+    """Spin prints the component's stdout/stderr on its own stderr (and in its log directory),
+    serve.sh on its stdout: the same JSON lines, one object a line, each with a severity."""
+    serve, spin = component_log(played, "serve"), component_log(played, "spin")
+    assert len(spin) >= len(played.cases), played.logs["spin"][-2000:]
+    assert all("severity" in line for line in spin)
+    assert spin == serve, played.mode
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@
 //!   classification benchmarks (a synthetic usage log, `classify_bench`; a synthetic audit-log
 //!   sink object, `audit_bench`: native, in wasmtime and in Python), then the
 //!   cold-start benchmark (`bench/cold_start.py`: wasmtime serve with .wasm / .cwasm, the
-//!   pre-instantiated harness, and the seed's Python function, request -> first outbound call),
+//!   pre-instantiated harness, the seed's Python function and the Spin flavour under `spin up`
+//!   with and without Spin's compile cache, request -> first outbound call),
 //!   then the load benchmark (`bench/load.py`: serve.sh + .cwasm under 1, 16, 32, 64 events in flight).
 //! - `build` both flavours of the component: the portable one (target/wasm32-wasip2/release)
 //!   and the Spin one (`--features spin`, target/spin/wasm32-wasip2/release, as in spin.toml).
