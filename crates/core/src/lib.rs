@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backoff;
+pub mod batching;
 pub mod bigquery;
 pub mod budget;
 pub mod claims;
