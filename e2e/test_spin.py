@@ -650,3 +650,32 @@ def test_the_harness_decides_outbound_requests_as_spin_does(case: int, tmp_path:
     assert (not refused) == imitation["allowed"], (entries, imitation, body)
     assert bool(bigquery.requests) == imitation["allowed"], (entries, bigquery.requests)
     print(f"{entries} {POLICY_CASES[case][1]}: {'allowed' if imitation['allowed'] else 'refused'}")
+
+
+def test_spin_is_looked_for_as_spin_then_the_shared_tools_then_path(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """SPIN (a path) first, then ../shared/tools/spin beside the repository, then `spin` on PATH;
+    with none, one line that says where it looked (the skip reason)."""
+    fake = tmp_path / "bin" / "spin"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(stack_mod, "SHARED_SPIN", tmp_path / "shared" / "tools" / "spin")
+    monkeypatch.setenv("PATH", str(fake.parent))
+    monkeypatch.setenv("SPIN", str(tmp_path / "nowhere"))
+    assert stack_mod.spin_binary() == (None, f"SPIN={tmp_path / 'nowhere'} is not a file")
+    monkeypatch.delenv("SPIN")
+    assert stack_mod.spin_binary() == (fake, "PATH")
+    shared = tmp_path / "shared" / "tools" / "spin"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("#!/bin/sh\n")
+    assert stack_mod.spin_binary() == (shared, str(shared))
+    monkeypatch.setenv("SPIN", str(fake))
+    assert stack_mod.spin_binary() == (fake, "SPIN")
+    monkeypatch.delenv("SPIN")
+    shared.unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    binary, why = stack_mod.spin_binary()
+    assert binary is None and "\n" not in why
+    assert why == (f"no Spin runtime: SPIN is unset, {shared} does not exist and `spin` is not on PATH")
+    assert stack_mod.spin_unavailable_reason() == why
