@@ -119,14 +119,8 @@ impl AuthorizedUser {
             encode(&self.client_id),
             encode(self.client_secret.expose()),
             encode(self.refresh_token.expose())
-        )
-        .into_bytes();
-        http::Request::post(GOOGLE_TOKEN_URI)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .header(http::header::USER_AGENT, crate::job::USER_AGENT)
-            .body(body)
-            .expect("a fixed URL")
+        );
+        super::form_post(GOOGLE_TOKEN_URI, body)
     }
 }
 

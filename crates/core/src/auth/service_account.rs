@@ -116,14 +116,9 @@ impl ServiceAccountKey {
             "grant_type={}&assertion={}",
             crate::url::encode("urn:ietf:params:oauth:grant-type:jwt-bearer"),
             self.assertion(now_unix)
-        )
-        .into_bytes();
-        http::Request::post(&self.token_uri)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .header(http::header::USER_AGENT, crate::job::USER_AGENT)
-            .body(body)
-            .expect("token_uri was validated")
+        );
+        // token_uri was validated when the key was read.
+        super::form_post(&self.token_uri, body)
     }
 }
 
