@@ -36,6 +36,7 @@ mod loader;
 pub mod native;
 mod request;
 mod response;
+mod rng;
 mod runtime;
 pub mod spin;
 pub mod synth;

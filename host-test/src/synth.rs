@@ -37,6 +37,8 @@
 
 use std::io::{self, Write};
 
+use crate::rng::Rng;
+
 use gcr_usage_core::usage::reader::HEADER_LINE;
 
 /// The seed the benchmark and the tests use.
@@ -137,83 +139,14 @@ pub fn write_log_with<W: Write>(writer: W, options: SynthOptions) -> io::Result<
 // ---------------------------------------------------------------------------------------------
 // Randomness
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough for traffic shapes.
-struct Rng(u64);
-
+// The draws only this generator makes; the rest are `crate::rng::Rng`'s.
 impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.f64() < p
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    fn index(&mut self, len: usize) -> usize {
-        (self.next_u64() % len as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.index(items.len())]
-    }
-
-    /// Picks by weight (`(item, weight)` pairs).
-    fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
-        let total: u32 = items.iter().map(|(_, w)| w).sum();
-        let mut r = (self.next_u64() % u64::from(total)) as u32;
-        for (item, w) in items {
-            if r < *w {
-                return item;
-            }
-            r -= w;
-        }
-        &items[items.len() - 1].0
-    }
-
     /// Roughly log-uniform in `[lo, hi]` (sizes spanning orders of magnitude): a uniform octave,
     /// then uniform within it. Integer arithmetic only (no libm), so the same on every platform.
     fn log_uniform(&mut self, lo: u64, hi: u64) -> u64 {
         let octaves = (hi / lo).ilog2().max(1);
         let base = lo << self.range(0, u64::from(octaves) - 1);
         self.range(base, (base * 2).min(hi))
-    }
-
-    fn hex(&mut self, out: &mut String, digits: usize) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut bits = 0u64;
-        for i in 0..digits {
-            if i % 16 == 0 {
-                bits = self.next_u64();
-            }
-            out.push(HEX[(bits & 15) as usize] as char);
-            bits >>= 4;
-        }
-    }
-
-    /// A `sha256:<64 hex>` digest.
-    fn digest(&mut self) -> String {
-        let mut d = String::with_capacity(71);
-        d.push_str("sha256:");
-        self.hex(&mut d, 64);
-        d
     }
 }
 

@@ -28,6 +28,8 @@
 
 use std::io::{self, Write};
 
+use crate::rng::Rng;
+
 /// The object's name in the sink bucket (and the bucket the benchmark serves it from).
 pub const AUDIT_OBJECT: &str = "cloudaudit.googleapis.com/data_access/2024/07/04/23:00:00_23:59:59_S0.json";
 pub const AUDIT_BUCKET: &str = "demo-gcr-logs";
@@ -76,7 +78,7 @@ pub struct AuditSynthStats {
 /// Writes an audit sink object of at least `target_bytes` (it stops after the session that
 /// reaches it), deterministically for `seed`.
 pub fn write_audit_log<W: Write>(writer: W, target_bytes: u64, seed: u64) -> io::Result<AuditSynthStats> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let world = World::new(&mut rng);
     let mut out = Out {
         writer,
@@ -108,55 +110,8 @@ pub fn write_audit_log<W: Write>(writer: W, target_bytes: u64, seed: u64) -> io:
 // ---------------------------------------------------------------------------------------------
 // Randomness
 
-struct Rng(u64);
-
+// The draws only this generator makes; the rest are `crate::rng::Rng`'s.
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.f64() < p
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-
-    /// An index into `weights`, with probability proportional to its weight.
-    fn weighted(&mut self, weights: &[u32]) -> usize {
-        let total: u32 = weights.iter().sum();
-        let mut x = self.below(u64::from(total)) as u32;
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                return i;
-            }
-            x -= w;
-        }
-        weights.len() - 1
-    }
-
-    fn digest(&mut self) -> String {
-        let mut s = String::with_capacity(71);
-        s.push_str("sha256:");
-        for _ in 0..4 {
-            s.push_str(&format!("{:016x}", self.next_u64()));
-        }
-        s
-    }
-
     /// Cloud Logging's insert ids: 11–12 characters of `[0-9a-z]`.
     fn insert_id(&mut self, out: &mut Vec<u8>) {
         const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -696,7 +651,7 @@ impl<W: Write> Session<'_, W> {
     fn run(&mut self) -> io::Result<()> {
         // Weights per session kind: node pulls dominate, as on a cluster.
         const KINDS: [u32; 12] = [24, 30, 7, 6, 4, 10, 1, 2, 4, 2, 1, 2];
-        match self.rng.weighted(&KINDS) {
+        match self.rng.weighted_index(&KINDS) {
             0 => {
                 let who = *self.rng.pick(&[Who::Person, Who::Person, Who::Ci, Who::CloudBuild, Who::Federated]);
                 self.pull_by_tag(who)
