@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use gcr_usage_host_test::{
-    FakeUpstream, Harness, HarnessResponse, RecordedRequest, RunInfo, TestRequest, google, workspace_root,
+    FakeGoogle, FakeUpstream, Harness, HarnessResponse, RecordedRequest, RunInfo, TestRequest, google, workspace_root,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -23,6 +23,16 @@ pub const TOKEN: &str = "ya29.test-token";
 /// The object of `cloudevent-binary.json`.
 pub const USAGE_NAME: &str = "accessLog_usage_2024_03_11_14_00_00_00cbe51e4b703105e9_v0";
 pub const USAGE_GEN: u64 = 1_710_170_135_482_117;
+/// The shared fake of Google holding `log` as the event's object (`USAGE_NAME`, `USAGE_GEN`),
+/// installed in front of a fresh fake upstream.
+pub fn google_with(log: impl Into<Vec<u8>>) -> (FakeUpstream, FakeGoogle) {
+    let up = FakeUpstream::new();
+    let google = FakeGoogle::new();
+    google.object(BUCKET, USAGE_NAME, USAGE_GEN, log);
+    google.install(&up);
+    (up, google)
+}
+
 /// A storage log of `fixtures/logs/`.
 pub const STORAGE_NAME: &str = "gcr-usage.eu.artifacts.demo-project.appspot.com_storage_2024_03_11_07_00_00_0655cc_v0";
 

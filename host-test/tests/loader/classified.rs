@@ -31,14 +31,6 @@ fn big_log(bytes: usize) -> Vec<u8> {
     grown_log(bytes).0
 }
 
-fn google_with(log: impl Into<Vec<u8>>) -> (FakeUpstream, FakeGoogle) {
-    let up = FakeUpstream::new();
-    let google = FakeGoogle::new();
-    google.object(BUCKET, USAGE_NAME, USAGE_GEN, log);
-    google.install(&up);
-    (up, google)
-}
-
 fn classified(up: &FakeUpstream, mode: &str) -> gcr_usage_host_test::Harness {
     harness(up).env("GCR_USAGE_MODE", mode).fuel(u64::MAX / 4)
 }

@@ -1,7 +1,8 @@
 //! Event shapes: each fixture event loads its object; non-finalize events and non-log objects are
 //! ignored without a single outbound request; log names route to the right table.
 
-use gcr_usage_host_test::{FakeGoogle, FakeUpstream, TestRequest, google, workspace_root};
+use gcr_usage_fake_google::logs::fixture_log;
+use gcr_usage_host_test::{FakeGoogle, FakeUpstream, TestRequest, google};
 use serde_json::json;
 
 use crate::common::*;
@@ -70,12 +71,7 @@ async fn an_event_without_a_generation_loads_under_the_live_generations_job_id()
     up.route(google::jobs_insert_rule(PROJECT).replies([google::job_done_echo(14), google::duplicate_job_echo()]));
     up.route(google::jobs_get_rule(PROJECT).reply(google::job_done_echo(14)));
     let google = FakeGoogle::new();
-    google.object(
-        BUCKET,
-        USAGE_NAME,
-        USAGE_GEN,
-        std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap(),
-    );
+    google.object(BUCKET, USAGE_NAME, USAGE_GEN, fixture_log());
     google.install(&up);
     let h = harness(&up);
     let named = h.handle(bare(BUCKET, USAGE_NAME, Some(USAGE_GEN))).await.unwrap();

@@ -11,14 +11,15 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gcr_usage_core::config as core_config;
+use gcr_usage_fake_google::logs::fixture_log;
 use gcr_usage_host_test::spin::{
     AllowedHosts, FuncShape, Import, InstanceItems, PlatformImports, SPIN_4_HOST_WORLD, SPIN_4_IMPORTS_FILE,
     SPIN_4_WIT_ENV, SPIN_VARIABLES_INTERFACE, SpinManifest, SpinVariables, SpinWorld, Template, VariableError,
     component_imports, validate_variable_name,
 };
 use gcr_usage_host_test::{
-    FakeGoogle, FakeUpstream, Harness, HarnessErrorKind, HarnessResponse, LoadError, Rule, SPIN_WASM_ENV, TestRequest,
-    component, engine, exact, google, guest_wasm, object_ref, spin_guest_wasm, workspace_root,
+    FakeUpstream, Harness, HarnessErrorKind, HarnessResponse, LoadError, Rule, SPIN_WASM_ENV, TestRequest, component,
+    engine, exact, google, guest_wasm, object_ref, spin_guest_wasm, workspace_root,
 };
 use serde_json::json;
 
@@ -274,11 +275,7 @@ async fn spin_toml_defaults_drive_metadata_auth_through_the_allowed_metadata_hos
 
 #[tokio::test(start_paused = true)]
 async fn classified_loads_reach_cloud_storage_through_the_allow_list() {
-    let up = FakeUpstream::new();
-    let google = FakeGoogle::new();
-    let log = std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap();
-    google.object(BUCKET, USAGE_NAME, USAGE_GEN, log);
-    google.install(&up);
+    let (up, google) = google_with(fixture_log());
     up.route(google::jobs_insert_rule(PROJECT).reply(google::job_done_echo(1184)));
     let h = spin(&up).spin_variable("gcr_usage_mode", "both").fuel(u64::MAX / 4);
     let r = h.handle(fixture_request("cloudevent-binary.json")).await.unwrap();
@@ -530,15 +527,7 @@ async fn a_request_to_a_host_not_in_spin_toml_is_denied() {
 
     // A classified load whose download origin is missing from the manifest: refused at the
     // download, after the probe and the session (allowed) — at once, and nothing loaded.
-    let up = FakeUpstream::new();
-    let google = FakeGoogle::new();
-    google.object(
-        BUCKET,
-        USAGE_NAME,
-        USAGE_GEN,
-        std::fs::read(workspace_root().join("fixtures/logs").join(USAGE_NAME)).unwrap(),
-    );
-    google.install(&up);
+    let (up, google) = google_with(fixture_log());
     let h = spin(&up)
         .spin_variable("gcr_usage_mode", "classified")
         .spin_undeclare("gcr_usage_storage_endpoint")
