@@ -226,7 +226,8 @@ def play(url: str, cases: list[Case]) -> list[tuple[int, object]]:
         except ValueError:
             body = answer.body.decode(errors="replace")
         out.append((answer.status, body))
-    out.append((events.get(url, "/healthz").status, events.get(url, "/healthz").json()))
+    health = events.get(url, "/healthz")
+    out.append((health.status, health.json()))
     return out
 
 

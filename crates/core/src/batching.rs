@@ -73,15 +73,14 @@ pub fn plan_backfill(config: &Config, objects: Vec<LogObject>, limits: &Limits) 
     let mut plan = BackfillPlan::default();
     // (table, format) → objects, in name order: the grouping is deterministic, so two runs over
     // the same listing plan the same batches.
-    let mut groups: BTreeMap<(String, u8), (LoadFormat, Vec<Listed>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, LoadFormat), Vec<Listed>> = BTreeMap::new();
     let mut objects = objects;
     objects.sort_by(|a, b| a.listed.object.name.cmp(&b.listed.object.name));
     for object in objects {
         match plan_load(config, object.listed.object.clone()) {
             Ok(Plan::Load(loads)) => {
                 for load in loads {
-                    let key = (load.table_id.clone(), format_order(load.format));
-                    groups.entry(key).or_insert_with(|| (load.format, Vec::new())).1.push(object.listed.clone());
+                    groups.entry((load.table_id, load.format)).or_default().push(object.listed.clone());
                 }
             }
             Ok(Plan::Ignore(outcome)) => {
@@ -90,7 +89,7 @@ pub fn plan_backfill(config: &Config, objects: Vec<LogObject>, limits: &Limits) 
             Err(error) => plan.skipped.push((object.listed.object.name, error.message().to_string())),
         }
     }
-    for ((table_id, _), (format, listed)) in groups {
+    for ((table_id, format), listed) in groups {
         let mut batch = Batch { table_id: table_id.clone(), format, objects: Vec::new(), bytes: 0 };
         for item in listed {
             let full = match format {
@@ -109,13 +108,6 @@ pub fn plan_backfill(config: &Config, objects: Vec<LogObject>, limits: &Limits) 
         }
     }
     plan
-}
-
-fn format_order(format: LoadFormat) -> u8 {
-    match format {
-        LoadFormat::RawCsv => 0,
-        LoadFormat::Events => 1,
-    }
 }
 
 #[cfg(test)]

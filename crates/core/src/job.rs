@@ -25,8 +25,8 @@ impl std::fmt::Display for TableRef {
     }
 }
 
-/// What a load job loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a load job loads (ordered so that plans group by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LoadFormat {
     /// The log object's CSV rows, read by BigQuery from `gs://` (`jobs.insert`).
     RawCsv,
