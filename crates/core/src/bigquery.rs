@@ -68,6 +68,8 @@ impl GoogleError {
     pub fn class(&self) -> ErrorClass {
         match (self.status, self.reason.as_deref()) {
             (409, _) => ErrorClass::AlreadyExists,
+            // Before the retryable reasons: a spent quota refills over hours, never in a backoff.
+            (_, Some("quotaExceeded")) => ErrorClass::Quota,
             (_, Some("rateLimitExceeded" | "backendError" | "internalError" | "badGateway")) => ErrorClass::Transient,
             (408 | 429 | 500..=599, _) => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
@@ -93,8 +95,17 @@ pub enum ErrorClass {
     AlreadyExists,
     /// 408, 429, any 5xx, or a retryable reason: retry the same request after a backoff.
     Transient,
+    /// `quotaExceeded`: a daily quota (load jobs per table or project…) is spent. It refills over
+    /// a rolling 24 hours, so a retry storm only burns what refills: stop and say when to resume.
+    Quota,
     /// Anything else: retrying cannot help; report Google's message.
     Permanent,
+}
+
+/// Whether a failed job's `errorResult` is a spent quota (the job was created, counted, and
+/// loaded nothing).
+pub fn is_quota(failure: &JobFailure) -> bool {
+    failure.reason.as_deref() == Some("quotaExceeded")
 }
 
 /// A job's state as `jobs.insert` / `jobs.get` report it.
@@ -132,6 +143,22 @@ pub struct Job {
     /// Its [`crate::job::DELIVERY_LABEL`], when it has one (jobs submitted by older loaders, or
     /// by emulators that drop labels, do not).
     pub delivery: Option<String>,
+    /// What the job is for, in the exactly-once protocol ([`crate::claims`]).
+    pub role: JobRole,
+}
+
+/// What a job found at a load's id is, read from its configuration and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobRole {
+    /// A load job; `source_uris` are its `gs://` sources (empty for an upload).
+    Load { source_uris: Vec<String> },
+    /// A query job reserving an object's attempt for the batch whose job id is `batch`, which
+    /// promised to create its load before `deadline` (Unix seconds).
+    Reservation { batch: String, deadline: u64 },
+    /// A query job closing a batch id, so that batch's load can never be created.
+    Tombstone,
+    /// Anything else (not a job of this loader's protocol).
+    Other,
 }
 
 #[derive(Deserialize)]
@@ -143,8 +170,17 @@ struct JobResource {
 
 #[derive(Deserialize)]
 struct ConfigurationResource {
-    /// Only the delivery label matters, and an odd label must not make the job unreadable.
+    /// Only the protocol's labels matter, and an odd label must not make the job unreadable.
     labels: Option<serde_json::Value>,
+    load: Option<LoadConfiguration>,
+    query: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadConfiguration {
+    #[serde(default)]
+    source_uris: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,12 +221,28 @@ enum Int64 {
 pub fn parse_job(body: &[u8]) -> Result<Job, String> {
     let job: JobResource = serde_json::from_slice(body)
         .map_err(|e| format!("job resource is not valid JSON ({e}); {}", quote_body(body)))?;
-    let delivery = job
-        .configuration
-        .and_then(|c| c.labels)
-        .and_then(|labels| labels.get(crate::job::DELIVERY_LABEL)?.as_str().map(str::to_string));
+    let configuration = job.configuration;
+    let labels = configuration.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+    let label = |key: &str| labels.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let delivery = label(crate::job::DELIVERY_LABEL);
+    let role = match configuration {
+        Some(ConfigurationResource { load: Some(load), .. }) => JobRole::Load { source_uris: load.source_uris },
+        Some(ConfigurationResource { query: Some(_), .. }) => {
+            match (label(crate::job::ROLE_LABEL).as_deref(), label(crate::job::BATCH_LABEL)) {
+                (Some(crate::job::ROLE_TOMBSTONE), _) => JobRole::Tombstone,
+                (Some(crate::job::ROLE_RESERVATION), Some(batch)) => {
+                    let deadline = label(crate::job::DEADLINE_LABEL).and_then(|d| d.parse().ok()).unwrap_or(0);
+                    JobRole::Reservation { batch, deadline }
+                }
+                _ => JobRole::Other,
+            }
+        }
+        // No configuration (fakes, and emulators that drop it): read as a load, as the loader
+        // always has, so such a job at an object's id is that object's load.
+        Some(ConfigurationResource { load: None, query: None, .. }) | None => JobRole::Load { source_uris: Vec::new() },
+    };
     let state = job_state(job.status.ok_or("job resource has no status")?, job.statistics)?;
-    Ok(Job { state, delivery })
+    Ok(Job { state, delivery, role })
 }
 
 fn job_state(status: StatusResource, statistics: Option<Statistics>) -> Result<JobState, String> {
@@ -247,7 +299,7 @@ mod tests {
         assert_eq!(err(429, "x").class(), ErrorClass::Transient);
         assert_eq!(err(503, "x").class(), ErrorClass::Transient);
         assert_eq!(err(403, "accessDenied").class(), ErrorClass::Permanent);
-        assert_eq!(err(403, "quotaExceeded").class(), ErrorClass::Permanent);
+        assert_eq!(err(403, "quotaExceeded").class(), ErrorClass::Quota);
         assert_eq!(err(404, "notFound").class(), ErrorClass::Permanent);
         assert_eq!(err(400, "invalid").class(), ErrorClass::Permanent);
     }

@@ -54,6 +54,30 @@ pub enum Holder {
     Tombstone,
 }
 
+impl Holder {
+    /// The holder a job read back at an id shows, for `object` (its `gs://` URI): a batch
+    /// upload has no `sourceUris`, and holds exactly the objects whose attempts it reserved (a
+    /// batch creates its load with those and no others, or closes itself), so it stands for
+    /// `object` when read at the batch id of `object`'s reservation.
+    pub fn from_job(job: &crate::bigquery::Job, object: &str) -> Holder {
+        use crate::bigquery::{JobRole, JobState};
+        let status = match &job.state {
+            JobState::Pending | JobState::Running => Status::Running,
+            JobState::Done { failure: None, .. } => Status::Succeeded,
+            JobState::Done { failure: Some(_), .. } => Status::Failed,
+        };
+        match &job.role {
+            JobRole::Load { source_uris } if source_uris.is_empty() => {
+                Holder::Load { objects: vec![object.to_string()], status }
+            }
+            JobRole::Load { source_uris } => Holder::Load { objects: source_uris.clone(), status },
+            JobRole::Reservation { batch, .. } => Holder::Reservation { batch: batch.clone() },
+            // A tombstone, or a job of nobody's protocol: it will never load the object.
+            JobRole::Tombstone | JobRole::Other => Holder::Tombstone,
+        }
+    }
+}
+
 /// What an object's attempt means to someone who wants the object loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptVerdict {

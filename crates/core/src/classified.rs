@@ -39,19 +39,27 @@ const ERROR_BODY_BYTES: usize = 64 * 1024;
 /// Everything one upload needs, prepared by the session.
 #[derive(Debug)]
 pub struct UploadPlan {
-    /// Opens the session: `LoadSpec::upload_request`.
+    /// Opens the session: `LoadSpec::upload_request` (`BatchLoad::upload_request` for a batch).
     pub initiate: http::Request<Vec<u8>>,
-    /// The pinned download: `storage::download_request`.
-    pub download: http::Request<Vec<u8>>,
-    pub object: ObjectRef,
-    /// Which log the object is: a usage log or an audit-log sink object ([`crate::source`]).
-    pub kind: crate::log_name::LogKind,
+    /// The objects whose events the upload carries, in order: one for an event, many for a
+    /// backfill batch. Every one is read and verified before the last chunk creates the job.
+    pub sources: Vec<UploadSource>,
     pub bigquery: Endpoint,
     pub token: Option<crate::secret::Secret>,
     pub chunk: usize,
     /// The event's budget, lent by the session: every request, sleep and retry of the upload
     /// is decided by it, and it goes back in the report with what was spent.
     pub budget: Budget,
+}
+
+/// One object of an upload.
+#[derive(Debug)]
+pub struct UploadSource {
+    /// The pinned download: `storage::download_request`.
+    pub download: http::Request<Vec<u8>>,
+    pub object: ObjectRef,
+    /// Which log the object is: a usage log or an audit-log sink object ([`crate::source`]).
+    pub kind: crate::log_name::LogKind,
 }
 
 /// How an upload ended, for the session to interpret.
@@ -71,23 +79,30 @@ pub enum UploadEnd {
 #[derive(Debug)]
 pub struct UploadReport {
     pub end: UploadEnd,
-    /// Present once the object was read to its end.
-    pub counts: Option<FileCounts>,
+    /// One per source read to its end, in order.
+    pub counts: Vec<FileCounts>,
+    /// The source whose download or content ended the upload ([`UploadEnd::Fatal`] or
+    /// [`UploadEnd::Transient`] caused by reading it), when one did.
+    pub failed_source: Option<usize>,
     /// The budget lent with the plan, with the time spent and the chunk failures it counted.
     pub budget: Budget,
 }
 
 pub fn run_upload(plan: UploadPlan, io: &mut impl Io) -> UploadReport {
-    let mut uploader = Uploader { plan, counts: None };
+    let mut uploader = Uploader { plan, counts: Vec::new(), reading: None, blamed: None };
     let end = match uploader.run(io) {
         Ok(end) | Err(end) => end,
     };
-    UploadReport { end, counts: uploader.counts, budget: uploader.plan.budget }
+    UploadReport { end, counts: uploader.counts, failed_source: uploader.blamed, budget: uploader.plan.budget }
 }
 
 struct Uploader {
     plan: UploadPlan,
-    counts: Option<FileCounts>,
+    counts: Vec<FileCounts>,
+    /// The source being read (`None` before the first and after the last).
+    reading: Option<usize>,
+    /// The source whose download or content ended the upload (not a chunk's trouble).
+    blamed: Option<usize>,
 }
 
 /// Where the chunks go and how far the server has them.
@@ -111,55 +126,76 @@ impl Uploader {
             .map_err(|why| UploadEnd::Fatal(LoadError::UpstreamRejected(format!("BigQuery upload session: {why}"))))?;
         let mut session = Session { url, persisted: 0 };
 
-        let streamed = self.open_download(io)?;
-        let expected = Expected::from_headers(&streamed.headers);
-        let mut source = LogSource::open(
-            self.plan.kind,
-            Checked::new(streamed.body),
-            &self.plan.object,
-            DEDUP_WINDOW,
-            MALFORMED_SAMPLES,
-        );
         let chunk = self.plan.chunk;
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk + chunk / 4);
-        loop {
-            match source.next_event(|event| crate::ndjson::write_line(event, &mut buffer)) {
-                Ok(Some(())) => {
-                    while buffer.len() >= chunk {
-                        self.send_chunk(io, &mut session, &buffer[..chunk], None)?;
-                        buffer.drain(..chunk);
-                    }
-                }
-                Ok(None) => break,
-                Err(SourceError::Io(e)) => {
-                    return Err(UploadEnd::Transient(format!(
-                        "reading {} failed after {} records: {e}",
-                        self.plan.object.gs_uri(),
-                        source.records()
-                    )));
-                }
-                Err(SourceError::NotThisKind(why)) => {
-                    return Err(UploadEnd::Fatal(LoadError::InvalidInput(format!(
-                        "{}: {why}",
-                        self.plan.object.gs_uri()
-                    ))));
-                }
-            }
+        let sources = std::mem::take(&mut self.plan.sources);
+        for (index, source) in sources.into_iter().enumerate() {
+            self.reading = Some(index);
+            self.read_source(io, source, &mut session, &mut buffer)?;
         }
-        let (checked, counts) = source.finish(Checked::bytes_read);
-        checked
-            .verify(&expected)
-            .map_err(|why| UploadEnd::Transient(format!("{}: {why}; nothing was loaded", self.plan.object.gs_uri())))?;
-        self.counts = Some(counts);
+        self.reading = None;
         let total = session.persisted + buffer.len() as u64;
         let answer = self.send_chunk(io, &mut session, &buffer, Some(total))?;
         Ok(UploadEnd::Answered(Box::new(Reply::Response(answer.expect("the last chunk is answered with the job")))))
     }
 
-    fn open_download(&mut self, io: &mut impl Io) -> Result<Streamed, UploadEnd> {
+    /// Streams one object's events into the upload, chunk by chunk; the object must read to
+    /// its end and match its promised length and CRC32C.
+    fn read_source(
+        &mut self,
+        io: &mut impl Io,
+        source: UploadSource,
+        session: &mut Session,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), UploadEnd> {
+        let UploadSource { download, object, kind } = source;
+        let blame = |uploader: &mut Uploader, end: UploadEnd| {
+            uploader.blamed = uploader.reading;
+            end
+        };
+        let streamed = self.open_download(io, download, &object).map_err(|end| blame(self, end))?;
+        let expected = Expected::from_headers(&streamed.headers);
+        let mut reader = LogSource::open(kind, Checked::new(streamed.body), &object, DEDUP_WINDOW, MALFORMED_SAMPLES);
+        let chunk = self.plan.chunk;
+        loop {
+            match reader.next_event(|event| crate::ndjson::write_line(event, buffer)) {
+                Ok(Some(())) => {
+                    while buffer.len() >= chunk {
+                        self.send_chunk(io, session, &buffer[..chunk], None)?;
+                        buffer.drain(..chunk);
+                    }
+                }
+                Ok(None) => break,
+                Err(SourceError::Io(e)) => {
+                    let end = UploadEnd::Transient(format!(
+                        "reading {} failed after {} records: {e}",
+                        object.gs_uri(),
+                        reader.records()
+                    ));
+                    return Err(blame(self, end));
+                }
+                Err(SourceError::NotThisKind(why)) => {
+                    let end = UploadEnd::Fatal(LoadError::InvalidInput(format!("{}: {why}", object.gs_uri())));
+                    return Err(blame(self, end));
+                }
+            }
+        }
+        let (checked, counts) = reader.finish(Checked::bytes_read);
+        if let Err(why) = checked.verify(&expected) {
+            return Err(blame(self, UploadEnd::Transient(format!("{}: {why}; nothing was loaded", object.gs_uri()))));
+        }
+        self.counts.push(counts);
+        Ok(())
+    }
+
+    fn open_download(
+        &mut self,
+        io: &mut impl Io,
+        download: http::Request<Vec<u8>>,
+        object: &ObjectRef,
+    ) -> Result<Streamed, UploadEnd> {
         let timeout = self.timeout(io)?;
-        let download = std::mem::replace(&mut self.plan.download, http::Request::new(Vec::new()));
-        let uri = self.plan.object.gs_uri();
+        let uri = object.gs_uri();
         let mut streamed = io.open(download, timeout).map_err(|no_answer| match no_answer {
             NoAnswer::Refused { origin, why } => refused(&format!("Cloud Storage download of {uri}"), &origin, &why),
             NoAnswer::Failed(why) => UploadEnd::Transient(format!("Cloud Storage download of {uri}: {why}")),
@@ -170,7 +206,7 @@ impl Uploader {
         let mut body = Vec::new();
         let _ = (&mut streamed.body).take(ERROR_BODY_BYTES as u64).read_to_end(&mut body);
         let error = GoogleError::from_response(streamed.status, &body);
-        let generation = self.plan.object.generation.map_or(String::new(), |g| format!(" generation {g}"));
+        let generation = object.generation.map_or(String::new(), |g| format!(" generation {g}"));
         Err(match (streamed.status, error.class()) {
             (_, ErrorClass::Transient) => {
                 UploadEnd::Transient(format!("Cloud Storage download of {uri} answered {error}"))

@@ -16,9 +16,10 @@
 use std::time::Duration;
 
 use crate::backoff::Jitter;
-use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobState, parse_job};
+use crate::bigquery::{ErrorClass, GoogleError, JobFailure, JobRole, JobState, is_quota, parse_job};
 use crate::budget::Budget;
 pub use crate::budget::MIN_BUDGET;
+use crate::claims::{self, AttemptVerdict, BatchVerdict, Holder};
 use crate::classified::{UploadEnd, UploadPlan, UploadReport};
 use crate::config::{AuthMode, Config};
 use crate::credentials::{self, AccessToken, CredentialCache};
@@ -94,6 +95,18 @@ enum Action {
     /// `jobs.insert`, or the upload for classified loads.
     Insert,
     GetJob,
+    /// `jobs.get` of the backfill batch that reserved this attempt ([`crate::claims`]).
+    GetBatch,
+    /// A tombstone at an abandoned batch's id, so its load can never be created.
+    CloseBatch,
+}
+
+/// The backfill batch holding this object's current attempt through a reservation.
+#[derive(Debug, Clone)]
+struct ReservedFor {
+    batch: String,
+    /// Unix seconds after which the batch may be closed.
+    deadline: u64,
 }
 
 #[derive(Debug)]
@@ -114,6 +127,8 @@ pub struct LoadSession {
     after_token: Option<Action>,
     action: Action,
     attempt: Attempt,
+    /// Set when the attempt's id holds a backfill's reservation; cleared with the attempt.
+    reserved: Option<ReservedFor>,
     /// This delivery's random token, sent as the jobs' `delivery` label: a job read back with
     /// it is ours, whatever happened to the answer of the request that created it.
     delivery: String,
@@ -172,6 +187,7 @@ impl LoadSession {
             after_token: None,
             action: Action::ProjectId, // decided below, from what the session starts with
             attempt: Attempt::FIRST,
+            reserved: None,
             delivery: delivery_token(seed),
             unix_at_start: now_unix,
             ms_at_start: now_ms,
@@ -242,8 +258,8 @@ impl LoadSession {
 
     /// How a [`Step::Upload`] ended.
     pub fn on_upload(&mut self, report: UploadReport, now_ms: u64) -> Step {
-        if report.counts.is_some() {
-            self.counts = report.counts;
+        if let Some(counts) = report.counts.into_iter().next() {
+            self.counts = Some(counts);
         }
         // The budget comes back with what the upload spent and the chunk failures it counted.
         self.budget = report.budget;
@@ -272,6 +288,9 @@ impl LoadSession {
                 self.planned.object.gs_uri()
             ))));
         }
+        if self.action == Action::GetBatch && status == 404 {
+            return self.batch_verdict(None, now_ms);
+        }
         if self.action == Action::Probe && status == 404 {
             // No job for this attempt yet: this delivery uploads it.
             self.action = Action::Insert;
@@ -280,7 +299,15 @@ impl LoadSession {
         if status == 401
             && !self.token_refused
             && needs_token_request(&self.config.auth)
-            && matches!(self.action, Action::Generation | Action::Insert | Action::GetJob | Action::Probe)
+            && matches!(
+                self.action,
+                Action::Generation
+                    | Action::Insert
+                    | Action::GetJob
+                    | Action::Probe
+                    | Action::GetBatch
+                    | Action::CloseBatch
+            )
         {
             // The token was revoked, or expired under a long event (a cached one, or one the
             // metadata server handed out near its end): fetch one, once, and repeat the
@@ -302,6 +329,12 @@ impl LoadSession {
                     self.action = Action::GetJob;
                     self.send(now_ms)
                 }
+                // Someone created the batch's load or a tombstone first: read which.
+                (ErrorClass::AlreadyExists, Action::CloseBatch) => {
+                    self.action = Action::GetBatch;
+                    self.send(now_ms)
+                }
+                (ErrorClass::Quota, _) => Step::Done(Err(quota_error(&self.rejected_message(&error)))),
                 (ErrorClass::Transient, _) => self.transient(format!("{} answered {error}", self.describe()), now_ms),
                 _ => Step::Done(Err(LoadError::UpstreamRejected(self.rejected_message(&error)))),
             };
@@ -346,7 +379,39 @@ impl LoadSession {
                     }
                 }
             }
+            Action::CloseBatch => {
+                self.action = Action::GetBatch;
+                self.send(now_ms)
+            }
+            Action::GetBatch => match parse_job(body) {
+                Ok(job) => {
+                    let holder = Holder::from_job(&job, &self.planned.object.gs_uri());
+                    self.batch_verdict(Some((holder, job.state)), now_ms)
+                }
+                Err(why) => self.transient(format!("BigQuery jobs.get (backfill batch): {why}"), now_ms),
+            },
             Action::GetJob | Action::Probe => match parse_job(body) {
+                Ok(job)
+                    if !matches!(job.role, JobRole::Load { .. }) || !job_holds(&job, &self.planned.object.gs_uri()) =>
+                {
+                    // Not this object's own load: a backfill's reservation, or something that
+                    // can never load it at this attempt.
+                    match claims::attempt(
+                        &self.planned.object.gs_uri(),
+                        Some(&Holder::from_job(&job, &self.planned.object.gs_uri())),
+                    ) {
+                        AttemptVerdict::Batch(batch) => {
+                            let deadline = match job.role {
+                                JobRole::Reservation { deadline, .. } => deadline,
+                                _ => 0,
+                            };
+                            self.reserved = Some(ReservedFor { batch, deadline });
+                            self.action = Action::GetBatch;
+                            self.send(now_ms)
+                        }
+                        _ => self.spent("its id holds a job that is not this object's load", now_ms),
+                    }
+                }
                 Ok(job) => {
                     // Every job this loader creates carries its delivery's label, so a job
                     // without ours — another delivery's, or an older loader's without any — is
@@ -374,6 +439,8 @@ impl LoadSession {
             (Action::Insert, LoadFormat::RawCsv) => "BigQuery jobs.insert",
             (Action::Insert, LoadFormat::Events) => "BigQuery upload (jobs.insert)",
             (Action::GetJob | Action::Probe, _) => "BigQuery jobs.get",
+            (Action::GetBatch, _) => "BigQuery jobs.get (backfill batch)",
+            (Action::CloseBatch, _) => "BigQuery jobs.insert (closing an abandoned backfill batch)",
         }
     }
 
@@ -416,9 +483,11 @@ impl LoadSession {
                         &self.delivery,
                         token,
                     ),
-                    download: crate::storage::download_request(&self.config.storage, &self.planned.object, token),
-                    object: self.planned.object.clone(),
-                    kind: self.planned.kind,
+                    sources: vec![crate::classified::UploadSource {
+                        download: crate::storage::download_request(&self.config.storage, &self.planned.object, token),
+                        object: self.planned.object.clone(),
+                        kind: self.planned.kind,
+                    }],
                     bigquery: self.config.bigquery.clone(),
                     token: self.token.clone(),
                     chunk: self.config.upload_chunk,
@@ -427,6 +496,23 @@ impl LoadSession {
             }
             (Action::GetJob | Action::Probe, _) => {
                 self.spec().get_request(&self.config.bigquery, self.attempt.number, token)
+            }
+            (Action::GetBatch | Action::CloseBatch, _) => {
+                let batch = &self.reserved.as_ref().expect("a batch is known before it is read").batch;
+                let spec = self.spec();
+                let (project, location) = (&spec.destination.project_id, &spec.location);
+                if self.action == Action::GetBatch {
+                    crate::job::get_job_request(&self.config.bigquery, project, location, batch, token)
+                } else {
+                    crate::job::tombstone_request(
+                        &self.config.bigquery,
+                        project,
+                        location,
+                        batch,
+                        &self.delivery,
+                        token,
+                    )
+                }
             }
         };
         Step::Send { request, timeout }
@@ -480,7 +566,7 @@ impl LoadSession {
                     };
                     return Step::Done(Ok(self.outcome(kind, None, Some(reason.to_string()))));
                 };
-                self.action = Action::GetJob;
+                self.action = if self.reserved.is_some() { Action::GetBatch } else { Action::GetJob };
                 Step::Sleep(delay)
             }
             JobState::Done { rows, failure: None } => {
@@ -498,7 +584,60 @@ impl LoadSession {
         }
     }
 
+    /// What the backfill batch that reserved this attempt says (`None`: its id holds nothing).
+    fn batch_verdict(&mut self, read: Option<(Holder, JobState)>, now_ms: u64) -> Step {
+        let reserved = self.reserved.clone().expect("a batch is known before it is read");
+        let now_unix = self.unix_at_start + now_ms.saturating_sub(self.ms_at_start) / 1000;
+        let abandoned = now_unix > reserved.deadline;
+        let object = self.planned.object.gs_uri();
+        match (claims::batch(&object, read.as_ref().map(|(holder, _)| holder), abandoned), read) {
+            (BatchVerdict::Close, _) => {
+                self.action = Action::CloseBatch;
+                self.send(now_ms)
+            }
+            // The batch's load includes the object: its state is this attempt's.
+            (BatchVerdict::Attempt(AttemptVerdict::Loaded | AttemptVerdict::InFlight), Some((_, state))) => {
+                self.attempt.created = false;
+                self.job_state(state, now_ms)
+            }
+            (BatchVerdict::Attempt(AttemptVerdict::InFlight), None) => {
+                Step::Done(Err(LoadError::UpstreamUnavailable(format!(
+                    "a backfill (batch job {}) has reserved {object} and may load it until {}; redeliver the event \
+                     later: it then finds the batch's load, or closes the abandoned batch and loads the object itself",
+                    reserved.batch,
+                    crate::registry_event::EventTime(reserved.deadline as i64 * 1_000_000)
+                ))))
+            }
+            _ => self.spent("the backfill batch that reserved it was closed or failed", now_ms),
+        }
+    }
+
+    /// This attempt can never load the object (see [`crate::claims`]): go on to the next one.
+    fn spent(&mut self, why: &str, now_ms: u64) -> Step {
+        if self.attempt.number >= MAX_ATTEMPTS {
+            let reason = format!("all {MAX_ATTEMPTS} load job attempts for this object are spent; the last: {why}");
+            return Step::Done(Ok(self.outcome(OutcomeKind::Failed, None, Some(reason))));
+        }
+        self.next_attempt(now_ms)
+    }
+
+    fn next_attempt(&mut self, now_ms: u64) -> Step {
+        self.attempt = self.attempt.next();
+        self.reserved = None;
+        self.budget.new_attempt();
+        self.action = first_job_action(self.planned.format);
+        self.send(now_ms)
+    }
+
     fn failed(&mut self, failure: JobFailure, now_ms: u64) -> Step {
+        if self.attempt.created && is_quota(&failure) {
+            // The job counted against the quota and loaded nothing; the next delivery, once the
+            // quota has refilled, submits the next attempt.
+            return Step::Done(Err(quota_error(&format!(
+                "BigQuery failed load job {}: {failure}",
+                self.spec().job_id(self.attempt.number)
+            ))));
+        }
         if self.attempt.created {
             let reason = format!(
                 "BigQuery rejected load job attempt {}/{MAX_ATTEMPTS}: {failure}; redelivering the event submits a fresh attempt",
@@ -512,10 +651,7 @@ impl LoadSession {
         }
         // A past delivery's job failed (bad data then, or a table fixed since): try afresh
         // under the next id; load jobs are atomic, so the failed one loaded nothing.
-        self.attempt = self.attempt.next();
-        self.budget.new_attempt();
-        self.action = first_job_action(self.planned.format);
-        self.send(now_ms)
+        self.next_attempt(now_ms)
     }
 
     fn outcome(&self, kind: OutcomeKind, rows: Option<u64>, reason: Option<String>) -> Outcome {
@@ -535,7 +671,7 @@ impl LoadSession {
 
     fn rejected_message(&self, error: &GoogleError) -> String {
         match self.action {
-            Action::Insert | Action::GetJob | Action::Probe => {
+            Action::Insert | Action::GetJob | Action::Probe | Action::GetBatch | Action::CloseBatch => {
                 format!(
                     "{} refused job {} for {}: {error}",
                     self.describe(),
@@ -552,6 +688,24 @@ impl LoadSession {
 /// so the retry jitter stays what the seed always gave.
 fn delivery_token(seed: u64) -> String {
     format!("{:016x}", Jitter::new(!seed).next_u64())
+}
+
+/// A spent quota: answered at once (503, so the trigger redelivers later) and never retried
+/// here, since a retry storm would only burn what refills.
+fn quota_error(what: &str) -> LoadError {
+    LoadError::UpstreamUnavailable(format!(
+        "{what}; a BigQuery quota is spent (load jobs per table: 1,500 a day, failed ones included, \
+         refilled over a rolling 24 hours): nothing was retried, and a later delivery loads the object"
+    ))
+}
+
+/// Whether a load job read back holds `object` (an upload, with no `sourceUris`, holds the
+/// object whose id it was created under).
+fn job_holds(job: &crate::bigquery::Job, object: &str) -> bool {
+    match &job.role {
+        JobRole::Load { source_uris } => source_uris.is_empty() || source_uris.iter().any(|u| u == object),
+        _ => false,
+    }
 }
 
 /// Whether an access token must be fetched before the first Google API call.

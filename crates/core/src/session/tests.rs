@@ -218,7 +218,7 @@ fn attempts_are_bounded() {
     let mut s = Script::new(answers);
     let o = run(config(&[]), &mut s).unwrap();
     assert_eq!(o.outcome, OutcomeKind::Failed);
-    assert!(o.reason.unwrap().contains("all 5 load job attempts"));
+    assert!(o.reason.unwrap().contains(&format!("all {MAX_ATTEMPTS} load job attempts")));
     assert_eq!(s.sent.len(), 2 * MAX_ATTEMPTS as usize);
 }
 
@@ -565,4 +565,89 @@ fn a_request_the_host_refuses_ends_the_load_at_once_naming_the_fix() {
     );
     assert!(message.contains("allowed_outbound_hosts in spin.toml"), "{message}");
     assert_eq!((script.sent.len(), script.slept.len()), (1, 0), "one try, no sleep: no retry can succeed");
+}
+
+/// A backfill's reservation at the object's attempt: the batch `b1`, closable after `deadline`.
+fn reservation(deadline: u64) -> String {
+    format!(
+        r#"{{"status":{{"state":"DONE"}},"configuration":{{"query":{{"query":"SELECT 1"}},"labels":{{"role":"reservation","batch":"gcr_usage_batch_00ff_1","deadline":"{deadline}","delivery":"00ff"}}}}}}"#
+    )
+}
+const TOMBSTONE: &str =
+    r#"{"status":{"state":"DONE"},"configuration":{"query":{"query":"SELECT 1"},"labels":{"role":"tombstone"}}}"#;
+const NOT_FOUND: &str = r#"{"error":{"code":404,"message":"Not found: Job demo-project:US.gcr_usage_batch_00ff_1","errors":[{"reason":"notFound"}]}}"#;
+/// The unix second the scripted host starts at (see `Script::unix_secs`).
+const T0: u64 = 1_767_225_600;
+
+#[test]
+fn a_reservation_whose_batch_loaded_the_object_is_a_duplicate() {
+    let batch = r#"{"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"40"}},"configuration":{"load":{"sourceUris":["gs://demo-gcr-logs/other","gs://demo-gcr-logs/accessLog_usage_2019_05_19_18_00_00_00cbe5_v0"]}}}"#;
+    let r = reservation(T0 + 600);
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, &r)), Ok((200, RUNNING)), Ok((200, batch))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Duplicate, "{o:?}");
+    let paths = s.paths();
+    assert!(paths[1].contains("/jobs/gcr_usage_accessLog") && paths[2].ends_with("/jobs/gcr_usage_batch_00ff_1"));
+    assert_eq!(paths[3], paths[2], "a running batch is polled at its own id");
+}
+
+#[test]
+fn a_reservation_of_a_batch_not_yet_loaded_answers_unavailable_at_once() {
+    let r = reservation(T0 + 600);
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, &r)), Ok((404, NOT_FOUND))]);
+    let e = run(config(&[]), &mut s).unwrap_err();
+    assert!(matches!(e, LoadError::UpstreamUnavailable(_)), "{e:?}");
+    assert!(e.message().contains("gcr_usage_batch_00ff_1") && e.message().contains("redeliver"), "{e}");
+    assert!(s.slept.is_empty() && s.sent.len() == 3);
+}
+
+#[test]
+fn an_abandoned_batch_is_closed_and_the_next_attempt_loads() {
+    let r = reservation(T0 - 1);
+    let mut s = Script::new(vec![
+        Ok((409, DUPLICATE)),
+        Ok((200, &r)),
+        Ok((404, NOT_FOUND)),
+        Ok((200, TOMBSTONE)),
+        Ok((200, TOMBSTONE)),
+        Ok((200, DONE)),
+    ]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded);
+    assert!(o.job_id.unwrap().ends_with("_r2"));
+    let paths = s.paths();
+    assert!(paths[3].starts_with("POST ") && paths[4].ends_with("/jobs/gcr_usage_batch_00ff_1"), "{paths:?}");
+    // The batch created its load first after all: the tombstone's 409 leads to reading it.
+    let batch = r#"{"status":{"state":"DONE"},"configuration":{"load":{}}}"#;
+    let mut s = Script::new(vec![
+        Ok((409, DUPLICATE)),
+        Ok((200, &r)),
+        Ok((404, NOT_FOUND)),
+        Ok((409, DUPLICATE)),
+        Ok((200, batch)),
+    ]);
+    assert_eq!(run(config(&[]), &mut s).unwrap().outcome, OutcomeKind::Duplicate);
+}
+
+#[test]
+fn a_tombstone_or_a_foreign_job_at_the_attempt_spends_it() {
+    let mut s = Script::new(vec![Ok((409, DUPLICATE)), Ok((200, TOMBSTONE)), Ok((200, DONE))]);
+    let o = run(config(&[]), &mut s).unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Loaded);
+    assert!(o.job_id.unwrap().ends_with("_r2"));
+}
+
+#[test]
+fn a_spent_quota_is_answered_at_once_without_retries() {
+    let quota = r#"{"error":{"code":403,"message":"Quota exceeded: Your table exceeded quota for imports or query appends per table","errors":[{"reason":"quotaExceeded","message":"Quota exceeded"}]}}"#;
+    let mut s = Script::new(vec![Ok((403, quota))]);
+    let e = run(config(&[]), &mut s).unwrap_err();
+    assert!(matches!(e, LoadError::UpstreamUnavailable(_)), "{e:?}");
+    assert!(e.message().contains("quota") && e.message().contains("nothing was retried"), "{e}");
+    assert_eq!((s.sent.len(), s.slept.len()), (1, 0));
+    // A job that failed on the quota: counted, loaded nothing, the next delivery tries again.
+    let failed = r#"{"status":{"state":"DONE","errorResult":{"reason":"quotaExceeded","message":"Quota exceeded"}}}"#;
+    let mut s = Script::new(vec![Ok((200, failed))]);
+    let e = run(config(&[]), &mut s).unwrap_err();
+    assert!(matches!(e, LoadError::UpstreamUnavailable(_)) && e.message().contains("quota"), "{e:?}");
 }
