@@ -5,6 +5,7 @@
 //! the core's reader, classifier and [`gcr_usage_core::stats::UsageStats`]; this crate
 //! only finds the files, shows progress, and renders the report.
 
+mod backfill;
 mod html;
 mod input;
 mod render;
@@ -76,6 +77,9 @@ enum Command {
     /// Read local usage-log and audit-log files and print pulls per image per day, bytes, clients, pushes and failures
     #[command(after_help = REPORT_AFTER_HELP)]
     Report(ReportArgs),
+    /// Load the log objects already in a log bucket into BigQuery: batched within the quotas, exactly once, resumable
+    #[command(after_help = backfill::AFTER_HELP)]
+    Backfill(backfill::BackfillArgs),
 }
 
 #[derive(clap::Args)]
@@ -138,7 +142,7 @@ enum DedupScope {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ProgressWhen {
+pub enum ProgressWhen {
     Auto,
     Always,
     Never,
@@ -150,7 +154,10 @@ pub struct Fail(pub String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Report(args) = cli.command;
+    let args = match cli.command {
+        Command::Report(args) => args,
+        Command::Backfill(args) => return backfill::main(&args),
+    };
     match report(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(message)) => {

@@ -14,13 +14,15 @@ use std::collections::BTreeMap;
 use crate::config::Config;
 use crate::job::LoadFormat;
 use crate::listing::{Listed, LogObject};
+use crate::log_name::LogKind;
 use crate::plan::{Plan, plan_load};
 
 /// What one load job may carry, and how many a table may take today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Source URIs per raw CSV load job (BigQuery's maximum is 10,000).
-    pub uris_per_job: usize,
+    /// Objects per load job: source URIs of a raw CSV job (BigQuery's maximum is 10,000), or
+    /// objects read into one events upload. Each also costs one reservation before the load.
+    pub objects_per_job: usize,
     /// Bytes of log read into one events upload (its NDJSON is larger; one upload is one job).
     pub bytes_per_upload: u64,
     /// Load jobs a backfill may spend on one table in a day: BigQuery allows about 1,500, the
@@ -30,7 +32,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { uris_per_job: 10_000, bytes_per_upload: 4 << 30, jobs_per_table_per_day: 1_000 }
+        Limits { objects_per_job: 1_000, bytes_per_upload: 1 << 30, jobs_per_table_per_day: 1_000 }
     }
 }
 
@@ -39,6 +41,9 @@ impl Default for Limits {
 pub struct Batch {
     pub table_id: String,
     pub format: LoadFormat,
+    /// One kind per batch: a raw job has one schema, and an events batch reads each object
+    /// with its own reader, but the job's labels name one kind.
+    pub kind: LogKind,
     /// In name order.
     pub objects: Vec<Listed>,
     pub bytes: u64,
@@ -73,14 +78,14 @@ pub fn plan_backfill(config: &Config, objects: Vec<LogObject>, limits: &Limits) 
     let mut plan = BackfillPlan::default();
     // (table, format) → objects, in name order: the grouping is deterministic, so two runs over
     // the same listing plan the same batches.
-    let mut groups: BTreeMap<(String, LoadFormat), Vec<Listed>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, LoadFormat, LogKind), Vec<Listed>> = BTreeMap::new();
     let mut objects = objects;
     objects.sort_by(|a, b| a.listed.object.name.cmp(&b.listed.object.name));
     for object in objects {
         match plan_load(config, object.listed.object.clone()) {
             Ok(Plan::Load(loads)) => {
                 for load in loads {
-                    groups.entry((load.table_id, load.format)).or_default().push(object.listed.clone());
+                    groups.entry((load.table_id, load.format, load.kind)).or_default().push(object.listed.clone());
                 }
             }
             Ok(Plan::Ignore(outcome)) => {
@@ -89,15 +94,15 @@ pub fn plan_backfill(config: &Config, objects: Vec<LogObject>, limits: &Limits) 
             Err(error) => plan.skipped.push((object.listed.object.name, error.message().to_string())),
         }
     }
-    for ((table_id, format), listed) in groups {
-        let mut batch = Batch { table_id: table_id.clone(), format, objects: Vec::new(), bytes: 0 };
+    for ((table_id, format, kind), listed) in groups {
+        let mut batch = Batch { table_id: table_id.clone(), format, kind, objects: Vec::new(), bytes: 0 };
         for item in listed {
-            let full = match format {
-                LoadFormat::RawCsv => batch.objects.len() >= limits.uris_per_job,
-                LoadFormat::Events => !batch.objects.is_empty() && batch.bytes + item.size > limits.bytes_per_upload,
-            };
+            let full = batch.objects.len() >= limits.objects_per_job
+                || (format == LoadFormat::Events
+                    && !batch.objects.is_empty()
+                    && batch.bytes + item.size > limits.bytes_per_upload);
             if full {
-                let next = Batch { table_id: table_id.clone(), format, objects: Vec::new(), bytes: 0 };
+                let next = Batch { table_id: table_id.clone(), format, kind, objects: Vec::new(), bytes: 0 };
                 plan.batches.push(std::mem::replace(&mut batch, next));
             }
             batch.bytes += item.size;
@@ -142,10 +147,12 @@ mod tests {
     }
 
     #[test]
-    fn raw_objects_go_ten_thousand_uris_to_a_job_per_table() {
+    fn raw_objects_go_up_to_the_limit_of_uris_to_a_job_per_table() {
         let mut names = usage_logs(25_000);
         names.push("a_storage_2024_03_11_07_00_00_0b_v0".into());
-        let plan = plan_backfill(&config("raw"), listing(&names, 100), &Limits::default());
+        // BigQuery's own maximum per job; the default is lower (reservations take time).
+        let limits = Limits { objects_per_job: 10_000, ..Limits::default() };
+        let plan = plan_backfill(&config("raw"), listing(&names, 100), &limits);
         let sizes: Vec<(&str, usize)> = plan.batches.iter().map(|b| (b.table_id.as_str(), b.objects.len())).collect();
         assert_eq!(sizes, [("storage", 1), ("usage", 10_000), ("usage", 10_000), ("usage", 5_000)]);
         assert_eq!(plan.jobs_per_table(), BTreeMap::from([("storage", 1), ("usage", 3)]));
@@ -198,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_table_over_the_days_budget_is_reported() {
-        let limits = Limits { uris_per_job: 10, jobs_per_table_per_day: 2, ..Limits::default() };
+        let limits = Limits { objects_per_job: 10, jobs_per_table_per_day: 2, ..Limits::default() };
         let plan = plan_backfill(&config("raw"), listing(&usage_logs(35), 1), &limits);
         assert_eq!(plan.over_budget(&limits), [("usage", 4)]);
         assert!(plan_backfill(&config("raw"), listing(&usage_logs(20), 1), &limits).over_budget(&limits).is_empty());
@@ -209,7 +216,7 @@ mod tests {
         let names = usage_logs(300);
         let mut reversed = listing(&names, 7);
         reversed.reverse();
-        let limits = Limits { uris_per_job: 64, ..Limits::default() };
+        let limits = Limits { objects_per_job: 64, ..Limits::default() };
         assert_eq!(
             plan_backfill(&config("raw"), listing(&names, 7), &limits),
             plan_backfill(&config("raw"), reversed, &limits)

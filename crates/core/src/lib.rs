@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backfill;
 pub mod backoff;
 pub mod batching;
 pub mod bigquery;

@@ -112,6 +112,17 @@ impl HourWindow {
         Ok(HourWindow { since, until })
     }
 
+    /// The window in words, for messages: `from 2024-03-01T00 until 2024-03-02T23`, or
+    /// `in any hour`.
+    pub fn describe(&self) -> String {
+        match (self.since, self.until) {
+            (None, None) => "in any hour".into(),
+            (Some(s), None) => format!("from {}", show(s)),
+            (None, Some(u)) => format!("until {}", show(u)),
+            (Some(s), Some(u)) => format!("from {} until {}", show(s), show(u)),
+        }
+    }
+
     pub fn contains(&self, hour: time::PrimitiveDateTime) -> bool {
         self.since.is_none_or(|s| hour >= s) && self.until.is_none_or(|u| hour <= u)
     }

@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 /// Which of the two log families an object belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogKind {
     /// Hourly request logs (17 columns).
