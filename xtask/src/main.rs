@@ -234,12 +234,16 @@ fn test(args: &[String]) -> Result {
     // What the harness's Spin imitation decides, held to a real `spin up` by e2e/test_spin.py.
     run(cargo().args(["build", "--package", "gcr-usage-host-test", "--bin", "spin_policy"]))?;
     let spin_policy = target_dir().join("debug").join("spin_policy");
+    // The native CLI, whose `backfill` e2e/test_backfill.py runs against the emulators.
+    run(cargo().args(["build", "--package", "gcr-usage-cli", "--bin", "gcr-usage"]))?;
+    let cli = target_dir().join("debug").join("gcr-usage");
     step("end-to-end and peer tests (fake-gcs-server, local-bigquery, google-cloud-bigquery, wasmtime serve, spin up)");
     run(Command::new(python)
         .args(["-m", "pytest", "e2e", "-q", "-p", "no:cacheprovider"])
         .env("GCR_USAGE_WASM", &wasm)
         .env("WASMTIME", &wasmtime)
         .env("GCR_USAGE_SPIN_POLICY", &spin_policy)
+        .env("GCR_USAGE_CLI", &cli)
         // A component that cannot run must fail the suite, not skip it.
         .env("GCR_USAGE_E2E_STRICT", "1"))
 }

@@ -56,11 +56,11 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "PREFIX", default_value = "")]
     prefix: String,
 
-    /// First hour to load, from the hour in the object's name: YYYY-MM-DD (from 00:00) or YYYY-MM-DDTHH, UTC
+    /// First hour to load, from the hour in the object's name: YYYY-MM-DD (from 00:00) or YYYY-MM-DDTHH, UTC; or NNh / NNd before now
     #[arg(long, value_name = "HOUR")]
     since: Option<String>,
 
-    /// Last hour to load (included): YYYY-MM-DD (until 23:00) or YYYY-MM-DDTHH, UTC
+    /// Last hour to load (included): YYYY-MM-DD (until 23:00) or YYYY-MM-DDTHH, UTC; or NNh / NNd before now
     #[arg(long, value_name = "HOUR")]
     until: Option<String>,
 
@@ -139,7 +139,10 @@ fn run(args: &BackfillArgs) -> Result<Summary, String> {
     if bucket.is_empty() || bucket.contains('/') {
         return Err(format!("{:?} is not a bucket: give gs://LOG_BUCKET (and --prefix for a part of it)", args.bucket));
     }
-    let window = HourWindow::parse(args.since.as_deref(), args.until.as_deref())?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let since = args.since.as_deref().map(|s| hours_ago(s, now).unwrap_or_else(|| s.to_string()));
+    let until = args.until.as_deref().map(|s| hours_ago(s, now).unwrap_or_else(|| s.to_string()));
+    let window = HourWindow::parse(since.as_deref(), until.as_deref())?;
     let auth_variable_set = args.token.is_some() || nonempty(config::AUTH).is_some();
     let env = |name: &str| -> Option<String> {
         let flag = match name {
@@ -201,6 +204,19 @@ fn run(args: &BackfillArgs) -> Result<Summary, String> {
     })?;
     print_summary(&summary, args.json).map_err(|e| format!("writing the summary to stdout failed: {e}"))?;
     Ok(summary)
+}
+
+/// `48h` / `7d`: that long before `now` (Unix seconds), as the hour `YYYY-MM-DDTHH` (UTC) it
+/// falls in; `None` for anything else (read as an absolute hour by the core).
+fn hours_ago(text: &str, now: u64) -> Option<String> {
+    let (count, unit) = text.split_at(text.len().checked_sub(1)?);
+    let hours = match unit {
+        "h" => count.parse::<u64>().ok()?,
+        "d" => count.parse::<u64>().ok()?.checked_mul(24)?,
+        _ => return None,
+    };
+    let then = time::OffsetDateTime::from_unix_timestamp(now.checked_sub(hours.checked_mul(3600)?)? as i64).ok()?;
+    Some(format!("{}T{:02}", then.date(), then.hour()))
 }
 
 fn nonempty(name: &str) -> Option<String> {
@@ -271,4 +287,21 @@ fn print_summary(summary: &Summary, json: bool) -> std::io::Result<()> {
         writeln!(out, "STOPPED: {stopped}")?;
     }
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hours_ago;
+
+    #[test]
+    fn relative_hours_count_back_from_now() {
+        // 2026-12-01T18:30:00Z
+        let now = 1_796_149_800;
+        assert_eq!(hours_ago("48h", now).as_deref(), Some("2026-11-29T18"));
+        assert_eq!(hours_ago("1d", now).as_deref(), Some("2026-11-30T18"));
+        assert_eq!(hours_ago("0h", now).as_deref(), Some("2026-12-01T18"));
+        for absolute in ["2026-11-01", "2026-11-01T05", "h", "", "5x", "-3h"] {
+            assert_eq!(hours_ago(absolute, now), None, "{absolute}");
+        }
+    }
 }
