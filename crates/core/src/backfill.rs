@@ -177,21 +177,25 @@ pub fn run(
 
     let mut run = batch::Run::new(config, options, &project, client);
     let mut queue: VecDeque<Pending> = plan.batches.into_iter().map(Pending::from_plan).collect();
-    let waiting_since = run.now_ms();
+    // The wait for objects others hold starts once the run's own work is done.
+    let mut waiting_since: Option<u64> = None;
     loop {
         run.drain(&mut queue, &mut summary, progress)?;
         let held = run.take_held();
         if held.is_empty() || summary.stopped.is_some() {
-            summary.held_elsewhere.extend(held.iter().flat_map(|p| p.members.iter().map(|m| m.listed.object.gs_uri())));
+            summary.held_elsewhere.extend(uris(&held));
             break;
         }
         let objects: usize = held.iter().map(|p| p.members.len()).sum();
-        if run.now_ms().saturating_sub(waiting_since) > options.wait_for_others.as_millis() as u64 {
-            summary.held_elsewhere.extend(held.iter().flat_map(|p| p.members.iter().map(|m| m.listed.object.gs_uri())));
-            progress(Progress::Note(format!(
-                "{objects} objects are still being loaded by someone else (another backfill, or live events); \
-                 run again later to check them"
-            )));
+        let since = *waiting_since.get_or_insert(run.now_ms());
+        if run.now_ms().saturating_sub(since) > options.wait_for_others.as_millis() as u64 {
+            summary.held_elsewhere.extend(uris(&held));
+            summary.stopped = Some(format!(
+                "{objects} objects are still held by other loads (another backfill's batch, or live events) after \
+                 waiting {} s (--wait-for-others): run the same command again later to check them; nothing is \
+                 loaded twice",
+                options.wait_for_others.as_secs()
+            ));
             break;
         }
         progress(Progress::Note(format!(
@@ -201,6 +205,10 @@ pub fn run(
         queue.extend(held);
     }
     Ok(summary)
+}
+
+fn uris(pending: &[Pending]) -> Vec<String> {
+    pending.iter().flat_map(|p| p.members.iter().map(|m| m.listed.object.gs_uri())).collect()
 }
 
 /// Every page of the listing (a failed page is asked again with the same page token).

@@ -38,7 +38,8 @@ Quotas: a table takes 1,500 load jobs a day (failed ones included). A run spends
 exit status 3: run it again later (tomorrow for the budget) and it resumes.
 
 Exit status: 0 every log object is loaded (now or before); 1 an error (the message names it);
-2 invalid arguments; 3 stopped early on a quota or the job budget (run again later to resume);
+2 invalid arguments; 3 stopped early on a quota, the job budget, or objects other loads still
+hold after --wait-for-others (run again later to resume);
 4 finished, but BigQuery rejected some objects (named in the summary).
 
 Examples:

@@ -152,7 +152,10 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
                 ));
                 break;
             }
-            self.batch(pending, queue, summary, progress)?;
+            match self.batch(pending, queue, summary, progress) {
+                Err(BackfillError::Quota(why)) => summary.stopped = Some(quota_stop(&why)),
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -191,7 +194,18 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
         let mut held = Vec::new();
         for member in &pending.members {
             let spec = self.spec(&pending, member);
-            match self.claim(&spec, member.attempt, &id, deadline, summary)? {
+            let claim = match self.claim(&spec, member.attempt, &id, deadline, summary) {
+                Ok(claim) => claim,
+                Err(error) => {
+                    // Free what this batch reserved at once rather than at its deadline (a
+                    // failure to close is only a delay: the deadline frees them too).
+                    if !ours.is_empty() {
+                        let _ = self.tombstone(&id);
+                    }
+                    return Err(error);
+                }
+            };
+            match claim {
                 Claim::Ours(attempt) => ours.push(Member { attempt, ..member.clone() }),
                 Claim::Held(attempt) => held.push(Member { attempt, ..member.clone() }),
                 Claim::Loaded => {
