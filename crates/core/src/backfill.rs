@@ -56,9 +56,10 @@ pub struct Summary {
     /// Log objects in the hours asked for.
     pub log_objects: u64,
     pub bytes: u64,
-    /// Objects this run loaded.
+    /// Objects this run loaded, per destination table (in `both` mode an object counts once in
+    /// each of its two tables).
     pub loaded: u64,
-    /// Objects some earlier load (an event, another run) had loaded already.
+    /// Objects some earlier load (an event, another run) had loaded already (counted the same way).
     pub already_loaded: u64,
     /// Rows this run's jobs loaded (CSV rows, or events).
     pub rows: u64,
@@ -301,3 +302,6 @@ fn check_dataset(config: &Config, project: &str, client: &mut Client<'_, impl Io
         _ => Err(BackfillError::Upstream(format!("BigQuery datasets.get answered {}", error()))),
     }
 }
+
+#[cfg(test)]
+mod tests;

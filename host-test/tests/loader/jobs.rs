@@ -131,18 +131,19 @@ async fn an_existing_successful_r2_is_a_duplicate() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn after_five_failed_attempts_the_answer_is_422_failed() {
+async fn after_max_attempts_failed_the_answer_is_422_failed() {
     let up = FakeUpstream::new();
     up.route(google::jobs_insert_rule(PROJECT).reply(google::duplicate_job_echo()))
         .route(google::jobs_get_rule(PROJECT).reply(google::job_failed_echo("invalid", MSG)));
     let r = harness(&up).handle(event()).await.unwrap();
     let body = r.json();
-    assert_eq!((r.status, &body["outcome"], &body["jobId"]), (422, &json!("failed"), &json!(job_id(5))), "{body}");
-    assert_eq!(body["reason"], format!("all 5 load job attempts for this object failed; the last: invalid: {MSG}"));
+    let max = gcr_usage_core::job::MAX_ATTEMPTS;
+    assert_eq!((r.status, &body["outcome"], &body["jobId"]), (422, &json!("failed"), &json!(job_id(max))), "{body}");
+    assert_eq!(body["reason"], format!("all {max} load job attempts for this object failed; the last: invalid: {MSG}"));
     let ids: Vec<String> =
         inserts(&r.run).iter().map(|q| q.body_json()["jobReference"]["jobId"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, (1..=5).map(job_id).collect::<Vec<_>>());
-    assert_eq!(r.run.outbound.len(), 10);
+    assert_eq!(ids, (1..=max).map(job_id).collect::<Vec<_>>());
+    assert_eq!(r.run.outbound.len(), 2 * max as usize);
     assert_eq!(log_line(&r)["severity"], "ERROR");
 }
 
@@ -162,7 +163,7 @@ async fn a_job_we_created_that_bigquery_rejects_is_422_with_its_message() {
             r.json(),
             json!({"outcome": "failed", "object": object_json(BUCKET, USAGE_NAME, Some(USAGE_GEN)), "logKind": "usage",
                    "destination": USAGE_DEST, "jobId": job_id(1),
-                   "reason": format!("BigQuery rejected load job attempt 1/5: invalid: {MSG}; redelivering the event submits a fresh attempt")})
+                   "reason": format!("BigQuery rejected load job attempt 1/{}: invalid: {MSG}; redelivering the event submits a fresh attempt", gcr_usage_core::job::MAX_ATTEMPTS)})
         );
         assert_eq!(r.status, 422);
         let line = log_line(&r);

@@ -48,7 +48,10 @@ async fn loaded_duplicate_failed_and_submitted_outcomes() {
     let o = outcome(&r);
     assert_eq!((o.kind, o.rows), (OutcomeKind::Failed, None));
     assert!(
-        o.reason.as_deref().unwrap().starts_with("BigQuery rejected load job attempt 1/5: invalid: bad CSV"),
+        o.reason.as_deref().unwrap().starts_with(&format!(
+            "BigQuery rejected load job attempt 1/{}: invalid: bad CSV",
+            gcr_usage_core::job::MAX_ATTEMPTS
+        )),
         "{o:?}"
     );
     assert_eq!(only_log_line(&r.run)["httpStatus"], 422);

@@ -13,7 +13,7 @@
 //! A batch that cannot create its load (quota, upload trouble, an object gone) closes itself
 //! with a tombstone first, so its reservations are free at once rather than at the deadline.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::backoff::Jitter;
@@ -136,26 +136,33 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
         summary: &mut Summary,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), BackfillError> {
+        // Objects left per table whose budget of load jobs this run has spent: the other
+        // tables go on.
+        let mut over_budget: BTreeMap<String, usize> = BTreeMap::new();
         while let Some(pending) = queue.pop_front() {
             if summary.stopped.is_some() {
                 break;
             }
             let used = summary.load_jobs.get(&pending.table_id).copied().unwrap_or(0);
             if used >= self.options.limits.jobs_per_table_per_day {
-                let left: usize = pending.members.len()
-                    + queue.iter().filter(|p| p.table_id == pending.table_id).map(|p| p.members.len()).sum::<usize>();
-                summary.stopped = Some(format!(
-                    "this run used its budget of {used} load jobs on table {} (--jobs-per-table-per-day; BigQuery \
-                     allows 1,500 a day per table, the live path needs the rest); {left} objects are left: run the \
-                     same command again tomorrow and it resumes with them",
-                    pending.table_id
-                ));
-                break;
+                *over_budget.entry(pending.table_id.clone()).or_default() += pending.members.len();
+                continue;
             }
             match self.batch(pending, queue, summary, progress) {
                 Err(BackfillError::Quota(why)) => summary.stopped = Some(quota_stop(&why)),
                 other => other?,
             }
+        }
+        if summary.stopped.is_none() && !over_budget.is_empty() {
+            let tables: Vec<String> =
+                over_budget.iter().map(|(table, left)| format!("{table} ({left} objects left)")).collect();
+            summary.stopped = Some(format!(
+                "this run used its budget of {} load jobs per table on {} (--jobs-per-table-per-day; BigQuery \
+                 allows 1,500 a day per table, the live path needs the rest): run the same command again tomorrow \
+                 and it resumes with what is left",
+                self.options.limits.jobs_per_table_per_day,
+                tables.join(", ")
+            ));
         }
         Ok(())
     }
@@ -240,7 +247,6 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
             return Ok(());
         }
         progress(Progress::Batch { job_id: load.id.clone(), table: pending.table_id.clone(), objects: ours.len() });
-        *summary.load_jobs.entry(pending.table_id.clone()).or_default() += 1;
         let created = match pending.format {
             LoadFormat::RawCsv => {
                 let (bigquery, token) = (self.config.bigquery.clone(), self.token.clone());
@@ -252,7 +258,11 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
             LoadFormat::Events => self.upload(&load, &pending, &mut ours, queue, summary, progress)?,
         };
         let job = match created {
-            Created::Job(job) => job,
+            Created::Job(job) => {
+                // Counted once created, failed or not: that is what BigQuery's quota counts.
+                *summary.load_jobs.entry(pending.table_id.clone()).or_default() += 1;
+                job
+            }
             Created::Closed => {
                 // Someone closed the batch first (it looked abandoned): the reservations are
                 // spent, nothing loaded.
