@@ -769,3 +769,18 @@ fn one_tables_spent_budget_leaves_the_other_tables_going() {
     assert_eq!(summary.load_jobs, expected, "each table spent its own budget, neither skipped");
     assert_eq!(summary.loaded, 40, "20 objects into each table");
 }
+
+#[test]
+fn a_network_failing_mid_upload_or_mid_download_loads_every_event_once() {
+    for fault in [(Ep::Chunk, 0, Fault::Network), (Ep::Chunk, 0, Fault::Lost), (Ep::Download, 1, Fault::Network)] {
+        let names = names(3);
+        let mut google = Google::new(&names, FIXTURE);
+        google.faults = vec![fault.clone()];
+        let summary = backfill_as(&mut google, "classified", &options(20), Credential::None).unwrap();
+        assert!(summary.rejected.is_empty() && summary.stopped.is_none(), "{fault:?}: {summary:?}");
+        assert_eq!((summary.loaded, summary.rows), (3, 42), "{fault:?}");
+        assert_eq!(summary.load_jobs, jobs("registry_events", 1), "{fault:?}");
+        assert_eq!(google.loads.len(), 1, "{fault:?}");
+        assert_eq!(google.events.values().copied().collect::<Vec<_>>(), [14, 14, 14], "{fault:?}: every row once");
+    }
+}
