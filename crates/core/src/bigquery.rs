@@ -228,10 +228,10 @@ pub fn parse_job(body: &[u8]) -> Result<Job, String> {
     let role = match configuration {
         Some(ConfigurationResource { load: Some(load), .. }) => JobRole::Load { source_uris: load.source_uris },
         Some(ConfigurationResource { query: Some(_), .. }) => {
-            match (label(crate::job::ROLE_LABEL).as_deref(), label(crate::job::BATCH_LABEL)) {
-                (Some(crate::job::ROLE_TOMBSTONE), _) => JobRole::Tombstone,
-                (Some(crate::job::ROLE_RESERVATION), Some(batch)) => {
-                    let deadline = label(crate::job::DEADLINE_LABEL).and_then(|d| d.parse().ok()).unwrap_or(0);
+            match (label(crate::batch_job::ROLE_LABEL).as_deref(), label(crate::batch_job::BATCH_LABEL)) {
+                (Some(crate::batch_job::ROLE_TOMBSTONE), _) => JobRole::Tombstone,
+                (Some(crate::batch_job::ROLE_RESERVATION), Some(batch)) => {
+                    let deadline = label(crate::batch_job::DEADLINE_LABEL).and_then(|d| d.parse().ok()).unwrap_or(0);
                     JobRole::Reservation { batch, deadline }
                 }
                 _ => JobRole::Other,

@@ -133,7 +133,7 @@ impl LoadSpec {
             "/upload/bigquery/v2/projects/{}/jobs?uploadType=resumable&prettyPrint=false",
             encode(&self.destination.project_id)
         ));
-        upload_session(url, token, self.job_json(self.job_id(attempt), None, delivery, None))
+        crate::batch_job::upload_session(url, token, self.job_json(self.job_id(attempt), None, delivery, None))
     }
 
     /// `POST …/jobs`: a `SELECT 1` query job at this object's `attempt` id that reserves the
@@ -149,19 +149,26 @@ impl LoadSpec {
         token: Option<&str>,
     ) -> http::Request<Vec<u8>> {
         let deadline = deadline.to_string();
-        let labels = QueryLabels {
+        let labels = crate::batch_job::QueryLabels {
             loader: "gcr-usage",
-            role: ROLE_RESERVATION,
+            role: crate::batch_job::ROLE_RESERVATION,
             batch: Some(batch_id),
             deadline: Some(&deadline),
             delivery,
         };
-        query_job_request(endpoint, &self.destination.project_id, &self.location, &self.job_id(attempt), labels, token)
+        crate::batch_job::query_job_request(
+            endpoint,
+            &self.destination.project_id,
+            &self.location,
+            &self.job_id(attempt),
+            labels,
+            token,
+        )
     }
 
     /// The load job's JSON under `job_id`: one object's (`source_uris` `None`: this object's
-    /// own URI for a raw load) or a batch's (many URIs, `role` [`ROLE_BATCH`]).
-    fn job_json(
+    /// own URI for a raw load) or a batch's (many URIs, `role` [`crate::batch_job::ROLE_BATCH`]).
+    pub(crate) fn job_json(
         &self,
         job_id: String,
         source_uris: Option<Vec<String>>,
@@ -219,165 +226,14 @@ impl LoadSpec {
 
     /// `GET …/jobs/{id}?location=…`: jobs outside `US` are invisible without the location.
     pub fn get_request(&self, endpoint: &Endpoint, attempt: u32, token: Option<&str>) -> http::Request<Vec<u8>> {
-        get_job_request(endpoint, &self.destination.project_id, &self.location, &self.job_id(attempt), token)
+        crate::batch_job::get_job_request(
+            endpoint,
+            &self.destination.project_id,
+            &self.location,
+            &self.job_id(attempt),
+            token,
+        )
     }
-}
-
-/// A backfill batch: one load job for many objects, all of one kind, format and destination
-/// (`specs[0]` stands for what they share), under the batch's own job id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchLoad {
-    pub id: String,
-    pub specs: Vec<LoadSpec>,
-}
-
-impl BatchLoad {
-    /// `gcr_usage_batch_<run>_<n>` (`gcr_usage_events_batch_…` for events): `run` is a random
-    /// token of the backfill run, `n` counts its batches, so no two batches ever share an id.
-    pub fn id(format: LoadFormat, run: &str, n: u32) -> String {
-        let prefix = match format {
-            LoadFormat::RawCsv => "gcr_usage_batch",
-            LoadFormat::Events => "gcr_usage_events_batch",
-        };
-        format!("{prefix}_{run}_{n}")
-    }
-
-    fn first(&self) -> &LoadSpec {
-        &self.specs[0]
-    }
-
-    fn jobs_url(&self, endpoint: &Endpoint, upload: bool) -> String {
-        let project = encode(&self.first().destination.project_id);
-        if upload {
-            endpoint.url(&format!("/upload/bigquery/v2/projects/{project}/jobs?uploadType=resumable&prettyPrint=false"))
-        } else {
-            endpoint.url(&format!("/bigquery/v2/projects/{project}/jobs?prettyPrint=false"))
-        }
-    }
-
-    /// `jobs.insert` of the raw batch: every object's URI in one CSV load job.
-    pub fn insert_request(&self, endpoint: &Endpoint, delivery: &str, token: Option<&str>) -> http::Request<Vec<u8>> {
-        let uris = self.specs.iter().map(|s| s.object.gs_uri()).collect();
-        let body = self.first().job_json(self.id.clone(), Some(uris), delivery, Some(ROLE_BATCH));
-        build(http::Method::POST, &self.jobs_url(endpoint, false), token, Some(body))
-    }
-
-    /// The upload session of the events batch (the objects' events, one after the other).
-    pub fn upload_request(&self, endpoint: &Endpoint, delivery: &str, token: Option<&str>) -> http::Request<Vec<u8>> {
-        let body = self.first().job_json(self.id.clone(), None, delivery, Some(ROLE_BATCH));
-        upload_session(self.jobs_url(endpoint, true), token, body)
-    }
-
-    /// `jobs.get` of the batch's id.
-    pub fn get_request(&self, endpoint: &Endpoint, token: Option<&str>) -> http::Request<Vec<u8>> {
-        let first = self.first();
-        get_job_request(endpoint, &first.destination.project_id, &first.location, &self.id, token)
-    }
-
-    /// `jobs.insert` of a tombstone at the batch's id ([`tombstone_request`]).
-    pub fn tombstone_request(
-        &self,
-        endpoint: &Endpoint,
-        delivery: &str,
-        token: Option<&str>,
-    ) -> http::Request<Vec<u8>> {
-        let first = self.first();
-        tombstone_request(endpoint, &first.destination.project_id, &first.location, &self.id, delivery, token)
-    }
-}
-
-/// `POST …/jobs`: a `SELECT 1` query job at `batch_id` that closes the batch: once it exists,
-/// the batch's load can never be created, so the objects it reserved are free to load elsewhere.
-pub fn tombstone_request(
-    endpoint: &Endpoint,
-    project: &str,
-    location: &str,
-    batch_id: &str,
-    delivery: &str,
-    token: Option<&str>,
-) -> http::Request<Vec<u8>> {
-    let labels = QueryLabels { loader: "gcr-usage", role: ROLE_TOMBSTONE, batch: None, deadline: None, delivery };
-    query_job_request(endpoint, project, location, batch_id, labels, token)
-}
-
-/// `GET …/jobs/{id}?location=…`.
-pub fn get_job_request(
-    endpoint: &Endpoint,
-    project: &str,
-    location: &str,
-    job_id: &str,
-    token: Option<&str>,
-) -> http::Request<Vec<u8>> {
-    let url = endpoint.url(&format!(
-        "/bigquery/v2/projects/{}/jobs/{}?location={}&prettyPrint=false",
-        encode(project),
-        encode(job_id),
-        encode(location)
-    ));
-    build(http::Method::GET, &url, token, None)
-}
-
-fn query_job_request(
-    endpoint: &Endpoint,
-    project: &str,
-    location: &str,
-    job_id: &str,
-    labels: QueryLabels,
-    token: Option<&str>,
-) -> http::Request<Vec<u8>> {
-    let job = QueryJob {
-        job_reference: JobReference { project_id: project, job_id: job_id.to_string(), location },
-        configuration: QueryConfiguration { labels, query: Query { query: "SELECT 1", use_legacy_sql: false } },
-    };
-    let url = endpoint.url(&format!("/bigquery/v2/projects/{}/jobs?prettyPrint=false", encode(project)));
-    build(http::Method::POST, &url, token, Some(serde_json::to_vec(&job).expect("a job serialises")))
-}
-
-fn upload_session(url: String, token: Option<&str>, body: Vec<u8>) -> http::Request<Vec<u8>> {
-    let mut request = build(http::Method::POST, &url, token, Some(body));
-    request.headers_mut().insert("x-upload-content-type", http::HeaderValue::from_static("application/octet-stream"));
-    request
-}
-
-/// The label saying which part of the exactly-once protocol a job plays ([`crate::claims`]).
-pub const ROLE_LABEL: &str = "role";
-pub const ROLE_RESERVATION: &str = "reservation";
-pub const ROLE_TOMBSTONE: &str = "tombstone";
-pub const ROLE_BATCH: &str = "batch";
-/// On a reservation: the batch's job id.
-pub const BATCH_LABEL: &str = "batch";
-/// On a reservation: the Unix second after which the batch may be closed by anyone.
-pub const DEADLINE_LABEL: &str = "deadline";
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QueryJob<'a> {
-    job_reference: JobReference<'a>,
-    configuration: QueryConfiguration<'a>,
-}
-
-#[derive(Serialize)]
-struct QueryConfiguration<'a> {
-    labels: QueryLabels<'a>,
-    query: Query,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Query {
-    query: &'static str,
-    use_legacy_sql: bool,
-}
-
-#[derive(Serialize)]
-struct QueryLabels<'a> {
-    loader: &'static str,
-    role: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deadline: Option<&'a str>,
-    delivery: &'a str,
 }
 
 pub const USER_AGENT: &str = concat!("gcr-usage/", env!("CARGO_PKG_VERSION"));
@@ -419,10 +275,10 @@ pub const DELIVERY_LABEL: &str = "delivery";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct JobReference<'a> {
-    project_id: &'a str,
-    job_id: String,
-    location: &'a str,
+pub(crate) struct JobReference<'a> {
+    pub(crate) project_id: &'a str,
+    pub(crate) job_id: String,
+    pub(crate) location: &'a str,
 }
 
 #[derive(Serialize)]
@@ -438,7 +294,7 @@ struct Labels<'a> {
     log_kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'static str>,
-    /// Key [`ROLE_LABEL`]: only on batch loads (per-object loads keep their deployed labels).
+    /// Key [`crate::batch_job::ROLE_LABEL`]: only on batch loads (per-object loads keep their deployed labels).
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
     /// Key [`DELIVERY_LABEL`]; label values allow only `[a-z0-9_-]`, so callers pass hex.

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod backfill;
 pub mod backoff;
+pub mod batch_job;
 pub mod batching;
 pub mod bigquery;
 pub mod budget;

@@ -502,9 +502,9 @@ impl LoadSession {
                 let spec = self.spec();
                 let (project, location) = (&spec.destination.project_id, &spec.location);
                 if self.action == Action::GetBatch {
-                    crate::job::get_job_request(&self.config.bigquery, project, location, batch, token)
+                    crate::batch_job::get_job_request(&self.config.bigquery, project, location, batch, token)
                 } else {
-                    crate::job::tombstone_request(
+                    crate::batch_job::tombstone_request(
                         &self.config.bigquery,
                         project,
                         location,

@@ -17,13 +17,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::backoff::Jitter;
+use crate::batch_job::{BatchLoad, get_job_request, tombstone_request};
 use crate::batching::Batch;
 use crate::bigquery::{GoogleError, Job, JobRole, JobState, is_quota, parse_job};
 use crate::budget::Budget;
 use crate::claims::{self, AttemptVerdict, BatchVerdict, Holder};
 use crate::classified::{UploadEnd, UploadPlan, UploadSource, run_upload};
 use crate::config::Config;
-use crate::job::{BatchLoad, LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef, get_job_request, tombstone_request};
+use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
 use crate::listing::Listed;
 use crate::log_name::LogKind;
 use crate::secret::Secret;
