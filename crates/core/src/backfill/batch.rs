@@ -335,6 +335,9 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
     ) -> Result<Claim, BackfillError> {
         let uri = spec.object.gs_uri();
         let mut attempt = attempt;
+        // A 409 whose job then reads as absent, again and again, is not BigQuery's create-if-absent
+        // (a location mismatch, a proxy): say so instead of asking forever.
+        let mut vanished = 0;
         loop {
             if attempt > MAX_ATTEMPTS {
                 return Ok(Claim::Exhausted(format!("all {MAX_ATTEMPTS} load job attempts for this object are spent")));
@@ -355,7 +358,17 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
                     GoogleError::from_response(status, answer.body())
                 )));
             }
-            let Some(job) = self.get(&spec.job_id(attempt))? else { continue };
+            let Some(job) = self.get(&spec.job_id(attempt))? else {
+                vanished += 1;
+                if vanished >= 3 {
+                    return Err(BackfillError::Upstream(format!(
+                        "BigQuery answers 409 for job {} but jobs.get does not find it (location {}?)",
+                        spec.job_id(attempt),
+                        self.config.location
+                    )));
+                }
+                continue;
+            };
             if let JobRole::Reservation { batch, .. } = &job.role
                 && batch == batch_id
             {

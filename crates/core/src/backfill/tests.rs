@@ -784,3 +784,14 @@ fn a_network_failing_mid_upload_or_mid_download_loads_every_event_once() {
         assert_eq!(google.events.values().copied().collect::<Vec<_>>(), [14, 14, 14], "{fault:?}: every row once");
     }
 }
+
+#[test]
+fn a_409_whose_job_never_reads_back_is_an_error_not_a_loop() {
+    let names = names(1);
+    let mut google = Google::new(&names, RAW);
+    killed_run_reservation(&mut google, &names[0], START_UNIX - 1);
+    google.faults = (0..3).map(|n| (Ep::Get, n, Fault::Answer(404, NOT_FOUND))).collect();
+    let error = backfill(&mut google, &options(20)).unwrap_err();
+    assert!(matches!(&error, BackfillError::Upstream(m) if m.contains("jobs.get does not find it")), "{error:?}");
+    assert_eq!(google.count(Ep::Get), 3);
+}
