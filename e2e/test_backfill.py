@@ -5,7 +5,8 @@ The corpus is generated (``random.Random(SEED)``): one usage log per hour over 8
 source bucket (1 to 5 rows each, some hours with a second object, some CRLF), 2,058 objects in
 all, plus two objects that are not logs; smaller buckets hold a classified corpus (malformed and
 duplicate rows included) and a corpus with one log BigQuery cannot load. Every scenario writes
-into a dataset of its own on the session's emulators, so the expected row counts are exact:
+into a dataset of its own on the session's emulators (the whole bucket: on emulators of its own),
+so the expected row counts are exact:
 
 - ``--dry-run``: what would be loaded and the plan, nothing loaded;
 - the whole bucket, then a rerun that loads nothing;
@@ -33,6 +34,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +45,8 @@ from typing import Any
 import pytest
 
 import events
+import stack as stack_mod
+from chaos_proxy import ChaosProxy
 from conftest import require, require_loader, watched
 from stack import REPO_ROOT, Json, Stack, http_json, loader_env, loader_only
 
@@ -112,7 +116,7 @@ class Run:
         assert isinstance(value, dict), self
         return value
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:  # what pytest shows in an assertion's message
         return (f"$ {' '.join(self.argv)}\nexit {self.code}\n--- stdout ---\n{self.stdout[-3000:]}"
                 f"\n--- stderr ---\n{self.stderr[-6000:]}")
 
@@ -290,7 +294,8 @@ def corpus(emulators: Stack) -> Corpus:
 @pytest.fixture(scope="module")
 def classified_corpus(emulators: Stack) -> Corpus:
     objects = make_classified_corpus(SEED + 1)
-    return Corpus(CLASSIFIED_BUCKET, objects, upload_all(emulators, CLASSIFIED_BUCKET, {o.name: o.data for o in objects}))
+    resources = upload_all(emulators, CLASSIFIED_BUCKET, {o.name: o.data for o in objects})
+    return Corpus(CLASSIFIED_BUCKET, objects, resources)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +353,7 @@ def assert_finished(run: Run, loaded: int, already: int) -> Json:
 
 
 # ---------------------------------------------------------------------------------------------
-# dry run and the whole bucket
+# the corpus and dry runs
 
 
 def test_the_corpus_is_what_the_tests_expect() -> None:
@@ -401,26 +406,6 @@ def test_dry_run_since_until_choose_hours_by_the_name(emulators: Stack, corpus: 
     assert run.report["plan"]["jobs_per_table"] == {"usage": 1}
 
 
-def test_whole_bucket_loads_every_row_once_and_a_rerun_loads_nothing(emulators: Stack, corpus: Corpus) -> None:
-    ds = dataset(emulators, "backfill_whole")
-    n = len(corpus.objects)
-    started = time.monotonic()
-    run = backfill(emulators, ds, "--objects-per-job", "500")
-    first_s = time.monotonic() - started
-    report = assert_finished(run, loaded=n, already=0)
-    assert (report["listed"], report["log_objects"]) == (n + len(NOT_LOGS), n)
-    assert report["rows"] == corpus.rows
-    assert report["load_jobs"] == {"usage": math.ceil(n / 500)} == {"usage": 5}
-    assert rows_in(emulators, ds, "usage") == corpus.rows
-
-    started = time.monotonic()
-    again = backfill(emulators, ds, "--objects-per-job", "500")
-    report = assert_finished(again, loaded=0, already=n)
-    assert (report["rows"], report["load_jobs"], report["reservations"]) == (0, {}, 0), again
-    assert rows_in(emulators, ds, "usage") == corpus.rows
-    print(f"whole bucket: {n} objects in {first_s:.1f}s, rerun {time.monotonic() - started:.1f}s")
-
-
 # ---------------------------------------------------------------------------------------------
 # interrupted, concurrent, live
 
@@ -460,12 +445,21 @@ def test_killed_run_is_resumed_by_a_rerun(emulators: Stack, corpus: Corpus) -> N
           f"loaded {report['loaded']}, already {report['already_loaded']}")
 
 
+def serialised(stack: Stack) -> ChaosProxy:
+    """A fault-free ChaosProxy in front of local-bigquery: it forwards one request at a time (and
+    holds a job-creating one until its job is DONE). local-bigquery's jobs.insert is not atomic:
+    two inserts of one job id at the same moment get a 400 "Duplicate key" where BigQuery
+    answers 409, and concurrent loads into one table can fail on write-write conflicts."""
+    return ChaosProxy(stack.bigquery_url, seed=0, rates={})
+
+
 def test_two_runs_at_once_load_each_object_once(emulators: Stack, corpus: Corpus) -> None:
     ds = dataset(emulators, "backfill_concurrent")
     objects = corpus.window(*CONCURRENT)
     flags = [*window_args(*CONCURRENT), "--objects-per-job", "200", "--batch-seconds", "20"]
-    runs = [Running(emulators, ds, *flags) for _ in range(2)]
-    done = [r.wait() for r in runs]
+    with serialised(emulators) as proxy:
+        runs = [Running(emulators, ds, *flags, env={"GCR_USAGE_BIGQUERY_ENDPOINT": proxy.url}) for _ in range(2)]
+        done = [r.wait() for r in runs]
     reports = []
     for run in done:
         assert run.code == 0, run
@@ -473,20 +467,17 @@ def test_two_runs_at_once_load_each_object_once(emulators: Stack, corpus: Corpus
         assert run.report["loaded"] + run.report["already_loaded"] == len(objects), run
     assert sum(r["loaded"] for r in reports) == len(objects), "\n\n".join(map(str, done))
     assert rows_in(emulators, ds, "usage") == sum(o.rows for o in objects)
+    print(f"two runs: loaded {[r['loaded'] for r in reports]}, already {[r['already_loaded'] for r in reports]}, "
+          f"load jobs {[r['load_jobs'] for r in reports]}")
 
 
 LIVE_EVENTS = 100
+LIVE_PACE = 0.15  # seconds between events: 100 events over about the run's first 15 s
 ACCEPTED = ("loaded", "duplicate")
 
 
 def deliver(url: str, resource: Json) -> events.Response:
     return events.deliver(url, "pubsub-push", events.make_event("pubsub-push", resource))
-
-
-def emulator_conflict(answer: events.Response) -> bool:
-    """local-bigquery (DuckDB) may fail one of two loads into a table at the same moment:
-    an emulator limit (see test_hostile), redelivered like a 503."""
-    return answer.status == 422 and b"write-write conflict" in answer.body
 
 
 def test_live_events_during_a_run_load_each_object_once(emulators: Stack, corpus: Corpus) -> None:
@@ -497,18 +488,24 @@ def test_live_events_during_a_run_load_each_object_once(emulators: Stack, corpus
     ds = dataset(emulators, "backfill_live")
     objects = corpus.window(*LIVE)
     overrides = {"GCR_USAGE_DATASET": ds, "GCR_USAGE_BUCKETS": BUCKET}
-    with loader_only(emulators.bigquery_url, emulators.gcs_url, overrides, name="wasmtime-serve-backfill") as live, \
-            watched(live):
+    with serialised(emulators) as proxy, \
+            loader_only(proxy.url, emulators.gcs_url, overrides, name="wasmtime-serve-backfill") as live, watched(live):
         chosen = random.Random(SEED).sample(objects, LIVE_EVENTS)
-        running = Running(emulators, ds, *window_args(*LIVE), "--objects-per-job", "100", "--batch-seconds", "60")
+        running = Running(emulators, ds, *window_args(*LIVE), "--objects-per-job", "100", "--batch-seconds", "60",
+                          env={"GCR_USAGE_BIGQUERY_ENDPOINT": proxy.url})
+        started = time.monotonic()
+
+        def paced(item: tuple[int, LogObject]) -> events.Response:
+            """Event k at k * LIVE_PACE seconds: spread over the run, before, during and after batches."""
+            time.sleep(max(0.0, started + item[0] * LIVE_PACE - time.monotonic()))
+            return deliver(live.loader_url, corpus.resources[item[1].name])
+
         with ThreadPoolExecutor(4) as pool:
-            first = list(pool.map(lambda o: deliver(live.loader_url, corpus.resources[o.name]), chosen))
+            first = list(pool.map(paced, enumerate(chosen)))
         run = running.wait()
-        answers = [(o, a) for o, a in zip(chosen, first, strict=True)]
-        later = [(o, deliver(live.loader_url, corpus.resources[o.name])) for o, a in answers
-                 if a.status == 503 or emulator_conflict(a)]
-    statuses = [a.status for _, a in answers]
-    odd = [(o.name, a.status, a.body[:300]) for o, a in answers if a.status not in (200, 503) and not emulator_conflict(a)]
+        answers = list(zip(chosen, first, strict=True))
+        later = [(o, deliver(live.loader_url, corpus.resources[o.name])) for o, a in answers if a.status == 503]
+    odd = [(o.name, a.status, a.body[:300]) for o, a in answers if a.status not in (200, 503)]
     assert odd == [], odd
     for obj, answer in later:
         assert answer.status == 200, (obj.name, answer.body)
@@ -520,8 +517,9 @@ def test_live_events_during_a_run_load_each_object_once(emulators: Stack, corpus
     assert report["loaded"] + report["already_loaded"] == len(objects), run
     assert report["loaded"] + live_loads == len(objects), (live_loads, str(run))
     assert rows_in(emulators, ds, "usage") == sum(o.rows for o in objects)
-    print(f"live: {LIVE_EVENTS} events, statuses {sorted(set(statuses))} ({statuses.count(503)} x 503), "
-          f"{live_loads} loaded live, backfill loaded {report['loaded']}")
+    first_answers = Counter(f"{a.status} {a.json().get('outcome') or a.json().get('error')}" for _, a in answers)
+    print(f"live: {LIVE_EVENTS} events, first answers {dict(first_answers)}, {len(later)} redelivered, "
+          f"{live_loads} loaded live, backfill loaded {report['loaded']} of {len(objects)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,7 +562,7 @@ def test_an_object_bigquery_rejects_is_named_and_the_rest_load_exit_4(emulators:
     good = make_corpus(SEED + 2)[:40]
     broken_name = object_name(good[17].hour, random.Random(99))
     data = broken_log(good[17].hour)
-    assert b'"x' in data
+    assert b'"not-a-number"' in data
     upload_all(emulators, REJECT_BUCKET, {o.name: o.data for o in good} | {broken_name: data})
     ds = dataset(emulators, "backfill_rejects")
     env = {"GCR_USAGE_BUCKETS": REJECT_BUCKET}
@@ -665,3 +663,39 @@ def test_a_bucket_outside_the_allow_list_is_refused(emulators: Stack, corpus: Co
     run = backfill(emulators, scratch, *LAST_HOUR, env={"GCR_USAGE_BUCKETS": "some-other-bucket"})
     assert_error(run, 1, BUCKET, "GCR_USAGE_BUCKETS")
     assert rows_in(emulators, scratch, "usage") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole bucket
+
+
+@pytest.fixture(scope="module")
+def own_emulators() -> Iterator[Stack]:
+    """Emulators of its own for the whole bucket: local-bigquery's jobs.insert gets slower with
+    every job it holds (about 45 ms on a fresh one, twice that after 2,600 jobs), and a run
+    creates one reservation per object; the other tests leave thousands of jobs behind."""
+    with stack_mod.stack(with_loader=False) as running, watched(running):
+        upload_all(running, BUCKET, {o.name: o.data for o in make_corpus(SEED)} | dict.fromkeys(NOT_LOGS, b"x\n"))
+        yield running
+
+
+def test_whole_bucket_loads_every_row_once_and_a_rerun_loads_nothing(own_emulators: Stack) -> None:
+    emulators, objects = own_emulators, make_corpus(SEED)
+    rows = sum(o.rows for o in objects)
+    ds = dataset(emulators, "backfill_whole")
+    n = len(objects)
+    started = time.monotonic()
+    run = backfill(emulators, ds, "--objects-per-job", "500")
+    first_s = time.monotonic() - started
+    report = assert_finished(run, loaded=n, already=0)
+    assert (report["listed"], report["log_objects"]) == (n + len(NOT_LOGS), n)
+    assert (report["rows"], report["reservations"]) == (rows, n)  # one reservation per object
+    assert report["load_jobs"] == {"usage": math.ceil(n / 500)} == {"usage": 5}
+    assert rows_in(emulators, ds, "usage") == rows
+
+    started = time.monotonic()
+    again = backfill(emulators, ds, "--objects-per-job", "500")
+    report = assert_finished(again, loaded=0, already=n)
+    assert (report["rows"], report["load_jobs"], report["reservations"]) == (0, {}, 0), again
+    assert rows_in(emulators, ds, "usage") == rows
+    print(f"whole bucket: {n} objects in {first_s:.1f}s, rerun {time.monotonic() - started:.1f}s")
