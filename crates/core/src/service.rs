@@ -47,6 +47,12 @@ pub trait Io {
             Reply::Refused { origin, why } => Err(NoAnswer::Refused { origin, why }),
         }
     }
+    /// Sends independent requests (each with its timeout) and returns their answers in order.
+    /// The default sends them one after the other; a host may send them in parallel (the CLI's
+    /// backfill does, for a batch's reservations). Only the backfill uses it.
+    fn send_all(&mut self, requests: Vec<(http::Request<Vec<u8>>, Duration)>) -> Vec<Reply> {
+        requests.into_iter().map(|(request, timeout)| self.send(request, timeout)).collect()
+    }
     fn sleep(&mut self, duration: Duration);
     /// Monotonic milliseconds.
     fn now_ms(&mut self) -> u64;

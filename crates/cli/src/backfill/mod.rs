@@ -109,6 +109,10 @@ pub struct BackfillArgs {
           value_parser = clap::value_parser!(u64).range(5..=6 * 3600))]
     batch_seconds: u64,
 
+    /// Requests in flight at once while reserving a batch's objects (BigQuery allows 100 a second per user and method)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=32))]
+    parallel: u64,
+
     /// Seconds to wait at the end for objects another load holds (default: --batch-seconds + 300)
     #[arg(long, value_name = "SECONDS")]
     wait_for_others: Option<u64>,
@@ -188,7 +192,7 @@ fn run(args: &BackfillArgs) -> Result<Summary, String> {
         batch_seconds: args.batch_seconds,
         wait_for_others: Duration::from_secs(args.wait_for_others.unwrap_or(args.batch_seconds + 300)),
     };
-    let mut io = http::UreqIo::new();
+    let mut io = http::UreqIo::new(args.parallel as usize);
     let mut client = Client::new(&mut io, credential);
     let terminal = std::io::stderr().is_terminal();
     let mut shown = progress::Progress::new(match args.progress {

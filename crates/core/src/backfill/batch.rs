@@ -21,10 +21,9 @@ use crate::batch_job::{BatchLoad, get_job_request, tombstone_request};
 use crate::batching::Batch;
 use crate::bigquery::{GoogleError, Job, JobRole, JobState, is_quota, parse_job};
 use crate::budget::Budget;
-use crate::claims::{self, AttemptVerdict, BatchVerdict, Holder};
 use crate::classified::{UploadEnd, UploadPlan, UploadSource, run_upload};
 use crate::config::Config;
-use crate::job::{LoadFormat, LoadSpec, MAX_ATTEMPTS, TableRef};
+use crate::job::{LoadFormat, LoadSpec, TableRef};
 use crate::listing::Listed;
 use crate::log_name::LogKind;
 use crate::secret::Secret;
@@ -66,6 +65,8 @@ impl Pending {
         Pending { members, ..self.clone() }
     }
 }
+
+mod claiming;
 
 /// How reserving one object's attempt ended.
 enum Claim {
@@ -200,19 +201,21 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
         let deadline = self.unix() + self.options.batch_seconds;
         let mut ours = Vec::new();
         let mut held = Vec::new();
-        for member in &pending.members {
-            let spec = self.spec(&pending, member);
-            let claim = match self.claim(&spec, member.attempt, &id, deadline, summary) {
-                Ok(claim) => claim,
-                Err(error) => {
-                    // Free what this batch reserved at once rather than at its deadline (a
-                    // failure to close is only a delay: the deadline frees them too).
-                    if !ours.is_empty() {
-                        let _ = self.tombstone(&id);
-                    }
-                    return Err(error);
+        let specs: Vec<LoadSpec> = pending.members.iter().map(|m| self.spec(&pending, m)).collect();
+        let attempts: Vec<u32> = pending.members.iter().map(|m| m.attempt).collect();
+        let reserved_before = summary.reservations;
+        let claims = match self.claim_all(&specs, &attempts, &id, deadline, summary) {
+            Ok(claims) => claims,
+            Err(error) => {
+                // Free what this batch reserved at once rather than at its deadline (a failure
+                // to close is only a delay: the deadline frees them too).
+                if summary.reservations > reserved_before {
+                    let _ = self.tombstone(&id);
                 }
-            };
+                return Err(error);
+            }
+        };
+        for (member, claim) in pending.members.iter().zip(claims) {
             match claim {
                 Claim::Ours(attempt) => ours.push(Member { attempt, ..member.clone() }),
                 Claim::Held(attempt) => held.push(Member { attempt, ..member.clone() }),
@@ -322,83 +325,6 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
             }
         }
         Ok(())
-    }
-
-    /// Reserves `spec`'s object for the batch `batch_id`, from attempt `attempt` on.
-    fn claim(
-        &mut self,
-        spec: &LoadSpec,
-        attempt: u32,
-        batch_id: &str,
-        deadline: u64,
-        summary: &mut Summary,
-    ) -> Result<Claim, BackfillError> {
-        let uri = spec.object.gs_uri();
-        let mut attempt = attempt;
-        // A 409 whose job then reads as absent, again and again, is not BigQuery's create-if-absent
-        // (a location mismatch, a proxy): say so instead of asking forever.
-        let mut vanished = 0;
-        loop {
-            if attempt > MAX_ATTEMPTS {
-                return Ok(Claim::Exhausted(format!("all {MAX_ATTEMPTS} load job attempts for this object are spent")));
-            }
-            let (bigquery, token) = (self.config.bigquery.clone(), self.token.clone());
-            let answer = self.client.call("BigQuery jobs.insert (reservation)", &|t| {
-                spec.reservation_request(&bigquery, attempt, batch_id, deadline, &token, t)
-            })?;
-            let status = answer.status().as_u16();
-            if answer.status().is_success() {
-                summary.reservations += 1;
-                return Ok(Claim::Ours(attempt));
-            }
-            if status != 409 {
-                return Err(BackfillError::Upstream(format!(
-                    "BigQuery refused the reservation job {} for {uri}: {}",
-                    spec.job_id(attempt),
-                    GoogleError::from_response(status, answer.body())
-                )));
-            }
-            let Some(job) = self.get(&spec.job_id(attempt))? else {
-                vanished += 1;
-                if vanished >= 3 {
-                    return Err(BackfillError::Upstream(format!(
-                        "BigQuery answers 409 for job {} but jobs.get does not find it (location {}?)",
-                        spec.job_id(attempt),
-                        self.config.location
-                    )));
-                }
-                continue;
-            };
-            if let JobRole::Reservation { batch, .. } = &job.role
-                && batch == batch_id
-            {
-                // Ours: the answer to our own reservation was lost, and the retry met it.
-                summary.reservations += 1;
-                return Ok(Claim::Ours(attempt));
-            }
-            match claims::attempt(&uri, Some(&Holder::from_job(&job, &uri))) {
-                AttemptVerdict::Loaded => return Ok(Claim::Loaded),
-                AttemptVerdict::InFlight => return Ok(Claim::Held(attempt)),
-                AttemptVerdict::Spent => attempt += 1,
-                AttemptVerdict::Free => {}
-                AttemptVerdict::Batch(other) => {
-                    let other_deadline = match job.role {
-                        JobRole::Reservation { deadline, .. } => deadline,
-                        _ => 0,
-                    };
-                    let read = self.get(&other)?;
-                    let holder = read.as_ref().map(|j| Holder::from_job(j, &uri));
-                    let abandoned = self.unix() > other_deadline;
-                    match claims::batch(&uri, holder.as_ref(), abandoned) {
-                        BatchVerdict::Attempt(AttemptVerdict::Loaded) => return Ok(Claim::Loaded),
-                        BatchVerdict::Attempt(AttemptVerdict::InFlight) => return Ok(Claim::Held(attempt)),
-                        BatchVerdict::Close => self.tombstone(&other)?,
-                        // Closed, failed, or without the object: this attempt is spent.
-                        BatchVerdict::Attempt(_) => attempt += 1,
-                    }
-                }
-            }
-        }
     }
 
     /// `jobs.get` of a job id of this project (`None`: no such job).

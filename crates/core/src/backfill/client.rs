@@ -53,6 +53,10 @@ impl Credential {
     }
 }
 
+/// Builds a request given the current token (`None`: no credentials): what [`Client::call`]
+/// sends again on a retry, with a fresh token after a 401.
+pub type MakeRequest<'a> = dyn Fn(Option<&str>) -> http::Request<Vec<u8>> + 'a;
+
 /// A token and the monotonic ms it stops being good (with the refresh margin taken off).
 #[derive(Debug)]
 struct Current {
@@ -163,6 +167,49 @@ impl<'io, I: Io> Client<'io, I> {
             )));
         }
         Ok(answer)
+    }
+
+    /// Sends every request `makes` builds (all with the current token) through
+    /// [`Io::send_all`], which may send them in parallel, and returns the answers in order,
+    /// interpreted like [`Client::call`]'s, except that a `quotaExceeded` comes back as the
+    /// answer it is (the others may have done their work): whatever did not get a final answer
+    /// the first time (a transient error, no answer, a 401) goes through `call` on its own.
+    pub fn call_all(
+        &mut self,
+        what: &str,
+        makes: &[Box<MakeRequest<'_>>],
+    ) -> Result<Vec<http::Response<Vec<u8>>>, BackfillError> {
+        let token = self.token()?;
+        let timeout = Duration::from_secs(60);
+        let requests = makes.iter().map(|make| (make(token.as_ref().map(Secret::expose)), timeout)).collect();
+        let replies = self.io.send_all(requests);
+        let mut answers = Vec::with_capacity(makes.len());
+        for (make, reply) in makes.iter().zip(replies) {
+            let again = match reply {
+                Reply::Response(response) if response.status().is_success() => {
+                    answers.push(response);
+                    continue;
+                }
+                Reply::Response(response) => {
+                    let status = response.status().as_u16();
+                    let error = GoogleError::from_response(status, response.body());
+                    match error.class() {
+                        // Answers, for the caller to read: a spent quota among them must not
+                        // hide the requests that did go through.
+                        ErrorClass::Quota | ErrorClass::AlreadyExists | ErrorClass::Permanent if status != 401 => {
+                            answers.push(response);
+                            continue;
+                        }
+                        _ => true,
+                    }
+                }
+                Reply::Failed(_) | Reply::Refused { .. } => true,
+            };
+            if again {
+                answers.push(self.call(what, make.as_ref())?);
+            }
+        }
+        Ok(answers)
     }
 
     fn send_with_retries(
