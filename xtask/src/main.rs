@@ -270,7 +270,25 @@ fn bench() -> Result {
         .env("GCR_USAGE_BENCH_MB", &mib)
         .env("GCR_USAGE_WASM", &wasm))?;
     cold_start_bench(&wasm)?;
-    load_bench(&wasm)
+    load_bench(&wasm)?;
+    backfill_bench(&wasm)
+}
+
+/// The backfill: its planner on a listing of 100,000 objects (time, heap), then
+/// `bench/backfill.py`, 2,000 objects on the emulators — batched, one job per object, and one
+/// event per object through the component — with wall time and load jobs used.
+fn backfill_bench(wasm: &Path) -> Result {
+    step("backfill planner benchmark (100,000 listed objects)");
+    run(cargo().args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "backfill_bench"]))?;
+    step("backfill benchmark on the emulators (bench/backfill.py)");
+    run(cargo().args(["build", "--release", "--package", "gcr-usage-cli", "--bin", "gcr-usage"]))?;
+    let wasmtime = ensure_wasmtime()?;
+    let python = ensure_venv()?;
+    run(Command::new(python)
+        .arg("bench/backfill.py")
+        .env("GCR_USAGE_CLI", target_dir().join("release").join("gcr-usage"))
+        .env("GCR_USAGE_WASM", wasm)
+        .env("WASMTIME", &wasmtime))
 }
 
 /// `bench/cold_start.py`: request -> first outbound call for wasmtime serve (.wasm, .cwasm), the
