@@ -93,9 +93,13 @@ fn error(status: u16, reason: &str, message: &str) -> String {
 /// HOME in an empty directory so no gcloud login file is found.
 fn backfill(args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = std::env::temp_dir().join(format!("gcr-usage-backfill-test-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
+    backfill_at_home(&home, args, env)
+}
+
+fn backfill_at_home(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    std::fs::create_dir_all(home).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_gcr-usage"));
-    command.arg("backfill").args(args).env_clear().env("HOME", &home).env("PATH", "/usr/bin:/bin");
+    command.arg("backfill").args(args).env_clear().env("HOME", home).env("PATH", "/usr/bin:/bin");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -266,4 +270,41 @@ fn a_bucket_that_cannot_be_listed_names_the_permission_or_its_absence() {
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains(expected), "{}", stderr(&o));
     }
+}
+
+#[test]
+fn gclouds_login_file_is_found_and_its_refresh_token_used_or_explained() {
+    let google = Fake::start(|seen, _| match seen.path.as_str() {
+        "/token" if seen.body.contains("refresh_token=1%2F%2Frevoked") => {
+            (400, r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#.into())
+        }
+        "/token" => (200, TOKEN.into()),
+        _ => (200, EMPTY_PAGE.into()),
+    });
+    let login = |refresh: &str| {
+        serde_json::json!({"type": "authorized_user", "client_id": "c.apps.googleusercontent.com",
+            "client_secret": "s", "refresh_token": refresh, "quota_project_id": "demo-project",
+            "token_uri": format!("{}/token", google.url)})
+        .to_string()
+    };
+    // Where `gcloud auth application-default login` writes it: $HOME/.config/gcloud/.
+    let home = std::env::temp_dir().join(format!("gcr-usage-backfill-login-{}", std::process::id()));
+    let gcloud = home.join(".config/gcloud");
+    std::fs::create_dir_all(&gcloud).unwrap();
+    std::fs::write(gcloud.join("application_default_credentials.json"), login("1//good")).unwrap();
+    let o = backfill_at_home(&home, &["gs://logs"], &[("GCR_USAGE_STORAGE_ENDPOINT", &google.url)]);
+    assert!(stderr(&o).contains("0 objects listed"), "{}", stderr(&o));
+    let seen = google.seen();
+    assert!(
+        seen[0].body.starts_with("grant_type=refresh_token&client_id=c.apps.googleusercontent.com"),
+        "{:?}",
+        seen[0]
+    );
+    assert_eq!(seen[1].authorization, "Bearer ya29.from-the-fake", "the project came from quota_project_id");
+
+    std::fs::write(gcloud.join("application_default_credentials.json"), login("1//revoked")).unwrap();
+    let o = backfill_at_home(&home, &["gs://logs"], &[("GCR_USAGE_STORAGE_ENDPOINT", &google.url)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("expired or was revoked") && err.contains("gcloud auth application-default login"), "{err}");
 }

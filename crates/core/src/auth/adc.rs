@@ -63,6 +63,9 @@ pub struct AuthorizedUser {
     pub refresh_token: Secret,
     /// The project billed for quota, if the user set one.
     pub quota_project_id: Option<String>,
+    /// Where the refresh goes: Google's endpoint, unless the file names another (gcloud's files
+    /// do not; Google's own libraries honour `token_uri` when one does).
+    pub token_uri: String,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +80,7 @@ struct UserFile {
     client_secret: Option<String>,
     refresh_token: Option<String>,
     quota_project_id: Option<String>,
+    token_uri: Option<String>,
 }
 
 /// The credential in a credentials file (`source` names it in errors, which never quote a value).
@@ -94,11 +98,15 @@ pub fn parse_file(source: &str, json: &str) -> Result<AdcCredential, String> {
             let field = |value: Option<String>, name: &str| {
                 value.filter(|v| !v.trim().is_empty()).ok_or_else(|| format!("{source}: field {name}: missing"))
             };
+            let token_uri = file.token_uri.filter(|u| !u.trim().is_empty()).unwrap_or_else(|| GOOGLE_TOKEN_URI.into());
+            crate::url::Endpoint::parse(&token_uri)
+                .map_err(|_| format!("{source}: field token_uri: not an http(s) URL"))?;
             Ok(AdcCredential::AuthorizedUser(AuthorizedUser {
                 client_id: field(file.client_id, "client_id")?,
                 client_secret: Secret::new(field(file.client_secret, "client_secret")?),
                 refresh_token: Secret::new(field(file.refresh_token, "refresh_token")?),
                 quota_project_id: file.quota_project_id.filter(|p| !p.is_empty()),
+                token_uri,
             }))
         }
         Some(other) => Err(format!(
@@ -120,7 +128,7 @@ impl AuthorizedUser {
             encode(self.client_secret.expose()),
             encode(self.refresh_token.expose())
         );
-        super::form_post(GOOGLE_TOKEN_URI, body)
+        super::form_post(&self.token_uri, body)
     }
 }
 
@@ -221,5 +229,15 @@ mod tests {
             "the OAuth token endpoint refused the refresh (401 invalid_client)"
         );
         assert!(refresh_refused(502, b"<html>").starts_with("the OAuth token endpoint answered 502; unexpected body"));
+    }
+
+    #[test]
+    fn a_token_uri_in_the_file_is_where_the_refresh_goes() {
+        let json = r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r",
+                       "token_uri":"http://127.0.0.1:9/token"}"#;
+        let AdcCredential::AuthorizedUser(user) = parse_file("adc.json", json).unwrap() else { panic!() };
+        assert_eq!(user.token_request().uri(), "http://127.0.0.1:9/token");
+        let bad = json.replace("http://127.0.0.1:9/token", "not a url");
+        assert_eq!(parse_file("adc.json", &bad).unwrap_err(), "adc.json: field token_uri: not an http(s) URL");
     }
 }
