@@ -92,7 +92,8 @@ pub fn parse_page(bucket: &str, body: &[u8]) -> Result<Page, String> {
 }
 
 /// The hours asked for, both ends included, in UTC: `--since` / `--until` as `YYYY-MM-DD` (a
-/// whole day: from 00:00, until 23:00) or `YYYY-MM-DDTHH`.
+/// whole day: from 00:00, until 23:00), `YYYY-MM-DDTHH`, or `NNh` / `NNd` before now (the hour
+/// that instant falls in).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HourWindow {
     pub since: Option<time::PrimitiveDateTime>,
@@ -100,10 +101,14 @@ pub struct HourWindow {
 }
 
 impl HourWindow {
-    /// The window, or why not (the flag named).
-    pub fn parse(since: Option<&str>, until: Option<&str>) -> Result<HourWindow, String> {
-        let since = since.map(|s| parse_hour("--since", s, 0)).transpose()?;
-        let until = until.map(|s| parse_hour("--until", s, 23)).transpose()?;
+    /// The window, or why not (the flag named); `now_unix` anchors the relative forms.
+    pub fn parse(since: Option<&str>, until: Option<&str>, now_unix: u64) -> Result<HourWindow, String> {
+        let hour = |flag, text: &str, hour_of_a_day| match hours_ago(text, now_unix) {
+            Some(hour) => Ok(hour),
+            None => parse_hour(flag, text, hour_of_a_day),
+        };
+        let since = since.map(|s| hour("--since", s, 0)).transpose()?;
+        let until = until.map(|s| hour("--until", s, 23)).transpose()?;
         if let (Some(from), Some(to)) = (since, until)
             && from > to
         {
@@ -126,6 +131,19 @@ impl HourWindow {
     pub fn contains(&self, hour: time::PrimitiveDateTime) -> bool {
         self.since.is_none_or(|s| hour >= s) && self.until.is_none_or(|u| hour <= u)
     }
+}
+
+/// `48h` / `7d`: the hour that long before `now_unix` falls in; `None` for anything else.
+fn hours_ago(text: &str, now_unix: u64) -> Option<time::PrimitiveDateTime> {
+    let (count, unit) = text.split_at(text.len().checked_sub(1)?);
+    let hours = match unit {
+        "h" => count.parse::<u64>().ok()?,
+        "d" => count.parse::<u64>().ok()?.checked_mul(24)?,
+        _ => return None,
+    };
+    let then = now_unix.checked_sub(hours.checked_mul(3600)?)?;
+    let then = time::OffsetDateTime::from_unix_timestamp(i64::try_from(then).ok()?).ok()?;
+    Some(time::PrimitiveDateTime::new(then.date(), time::Time::from_hms(then.hour(), 0, 0).ok()?))
 }
 
 fn parse_hour(flag: &str, text: &str, hour_of_a_day: u8) -> Result<time::PrimitiveDateTime, String> {
@@ -177,6 +195,21 @@ pub fn log_objects(items: Vec<Listed>, window: &HourWindow) -> Vec<LogObject> {
 mod tests {
     use super::*;
 
+    /// 2026-12-01T18:30:00Z
+    const NOW: u64 = 1_796_149_800;
+
+    #[test]
+    fn relative_hours_count_back_from_now() {
+        let show = |text: &str| HourWindow::parse(Some(text), None, NOW).map(|w| super::show(w.since.unwrap()));
+        assert_eq!(show("48h").as_deref(), Ok("2026-11-29T18"));
+        assert_eq!(show("1d").as_deref(), Ok("2026-11-30T18"));
+        assert_eq!(show("0h").as_deref(), Ok("2026-12-01T18"));
+        assert_eq!(show("2026-11-01T05").as_deref(), Ok("2026-11-01T05"));
+        for not_relative in ["h", "5x", "-3h"] {
+            assert!(show(not_relative).unwrap_err().contains("is not YYYY-MM-DD"), "{not_relative}");
+        }
+    }
+
     fn storage() -> Endpoint {
         Endpoint::parse("https://storage.googleapis.com").unwrap()
     }
@@ -226,21 +259,21 @@ mod tests {
 
     #[test]
     fn the_window_takes_days_or_hours_both_ends_included() {
-        let w = HourWindow::parse(Some("2024-03-11"), Some("2024-03-11T15")).unwrap();
+        let w = HourWindow::parse(Some("2024-03-11"), Some("2024-03-11T15"), NOW).unwrap();
         let at = |s: &str| parse_hour("t", s, 0).unwrap();
         assert!(w.contains(at("2024-03-11T00")) && w.contains(at("2024-03-11T15")));
         assert!(!w.contains(at("2024-03-10T23")) && !w.contains(at("2024-03-11T16")));
-        let day = HourWindow::parse(None, Some("2024-03-11")).unwrap();
+        let day = HourWindow::parse(None, Some("2024-03-11"), NOW).unwrap();
         assert!(day.contains(at("2024-03-11T23")) && !day.contains(at("2024-03-12T00")));
         assert!(HourWindow::default().contains(at("1999-01-01T00")));
     }
 
     #[test]
     fn a_window_that_is_no_window_is_an_error_naming_the_flag() {
-        let e = HourWindow::parse(Some("2024-03-12"), Some("2024-03-11")).unwrap_err();
+        let e = HourWindow::parse(Some("2024-03-12"), Some("2024-03-11"), NOW).unwrap_err();
         assert_eq!(e, "--since 2024-03-12T00 is after --until 2024-03-11T23: no hour is in between");
         for bad in ["2024-3-11", "2024-03-11T5", "2024-03-11T24", "yesterday", "2024-02-30", "2024-03-11T14:00"] {
-            let e = HourWindow::parse(Some(bad), None).unwrap_err();
+            let e = HourWindow::parse(Some(bad), None, NOW).unwrap_err();
             assert!(e.starts_with(&format!("--since {bad:?} is not")), "{bad}: {e}");
         }
     }
@@ -258,7 +291,7 @@ mod tests {
             listed("cloudaudit.googleapis.com/data_access/2024/03/11/15:00:00_15:59:59_S0.json"),
             listed("notes/README.txt"),
         ];
-        let window = HourWindow::parse(Some("2024-03-11T07"), Some("2024-03-11T15")).unwrap();
+        let window = HourWindow::parse(Some("2024-03-11T07"), Some("2024-03-11T15"), NOW).unwrap();
         let kept: Vec<String> = log_objects(items, &window).into_iter().map(|l| l.listed.object.name).collect();
         assert_eq!(
             kept,

@@ -145,9 +145,7 @@ fn run(args: &BackfillArgs) -> Result<Summary, String> {
         return Err(format!("{:?} is not a bucket: give gs://LOG_BUCKET (and --prefix for a part of it)", args.bucket));
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let since = args.since.as_deref().map(|s| hours_ago(s, now).unwrap_or_else(|| s.to_string()));
-    let until = args.until.as_deref().map(|s| hours_ago(s, now).unwrap_or_else(|| s.to_string()));
-    let window = HourWindow::parse(since.as_deref(), until.as_deref())?;
+    let window = HourWindow::parse(args.since.as_deref(), args.until.as_deref(), now)?;
     let auth_variable_set = args.token.is_some() || nonempty(config::AUTH).is_some();
     let env = |name: &str| -> Option<String> {
         let flag = match name {
@@ -209,19 +207,6 @@ fn run(args: &BackfillArgs) -> Result<Summary, String> {
     })?;
     print_summary(&summary, args.json).map_err(|e| format!("writing the summary to stdout failed: {e}"))?;
     Ok(summary)
-}
-
-/// `48h` / `7d`: that long before `now` (Unix seconds), as the hour `YYYY-MM-DDTHH` (UTC) it
-/// falls in; `None` for anything else (read as an absolute hour by the core).
-fn hours_ago(text: &str, now: u64) -> Option<String> {
-    let (count, unit) = text.split_at(text.len().checked_sub(1)?);
-    let hours = match unit {
-        "h" => count.parse::<u64>().ok()?,
-        "d" => count.parse::<u64>().ok()?.checked_mul(24)?,
-        _ => return None,
-    };
-    let then = time::OffsetDateTime::from_unix_timestamp(now.checked_sub(hours.checked_mul(3600)?)? as i64).ok()?;
-    Some(format!("{}T{:02}", then.date(), then.hour()))
 }
 
 fn nonempty(name: &str) -> Option<String> {
@@ -292,21 +277,4 @@ fn print_summary(summary: &Summary, json: bool) -> std::io::Result<()> {
         writeln!(out, "STOPPED: {stopped}")?;
     }
     out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hours_ago;
-
-    #[test]
-    fn relative_hours_count_back_from_now() {
-        // 2026-12-01T18:30:00Z
-        let now = 1_796_149_800;
-        assert_eq!(hours_ago("48h", now).as_deref(), Some("2026-11-29T18"));
-        assert_eq!(hours_ago("1d", now).as_deref(), Some("2026-11-30T18"));
-        assert_eq!(hours_ago("0h", now).as_deref(), Some("2026-12-01T18"));
-        for absolute in ["2026-11-01", "2026-11-01T05", "h", "", "5x", "-3h"] {
-            assert_eq!(hours_ago(absolute, now), None, "{absolute}");
-        }
-    }
 }

@@ -333,16 +333,7 @@ impl<'c, 'io, I: Io> Run<'c, 'io, I> {
             (self.config.bigquery.clone(), self.project.clone(), self.config.location.clone());
         let answer =
             self.client.call("BigQuery jobs.get", &|t| get_job_request(&bigquery, &project, &location, job_id, t))?;
-        match answer.status().as_u16() {
-            200 => parse_job(answer.body())
-                .map(Some)
-                .map_err(|why| BackfillError::Upstream(format!("job {job_id}: {why}"))),
-            404 => Ok(None),
-            status => Err(BackfillError::Upstream(format!(
-                "BigQuery jobs.get of {job_id} answered {}",
-                GoogleError::from_response(status, answer.body())
-            ))),
-        }
+        claiming::read(job_id, &answer)
     }
 
     /// Closes the batch `batch_id` (a 409 means its load or a tombstone is there already:

@@ -513,7 +513,7 @@ fn a_prefix_or_window_matching_nothing_says_no_log_objects() {
     );
 
     let mut later = options(20);
-    later.window = HourWindow::parse(Some("2030-01-01"), None).unwrap();
+    later.window = HourWindow::parse(Some("2030-01-01"), None, START_UNIX).unwrap();
     let Err(BackfillError::Input(message)) = backfill(&mut google, &later) else { panic!("not an input error") };
     assert!(
         message.starts_with("no log objects in gs://demo-logs/* from 2030-01-01T00: 5 objects listed"),

@@ -205,7 +205,7 @@ impl<I: Io> Run<'_, '_, I> {
 }
 
 /// A `jobs.get` answer: the job, or `None` for 404.
-fn read(job_id: &str, answer: &http::Response<Vec<u8>>) -> Result<Option<Job>, BackfillError> {
+pub(super) fn read(job_id: &str, answer: &http::Response<Vec<u8>>) -> Result<Option<Job>, BackfillError> {
     match answer.status().as_u16() {
         200 => {
             parse_job(answer.body()).map(Some).map_err(|why| BackfillError::Upstream(format!("job {job_id}: {why}")))
