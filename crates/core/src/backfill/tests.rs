@@ -796,3 +796,32 @@ fn a_409_whose_job_never_reads_back_is_an_error_not_a_loop() {
     assert!(matches!(&error, BackfillError::Upstream(m) if m.contains("jobs.get does not find it")), "{error:?}");
     assert_eq!(google.count(Ep::Get), 3);
 }
+
+#[test]
+fn a_batch_too_slow_to_reserve_within_its_deadline_closes_itself_and_goes_again_in_halves() {
+    // 10 ms a request: 400 reservations take 4 s, past a 5 s deadline's 2 s margin; 200 do not.
+    let names = names(400);
+    let mut google = Google::new(&names, RAW);
+    let mut options = options(400);
+    options.batch_seconds = 5;
+    let summary = backfill(&mut google, &options).unwrap();
+    assert!(summary.stopped.is_none() && summary.rejected.is_empty(), "{summary:?}");
+    assert_eq!((summary.loaded, summary.reservations), (400, 800));
+    assert_eq!(summary.load_jobs, jobs("usage", 2));
+    assert_eq!(google.count(Ep::Tombstone), 1, "the slow batch closed itself before any load");
+    google.assert_loaded_once(&names);
+}
+
+#[test]
+fn a_batch_found_closed_when_its_load_is_created_goes_again_at_the_next_attempt() {
+    // The insert meets 409 and the id reads as nothing but a close: the batch counts as closed.
+    let names = names(5);
+    let mut google = Google::new(&names, RAW);
+    google.faults = vec![(Ep::Load, 0, Fault::Answer(409, DUPLICATE))];
+    let summary = backfill(&mut google, &options(20)).unwrap();
+    assert!(summary.stopped.is_none() && summary.rejected.is_empty(), "{summary:?}");
+    assert_eq!((summary.loaded, summary.reservations), (5, 10), "reserved again at attempt 2");
+    assert_eq!(summary.load_jobs, jobs("usage", 1));
+    assert_eq!(google.count(Ep::Tombstone), 1);
+    google.assert_loaded_once(&names);
+}
