@@ -25,7 +25,7 @@ Hosts, all handed the same Cloud Functions (gen1) event for a fixture usage log:
        --signature-type event, unchanged; the environment points google-cloud-bigquery at the fake
        (BIGQUERY_EMULATOR_HOST) and google-auth at a fake metadata server (GCE_METADATA_HOST/_IP),
        i.e. Compute Engine credentials as on Cloud Functions.
-  (e)  the Spin flavour (target/spin/wasm32-wasip2/release/gcr_usage_loader.wasm, `--features spin`)
+  (e)  the Spin flavour (target/spin/wasm32-wasip2/component/gcr_usage_loader.wasm, `--features spin`)
        under a real `spin up --from spin.toml` -- the repository's own manifest, configured only by
        `--variable` (the same settings as (a)-(b), as Spin variables: stack.spin_variables), state
        and logs in a temp dir (stack.spin_up_argv). Spin 4 has no instance reuse: a fresh instance

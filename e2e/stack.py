@@ -10,11 +10,11 @@ ENTRYPOINT), on the component precompiled by `serve.sh --compile` as the image b
 the precompiled file is cached under target/e2e-cwasm/, keyed by the .wasm and wasmtime version.
 
 The Spin flavour runs under a real `spin up` from the repository's own spin.toml (its `source`,
-target/spin/wasm32-wasip2/release/gcr_usage_loader.wasm, is what `spin build` and `cargo xtask
+target/spin/wasm32-wasip2/component/gcr_usage_loader.wasm, is what `spin build` and `cargo xtask
 build` produce), configured only by Spin variables; see ``start_spin``.
 
 Environment:
-  GCR_USAGE_WASM  the component (default target/wasm32-wasip2/release/gcr_usage_loader.wasm)
+  GCR_USAGE_WASM  the component (default target/wasm32-wasip2/component/gcr_usage_loader.wasm)
   WASMTIME        the wasmtime binary (default: `wasmtime` on PATH, then ~/.cargo/bin/wasmtime)
   SPIN            the spin binary (default: ../shared/tools/spin beside the repository, then
                   `spin` on PATH)
@@ -133,7 +133,7 @@ def wasmtime_path() -> Path | None:
 def loader_unavailable_reason() -> str | None:
     """Why the component cannot be run here (None = it can)."""
     if not wasm_path().is_file():
-        return f"component not built: {wasm_path()} (cargo build -p gcr-usage-loader --target wasm32-wasip2 --release)"
+        return f"component not built: {wasm_path()} (cargo build -p gcr-usage-loader --target wasm32-wasip2 --profile component)"
     tool = wasmtime_path()
     if tool is None or not tool.exists():
         return "wasmtime not found (set WASMTIME or put it on PATH)"

@@ -65,10 +65,10 @@ def test_dockerfile_builds_precompiles_and_runs_serve_sh() -> None:
     assert "rustup target add wasm32-wasip2" in build_runs
     assert "cargo install wasmtime-cli --version 48.0.8 --locked --root /opt/wasmtime" in build_runs
     assert any("cargo build" in r and "--package gcr-usage-loader" in r and "--target wasm32-wasip2" in r
-               and "--release" in r for r in build_runs)
+               and "--profile component" in r for r in build_runs)
     # The precompile step is serve.sh's, so its flags match the serve command line.
     assert any(r.endswith("WASMTIME=/opt/wasmtime/bin/wasmtime deploy/serve.sh --compile "
-                          f"target/wasm32-wasip2/release/gcr_usage_loader.wasm {IMAGE_COMPONENT}") for r in build_runs)
+                          f"target/wasm32-wasip2/component/gcr_usage_loader.wasm {IMAGE_COMPONENT}") for r in build_runs)
     copies = [args for keyword, args in run if keyword == "COPY"]
     assert f"--from=build {IMAGE_COMPONENT} {IMAGE_COMPONENT}" in copies
     assert "--from=build /opt/wasmtime/bin/wasmtime /usr/local/bin/wasmtime" in copies

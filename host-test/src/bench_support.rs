@@ -87,7 +87,7 @@ impl FiguresTable {
     pub fn print_header(&self, load: &(String, String), runs: usize) {
         println!("  machine   {}; load average {} before, {} after", cpu_model(), load.0, load.1);
         println!(
-            "  native    release profile of the workspace (opt-level \"s\", LTO); {runs} run(s) per path, interleaved"
+            "  native    release profile (opt-level 3, thin LTO; the component: profile `component`, opt-level \"s\", simd128); {runs} run(s) per path, interleaved"
         );
         println!();
         let (best, median) = (format!("best {}/s", self.items), format!("med {}/s", self.items));

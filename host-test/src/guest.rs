@@ -22,7 +22,7 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host-test lives inside the workspace").to_path_buf()
 }
 
-/// The release loader component: `$GCR_USAGE_WASM` if set, else built once per process.
+/// The loader component (`--profile component`): `$GCR_USAGE_WASM` if set, else built once per process.
 pub fn guest_wasm() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -33,8 +33,8 @@ pub fn guest_wasm() -> PathBuf {
         }
         let root = workspace_root();
         let target_dir = root.join("target/guest");
-        cargo_build(&root, &["-p", "gcr-usage-loader", "--release"], &target_dir);
-        target_dir.join("wasm32-wasip2/release/gcr_usage_loader.wasm")
+        cargo_build(&root, &["-p", "gcr-usage-loader", "--profile", "component"], &target_dir);
+        target_dir.join("wasm32-wasip2/component/gcr_usage_loader.wasm")
     })
     .clone()
 }

@@ -14,8 +14,8 @@
 //!   pre-instantiated harness, the seed's Python function and the Spin flavour under `spin up`
 //!   with and without Spin's compile cache, request -> first outbound call),
 //!   then the load benchmark (`bench/load.py`: serve.sh + .cwasm under 1, 16, 32, 64 events in flight).
-//! - `build` both flavours of the component: the portable one (target/wasm32-wasip2/release)
-//!   and the Spin one (`--features spin`, target/spin/wasm32-wasip2/release, as in spin.toml).
+//! - `build` both flavours of the component: the portable one (target/wasm32-wasip2/component)
+//!   and the Spin one (`--features spin`, target/spin/wasm32-wasip2/component, as in spin.toml).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -84,12 +84,24 @@ fn ensure_wasm_target() -> Result {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
-/// Builds the release component and returns its path.
+/// The component's cargo profile (Cargo.toml `[profile.component]`: size-optimised; native
+/// builds use `release`, optimised for speed). spin.toml and deploy/Dockerfile name it too.
+const COMPONENT_PROFILE: &str = "component";
+
+/// Builds the component and returns its path.
 fn build_component() -> Result<PathBuf> {
     ensure_wasm_target()?;
-    step("building the component (release, wasm32-wasip2)");
-    run(cargo().args(["build", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release"]))?;
-    let wasm = target_dir().join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
+    step("building the component (--profile component, wasm32-wasip2)");
+    run(cargo().args([
+        "build",
+        "--package",
+        "gcr-usage-loader",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        COMPONENT_PROFILE,
+    ]))?;
+    let wasm = target_dir().join(WASM_TARGET).join(COMPONENT_PROFILE).join("gcr_usage_loader.wasm");
     report_size(&wasm)?;
     Ok(wasm)
 }
@@ -102,20 +114,21 @@ const SPIN_TARGET_DIR: &str = "target/spin";
 /// Builds the Spin flavour (`--features spin`) and returns its path.
 fn build_spin_component() -> Result<PathBuf> {
     ensure_wasm_target()?;
-    step("building the Spin flavour (release, wasm32-wasip2, --features spin)");
+    step("building the Spin flavour (--profile component, wasm32-wasip2, --features spin)");
     run(cargo().args([
         "build",
         "--package",
         "gcr-usage-loader",
         "--target",
         WASM_TARGET,
-        "--release",
+        "--profile",
+        COMPONENT_PROFILE,
         "--features",
         "spin",
         "--target-dir",
         SPIN_TARGET_DIR,
     ]))?;
-    let wasm = root().join(SPIN_TARGET_DIR).join(WASM_TARGET).join("release").join("gcr_usage_loader.wasm");
+    let wasm = root().join(SPIN_TARGET_DIR).join(WASM_TARGET).join(COMPONENT_PROFILE).join("gcr_usage_loader.wasm");
     report_size(&wasm)?;
     Ok(wasm)
 }
@@ -211,7 +224,8 @@ fn test(args: &[String]) -> Result {
     let spin_wasm = build_spin_component()?;
     step("cargo clippy (native crates and both flavours of the component)");
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    let component_clippy = ["clippy", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--release"];
+    let component_clippy =
+        ["clippy", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--profile", COMPONENT_PROFILE];
     run(cargo().args(component_clippy).args(["--", "-D", "warnings"]))?;
     // In the Spin target directory, where the Spin build just compiled spin-sdk and its
     // dependencies: checking them again in target/ would only cost time.
@@ -257,11 +271,17 @@ fn bench() -> Result {
     // The size of the synthetic usage log in MiB: `GCR_USAGE_BENCH_MB=20 cargo xtask bench` is a
     // quick run; the default gives the figures worth quoting.
     let mib = env::var("GCR_USAGE_BENCH_MB").unwrap_or_else(|_| "200".into());
-    step(&format!("classification benchmark ({mib} MiB synthetic usage log: native reader/classifier vs Python)"));
+    step(&format!(
+        "classification benchmark ({mib} MiB synthetic usage log: native, harness, wasmtime serve, CLI report, Python)"
+    ));
+    run(cargo().args(["build", "--release", "--package", "gcr-usage-cli", "--bin", "gcr-usage"]))?;
+    let wasmtime = ensure_wasmtime()?;
     run(cargo()
         .args(["run", "--release", "--package", "gcr-usage-host-test", "--bin", "classify_bench"])
         .env("GCR_USAGE_BENCH_MB", &mib)
-        .env("GCR_USAGE_WASM", &wasm))?;
+        .env("GCR_USAGE_WASM", &wasm)
+        .env("GCR_USAGE_CLI", target_dir().join("release").join("gcr-usage"))
+        .env("WASMTIME", &wasmtime))?;
     step(&format!(
         "audit-log benchmark ({mib} MiB synthetic Artifact Registry sink object: native, component in wasmtime, Python)"
     ));

@@ -323,7 +323,7 @@ pub fn sdk_wit_dir() -> Result<PathBuf, String> {
     found.pop().ok_or_else(|| {
         format!(
             "{crate_dir} is not unpacked under {}: build the Spin flavour once \
-             (cargo build -p gcr-usage-loader --target wasm32-wasip2 --release --features spin)",
+             (cargo build -p gcr-usage-loader --target wasm32-wasip2 --profile component --features spin)",
             src.display()
         )
     })

@@ -948,15 +948,16 @@ fn spin_toml_allows_exactly_googles_origins_routes_everything_and_builds_the_spi
     // The build command builds the Spin flavour into its own target directory, and `source`
     // is what it builds: the portable build's path stays the portable build's.
     let words: Vec<&str> = m.build_command.split_whitespace().collect();
-    for w in ["cargo", "build", "--release", "--features", "spin"] {
+    for w in ["cargo", "build", "--features", "spin"] {
         assert!(words.contains(&w), "{w} missing from {:?}", m.build_command);
     }
     let after = |flag: &str| words.iter().position(|w| *w == flag).map(|i| words[i + 1]);
     assert_eq!(after("--package"), Some("gcr-usage-loader"));
     assert_eq!(after("--target"), Some("wasm32-wasip2"));
+    assert_eq!(after("--profile"), Some("component"), "the size-optimised profile of Cargo.toml");
     let target_dir = after("--target-dir").expect("--target-dir");
     assert_ne!(target_dir, "target", "would overwrite the portable build");
-    assert_eq!(m.source, format!("{target_dir}/wasm32-wasip2/release/gcr_usage_loader.wasm"));
+    assert_eq!(m.source, format!("{target_dir}/wasm32-wasip2/component/gcr_usage_loader.wasm"));
     assert_eq!(m.build_workdir, None, "runs from the repository root");
     if std::env::var_os(SPIN_WASM_ENV).is_none() {
         // Built here by that very command (see `spin_guest_wasm`).
