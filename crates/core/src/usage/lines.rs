@@ -1,3 +1,6 @@
+//! Test oracle: the line numbering the usage reader used with the csv crate, before
+//! [`super::records`] replaced both. `records_tests.rs` holds the new splitter to it.
+//!
 //! Physical line numbers for CSV records.
 //!
 //! The csv crate's record positions are taken *before* it skips the `\n` of a CRLF and any
@@ -47,10 +50,6 @@ impl<R: Read> LineTracker<R> {
             starts: VecDeque::new(),
             head: None,
         }
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 
     /// Reads up to three bytes however the stream is chunked; keeps them unless they are a BOM.

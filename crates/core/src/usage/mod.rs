@@ -6,16 +6,19 @@
 //! it a download stream, the CLI a file, and tests a byte slice.
 
 pub mod classify;
+/// The csv crate with the line numbering the reader used before [`records`]: the test oracle.
+#[cfg(test)]
 mod lines;
 pub mod reader;
+mod records;
 pub mod registry;
 pub(crate) mod request_ids;
 pub mod row;
 pub mod user_agent;
 
 pub use classify::classify;
-pub use lines::MAX_LINE_BYTES;
 pub use reader::{Dedup, HeaderKind, Malformed, ReadError, ReadStats, ReaderOptions, UsageLogReader};
+pub use records::MAX_RECORD_BYTES;
 pub use row::{MalformedReason, UsageRow};
 pub use user_agent::ClientFamily;
 

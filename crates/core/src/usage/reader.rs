@@ -1,8 +1,8 @@
 //! Streaming usage-log reader: one record at a time from any `io::Read`, never the whole object.
 //!
-//! The csv crate splits records (RFC 4180 quoting, `""` escapes, quoted commas and newlines,
-//! LF / CRLF / CR line ends, a missing final newline, blank lines skipped); this module decides
-//! what a record means. Nothing a single row can contain stops the read: a malformed row is
+//! [`super::records`] splits records (RFC 4180 quoting, `""` escapes, quoted commas and
+//! newlines, LF / CRLF / CR line ends, a missing final newline, blank lines skipped, exactly as
+//! the csv crate does); this module decides what a record means. Nothing a single row can contain stops the read: a malformed row is
 //! counted with its line number and reason and skipped. Only an I/O error, or a first line
 //! that is a header of some *other* file (a storage log), ends it.
 //!
@@ -24,7 +24,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::lines::LineTracker;
+use super::records::{Record, RecordReader};
 use super::row::{COLUMNS, Layout, MalformedReason, UsageRow};
 
 /// The documented header line, without its line end.
@@ -127,8 +127,8 @@ impl std::error::Error for ReadError {}
 
 /// Reads usage-log rows incrementally from `R` (memory: one record, plus the dedup set).
 pub struct UsageLogReader<R> {
-    csv: csv::Reader<LineTracker<R>>,
-    record: csv::ByteRecord,
+    records: RecordReader<R>,
+    record: Record,
     layout: Option<Layout>,
     options: ReaderOptions,
     seen: RequestIdSet,
@@ -143,10 +143,9 @@ impl<R: Read> UsageLogReader<R> {
     }
 
     pub fn with_options(input: R, options: ReaderOptions) -> Self {
-        let csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(LineTracker::new(input));
         UsageLogReader {
-            csv,
-            record: csv::ByteRecord::new(),
+            records: RecordReader::new(input),
+            record: Record::default(),
             layout: None,
             options,
             seen: RequestIdSet::default(),
@@ -175,27 +174,21 @@ impl<R: Read> UsageLogReader<R> {
 
     /// The input back (e.g. to verify a checksum over everything read), with the counts.
     pub fn into_parts(self) -> (R, ReadStats) {
-        (self.csv.into_inner().into_inner(), self.stats)
+        (self.records.into_inner(), self.stats)
     }
 
     /// Reads the next good row into `row` (its strings' buffers are reused). `Ok(false)` at
     /// the end; after an `Err` the reader stays ended.
     pub fn read_row(&mut self, row: &mut UsageRow) -> Result<bool, ReadError> {
         while !self.done {
-            let previous_end = self.csv.position().byte();
-            let more = self.csv.read_byte_record(&mut self.record).map_err(|e| {
+            let read = self.records.read(&mut self.record).map_err(|e| {
                 self.done = true;
-                // Byte records with `flexible` fail only on I/O; keep the io::Error's kind.
-                match e.into_kind() {
-                    csv::ErrorKind::Io(io) => ReadError::Io(io),
-                    other => ReadError::Io(std::io::Error::other(format!("{other:?}"))),
-                }
+                ReadError::Io(e)
             })?;
-            if !more {
+            let Some(line) = read else {
                 self.done = true;
                 break;
-            }
-            let line = self.csv.get_mut().line_at_or_after(previous_end);
+            };
             if self.layout.is_none() {
                 match self.first_record() {
                     Ok(true) => continue, // it was a header
@@ -286,7 +279,7 @@ impl<R: Read> Iterator for UsageLogReader<R> {
 }
 
 /// Field-by-field comparison with the documented names (the quotes are already gone).
-fn is_documented_header(record: &csv::ByteRecord) -> bool {
+fn is_documented_header(record: &Record) -> bool {
     record.len() == COLUMNS.len() && record.iter().zip(COLUMNS).all(|(f, c)| f == c.as_bytes())
 }
 

@@ -213,7 +213,7 @@ fn io_errors_end_the_read() {
 #[test]
 fn an_endless_line_ends_the_read_with_invalid_data() {
     let mut input = format!("{HEADER_LINE}\n").into_bytes();
-    input.resize(input.len() + crate::usage::MAX_LINE_BYTES as usize + 1, b'x');
+    input.resize(input.len() + crate::usage::MAX_RECORD_BYTES + 1, b'x');
     let err = UsageLogReader::new(input.as_slice()).next().unwrap().unwrap_err();
     assert!(matches!(&err, ReadError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData), "{err}");
 }

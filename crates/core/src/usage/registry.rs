@@ -46,12 +46,27 @@ fn is_project_id(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// The length of a digest, `sha256:` and 64 hex digits.
+const DIGEST_LEN: usize = 7 + 64;
+const BLOBS: &str = "/blobs/";
+
 /// `sha256:` followed by 64 lower-case hex digits: the only digest form Container Registry
 /// stored (it never supported other algorithms).
 pub fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| LOWER_HEX[usize::from(b)]))
 }
+
+/// `0-9a-f`, as a table: a pull checks its digest twice (object and Referer), 64 digits each,
+/// and the range tests were 5% of the component's time in a profile.
+const LOWER_HEX: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'f');
+        b += 1;
+    }
+    table
+};
 
 /// The digest of a blob object `containers/images/sha256:<hex>`; `None` for any other name
 /// (the decoded `cs_object` is used, so a `%3A` in `cs_uri` does not matter).
@@ -85,8 +100,13 @@ pub fn parse_blob_referer(referer: &str) -> Option<BlobReferer<'_>> {
     if !host_ok {
         return None;
     }
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let (repository, digest) = path.strip_prefix("/v2/")?.rsplit_once("/blobs/")?;
+    let path = path.find(['?', '#']).map_or(path, |end| &path[..end]);
+    // A digest has no `/blobs/` in it, so the last `/blobs/` is the one right before it: the
+    // fixed-length tail is checked in place instead of searched for (this runs for every pull).
+    let rest = path.strip_prefix("/v2/")?;
+    let split = rest.len().checked_sub(DIGEST_LEN + BLOBS.len())?;
+    let (repository, tail) = (rest.get(..split)?, rest.get(split..)?);
+    let digest = tail.strip_prefix(BLOBS)?;
     let component_ok = |c: &str| {
         !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     };

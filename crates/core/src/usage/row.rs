@@ -8,6 +8,8 @@
 
 use serde::Serialize;
 
+use super::records::Record;
+
 /// The documented columns, in order (`cloud_storage_usage_schema_v0.json`).
 pub const COLUMNS: [&str; 17] = [
     "time_micros",
@@ -120,7 +122,7 @@ impl Layout {
     }
 
     /// Fills `row` from `record` (fields already split); line/row numbers are set by the caller.
-    pub fn fill(&self, record: &csv::ByteRecord, row: &mut UsageRow) -> Result<(), MalformedReason> {
+    pub fn fill(&self, record: &Record, row: &mut UsageRow) -> Result<(), MalformedReason> {
         if record.len() != self.width {
             return Err(MalformedReason::ColumnCount { found: record.len(), expected: self.width });
         }
@@ -137,6 +139,9 @@ impl Layout {
         row.cs_bytes = number::<u64>(field(7), COLUMNS[7])?;
         row.sc_bytes = number::<u64>(field(8), COLUMNS[8])?;
         row.time_taken_micros = number::<u64>(field(9), COLUMNS[9])?;
+        // One UTF-8 check for the whole record (nearly always valid) instead of one per field;
+        // a field is then a slice of it, unless a multi-byte character straddles its edge.
+        let text = std::str::from_utf8(record.as_bytes()).ok();
         let mut valid = true;
         for (i, target) in [
             (1, &mut row.c_ip),
@@ -150,7 +155,14 @@ impl Layout {
             (15, &mut row.cs_bucket),
             (16, &mut row.cs_object),
         ] {
-            valid &= set_text(target, field(i));
+            let range = record.range(self.index[i]);
+            match text.and_then(|t| t.get(range.clone())) {
+                Some(field) => {
+                    target.clear();
+                    target.push_str(field);
+                }
+                None => valid &= set_text(target, &record.as_bytes()[range]),
+            }
         }
         row.invalid_utf8 = !valid;
         Ok(())
@@ -189,8 +201,8 @@ fn number<T: std::str::FromStr>(bytes: &[u8], column: &'static str) -> Result<T,
 mod tests {
     use super::*;
 
-    fn record(fields: &[&[u8]]) -> csv::ByteRecord {
-        csv::ByteRecord::from(fields.to_vec())
+    fn record(fields: &[&[u8]]) -> Record {
+        Record::from_fields(fields)
     }
 
     fn sample() -> Vec<Vec<u8>> {
