@@ -25,6 +25,12 @@ pub fn engine() -> &'static Engine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
+        // `GCR_USAGE_PERFMAP=1`: wasmtime writes /tmp/perf-PID.map, so `perf record` of a
+        // benchmark names the component's own functions (build it unstripped to see them:
+        // bench/README.md "Profiling the component"). Off by default: it costs nothing then.
+        if std::env::var_os("GCR_USAGE_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         Engine::new(&config).expect("wasmtime engine configuration")
     })
 }

@@ -23,6 +23,7 @@
 //! but advance what the guest reads, so retry and polling logic runs exactly and instantly.
 
 pub mod bench_support;
+pub mod child_usage;
 pub mod clock;
 mod engine;
 mod error;
@@ -33,6 +34,7 @@ mod harness;
 mod host;
 mod instance;
 mod loader;
+pub mod loopback;
 pub mod native;
 mod request;
 mod response;

@@ -11,7 +11,9 @@
 //!    reference; reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
 //! 3. Runs `bench/classify_baseline.py` (csv + re + json, the same work as (c)) with `python3`
 //!    (or `$GCR_USAGE_BENCH_PYTHON`) for the same number of runs, and prints native/Python ratios.
-//! 4. Measures peak RSS growth (`VmHWM` in `/proc/self/status`, before and after) of path (c)
+//! 4. (f) Runs the component under a real `wasmtime serve` ([`serve`]) and (g) the release CLI's
+//!    `gcr-usage report` over the same log and over a 1 GiB one ([`cli`]).
+//! 5. Measures peak RSS growth (`VmHWM` in `/proc/self/status`, before and after) of path (c)
 //!    in fresh child processes, for a tenth of the file and for all of it, with the default
 //!    exact duplicate detection and with a bounded window, to show what grows with the file.
 //!
@@ -33,6 +35,9 @@ use gcr_usage_host_test::{
     FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
 };
 use serde_json::Value;
+
+mod cli;
+mod serve;
 
 const MB_ENV: &str = "GCR_USAGE_BENCH_MB";
 const RUNS_ENV: &str = "GCR_USAGE_BENCH_RUNS";
@@ -72,7 +77,7 @@ struct Pass {
 }
 
 /// Timings of one path, and the rows each run handed out.
-struct Figures {
+pub(crate) struct Figures {
     seconds: Vec<f64>,
     rows: u64,
 }
@@ -128,6 +133,18 @@ fn main() {
     if let Some((w, _)) = &wasmtime {
         assert_eq!(w.rows, pass.rows, "the component classified as many rows as the native reader");
     }
+    let serve = match &wasmtime {
+        Some(_) => {
+            let bytes = bytes::Bytes::from(std::fs::read(&log).expect("the log was just written"));
+            let name_of = |run: usize| format!("classify-bench_usage_2024_03_11_14_00_00_{run:08x}_v0");
+            serve::serve_figures(&gcr_usage_host_test::guest_wasm(), &bytes, name_of, runs)
+        }
+        None => Err("no component built".to_string()),
+    };
+    if let Ok(s) = &serve {
+        assert_eq!(s.figures.rows, pass.rows, "wasmtime serve classified as many rows as the native reader");
+    }
+    let reports = cli_reports(&dir, &log, runs);
     let memory = memory_table(&log, synth.bytes);
     let load_after = load_average();
 
@@ -140,6 +157,8 @@ fn main() {
         native: &figures,
         python: python.as_ref(),
         wasmtime: wasmtime.as_ref(),
+        serve: serve.as_ref(),
+        reports: reports.as_ref(),
         memory: &memory,
         load: (load_before, load_after),
     });
@@ -299,6 +318,25 @@ fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<(Figures, usi
     Some((Figures { seconds, rows }, peak))
 }
 
+/// (g) The CLI over this log (`runs` times), then over a 1 GiB log written beside it, with the
+/// default exact deduplication across files and with `--dedup file`.
+fn cli_reports(dir: &Path, log: &Path, runs: usize) -> Result<Vec<cli::Report>, String> {
+    let cli = cli::cli_path()?;
+    let big_name = format!("classify-bench_usage_2024_03_11_15_00_00_{:08x}_v0", synth::DEFAULT_SEED as u32);
+    let big = dir.join("1024mib").join(big_name);
+    if std::fs::metadata(&big).map(|m| m.len()).unwrap_or(0) < 1 << 30 {
+        std::fs::create_dir_all(big.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+        let file = File::create(&big).map_err(|e| format!("{}: {e}", big.display()))?;
+        synth::write_log(BufWriter::with_capacity(1 << 20, file), 1 << 30, synth::DEFAULT_SEED)
+            .map_err(|e| format!("writing {}: {e}", big.display()))?;
+    }
+    Ok(vec![
+        cli::report_figures(&cli, log, &[], "(g) gcr-usage report, this log", runs)?,
+        cli::report_figures(&cli, &big, &[], "(g') gcr-usage report, 1 GiB log", 1)?,
+        cli::report_figures(&cli, &big, &["--dedup", "file"], "(g'') the same, --dedup file", 1)?,
+    ])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Memory
 
@@ -381,6 +419,8 @@ struct Report<'a> {
     native: &'a [Figures],
     python: Result<&'a Python, &'a String>,
     wasmtime: Option<&'a (Figures, usize)>,
+    serve: Result<&'a serve::Serve, &'a String>,
+    reports: Result<&'a Vec<cli::Report>, &'a String>,
     memory: &'a [Memory],
     load: (String, String),
 }
@@ -443,11 +483,47 @@ fn print_report(r: &Report<'_>) {
         println!("      (e) is the whole load: download + CRC32C + reader + classify + NDJSON + 4 MiB upload chunks,");
         println!("      fake network included; peak linear memory of the instance {:.1} MiB", *peak as f64 / 1048576.0);
     }
+    match r.serve {
+        Ok(s) => {
+            line("(f) component under wasmtime serve, loopback", &s.figures);
+            let cpu = Figures { seconds: s.cpu_seconds.clone(), rows: s.figures.rows };
+            line("(f') the same, wasmtime's own CPU time", &cpu);
+            println!(
+                "      (f) is deploy/serve.sh on the precompiled component ({}), one event per run, Storage and",
+                s.wasmtime
+            );
+            println!(
+                "      BigQuery served over loopback HTTP by the shared fake; wasmtime peak RSS {:.1} MiB",
+                s.max_rss_kib as f64 / 1024.0
+            );
+        }
+        Err(e) => table.print_missing("(f) component under wasmtime serve", e),
+    }
+    match r.reports {
+        Ok(reports) => {
+            for report in reports {
+                let t = FiguresTable { bytes: report.bytes, items: "rows" };
+                t.print_row(&report.label, 0, &report.figures);
+            }
+            for report in reports {
+                println!(
+                    "      {}: {:.0} MiB in {:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+                    report.label.split_whitespace().next().unwrap_or_default(),
+                    mib(report.bytes),
+                    report.usage.wall_seconds,
+                    report.usage.cpu_seconds(),
+                    report.usage.max_rss_kib as f64 / 1024.0
+                );
+            }
+        }
+        Err(e) => table.print_missing("(g) gcr-usage report", e),
+    }
     println!();
     if let Ok(py) = r.python {
         println!("  native / Python (throughput ratio; (c) is the like-for-like path)");
         let component = r.wasmtime.map(|(f, _)| ("(e) component in wasmtime", f));
-        for (name, f) in names.iter().copied().zip(r.native).chain(component) {
+        let serve = r.serve.ok().map(|s| ("(f) component under wasmtime serve", &s.figures));
+        for (name, f) in names.iter().copied().zip(r.native).chain(component).chain(serve) {
             println!(
                 "    {:<42} {:>6.1}x best vs best, {:>6.1}x median vs median",
                 name,
