@@ -88,19 +88,15 @@ fn ensure_wasm_target() -> Result {
 /// builds use `release`, optimised for speed). spin.toml and deploy/Dockerfile name it too.
 const COMPONENT_PROFILE: &str = "component";
 
+/// `cargo build` of the component: both flavours start from these words.
+const COMPONENT_BUILD: [&str; 7] =
+    ["build", "--package", "gcr-usage-loader", "--target", WASM_TARGET, "--profile", COMPONENT_PROFILE];
+
 /// Builds the component and returns its path.
 fn build_component() -> Result<PathBuf> {
     ensure_wasm_target()?;
     step("building the component (--profile component, wasm32-wasip2)");
-    run(cargo().args([
-        "build",
-        "--package",
-        "gcr-usage-loader",
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        COMPONENT_PROFILE,
-    ]))?;
+    run(cargo().args(COMPONENT_BUILD))?;
     let wasm = target_dir().join(WASM_TARGET).join(COMPONENT_PROFILE).join("gcr_usage_loader.wasm");
     report_size(&wasm)?;
     Ok(wasm)
@@ -115,19 +111,7 @@ const SPIN_TARGET_DIR: &str = "target/spin";
 fn build_spin_component() -> Result<PathBuf> {
     ensure_wasm_target()?;
     step("building the Spin flavour (--profile component, wasm32-wasip2, --features spin)");
-    run(cargo().args([
-        "build",
-        "--package",
-        "gcr-usage-loader",
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        COMPONENT_PROFILE,
-        "--features",
-        "spin",
-        "--target-dir",
-        SPIN_TARGET_DIR,
-    ]))?;
+    run(cargo().args(COMPONENT_BUILD).args(["--features", "spin", "--target-dir", SPIN_TARGET_DIR]))?;
     let wasm = root().join(SPIN_TARGET_DIR).join(WASM_TARGET).join(COMPONENT_PROFILE).join("gcr_usage_loader.wasm");
     report_size(&wasm)?;
     Ok(wasm)
