@@ -110,9 +110,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A file in the temp directory with these contents.
+/// A file of its own in the temp directory with these contents. Tests run in parallel: two of
+/// them writing one `key.json` (each naming its own fake's token URI) sent each other's
+/// JWTs to the wrong fake, which a loaded CI machine showed.
 fn file(name: &str, contents: &str) -> String {
-    let path = std::env::temp_dir().join(format!("gcr-usage-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("gcr-usage-{}-{n}-{name}", std::process::id()));
     std::fs::write(&path, contents).unwrap();
     path.display().to_string()
 }
