@@ -43,11 +43,11 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOGS_DIR = REPO_ROOT / "fixtures" / "logs"
-DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip2" / "release" / "gcr_usage_loader.wasm"
+DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip2" / "component" / "gcr_usage_loader.wasm"
 SERVE_SH = REPO_ROOT / "deploy" / "serve.sh"  # the container's command line
 SPIN_MANIFEST = REPO_ROOT / "spin.toml"
 #: The manifest's `source`: where `spin build` (and `cargo xtask build`) put the Spin flavour.
-SPIN_WASM = REPO_ROOT / "target" / "spin" / "wasm32-wasip2" / "release" / "gcr_usage_loader.wasm"
+SPIN_WASM = REPO_ROOT / "target" / "spin" / "wasm32-wasip2" / "component" / "gcr_usage_loader.wasm"
 #: The Spin runtime every machine of this project has (a wrapper that unpacks Spin 4.0.2 once).
 SHARED_SPIN = REPO_ROOT.parent / "shared" / "tools" / "spin"
 CWASM_CACHE = REPO_ROOT / "target" / "e2e-cwasm"
