@@ -84,6 +84,13 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
 
 /// A live process's peak RSS so far (`VmHWM` in `/proc/PID/status`), KiB.
 pub fn peak_rss_kib_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+    vm_kib(&pid.to_string(), "VmHWM")
+}
+
+/// A `Vm*` line of `/proc/PROCESS/status` (`PROCESS`: a pid or `self`), KiB; `None` without
+/// procfs or once the process is gone.
+pub fn vm_kib(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    value.trim().trim_end_matches("kB").trim().parse().ok()
 }

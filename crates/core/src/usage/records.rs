@@ -44,9 +44,7 @@ impl Record {
     }
 
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(&self.bytes[start..end])
+        (i < self.len()).then(|| &self.bytes[self.range(i)])
     }
 
     /// Where field `i` lies in [`Record::as_bytes`].

@@ -397,14 +397,9 @@ fn memory_probe(args: &[String]) {
     println!("{}", serde_json::json!({ "bytes": limit, "rows": pass.rows, "before_kib": before, "after_kib": after }));
 }
 
-/// A `Vm*` line of `/proc/self/status`, in KiB (0 where there is no procfs).
+/// A `Vm*` line of this process's `/proc/self/status`, in KiB (0 where there is no procfs).
 fn vm_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    gcr_usage_host_test::child_usage::vm_kib("self", field).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
