@@ -96,9 +96,147 @@ fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// The few unit enums: their serde names are the one list of names, and they are short.
+/// A unit enum (action, target, client family …) under its serde name: the derive's renaming
+/// stays the one list of names, read through [`VariantName`] rather than serde_json's
+/// serialiser (six enums a line made that a tenth of the writer's time).
 fn unit(out: &mut Vec<u8>, value: &impl Serialize) {
-    serde_json::to_writer(out, value).expect("a unit variant serialises into memory");
+    let name = value.serialize(VariantName).expect("the event's enums are unit variants");
+    out.push(b'"');
+    escaped(out, name.as_bytes()); // names are plain ASCII; escaped anyway, as serde would
+    out.push(b'"');
+}
+
+/// A serde serialiser that accepts only a unit variant and answers its (renamed) name.
+struct VariantName;
+
+/// A value that is not a unit variant (a programming error: [`unit`]'s callers pass enums).
+#[derive(Debug)]
+struct NotAUnitVariant;
+
+impl std::fmt::Display for NotAUnitVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a unit variant")
+    }
+}
+
+impl std::error::Error for NotAUnitVariant {}
+
+impl serde::ser::Error for NotAUnitVariant {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotAUnitVariant
+    }
+}
+
+/// The serialiser methods [`VariantName`] refuses: `name(argument types…)`.
+macro_rules! refuse {
+    ($($method:ident($($arg:ty),*)),* $(,)?) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<&'static str, NotAUnitVariant> {
+            Err(NotAUnitVariant)
+        })*
+    };
+}
+
+impl serde::Serializer for VariantName {
+    type Ok = &'static str;
+    type Error = NotAUnitVariant;
+    type SerializeSeq = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTuple = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTupleStruct = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTupleVariant = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeMap = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeStruct = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+    type SerializeStructVariant = serde::ser::Impossible<&'static str, NotAUnitVariant>;
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Ok(variant)
+    }
+
+    refuse!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+    );
+
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<&'static str, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
 }
 
 fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -118,20 +256,14 @@ fn string(out: &mut Vec<u8>, s: &str) {
 /// forms `\b \t \n \f \r`, `\u00XX` with lower-case hex for other control characters; all else,
 /// including non-ASCII UTF-8, verbatim).
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Nearly every string needs no escape: one check, one copy (each copy is a call, and in the
+    // component a `memory.copy` out of the guest, so copying piecewise costs per piece).
+    if !any_needs_escape(bytes) {
+        return out.extend_from_slice(bytes);
+    }
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time while none needs escaping (nearly always): the component runs
-        // without SIMD, and a byte-at-a-time scan was a third of the NDJSON cost there.
-        if let Some(word) = bytes.get(i..i + 8)
-            && !needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes")))
-        {
-            i += 8;
-            continue;
-        }
-        let b = bytes[i];
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            i += 1;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -148,23 +280,41 @@ fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
                 out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
             }
         }
-        i += 1;
-        start = i;
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Whether any of the eight bytes in `word` is below 0x20, `"` or `\`. The classic SWAR tests:
-/// `x - 0x01…01` borrows into a byte's top bit only where that byte was zero (or below the
-/// subtrahend), and `& !x` drops bytes that had the top bit set already (non-ASCII).
-fn needs_escape(word: u64) -> bool {
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Whether any byte of `bytes` needs an escape: eight bytes at a time ([`escape_bits`]), the
+/// last word overlapping the one before rather than a byte loop, and no branch per word. (A
+/// per-byte test folded over a block looks vectorisable, but LLVM turns it back into a branch
+/// per byte for wasm: eighteen instructions a byte in the component.)
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().any(|&b| needs_escape(b));
+    };
+    let (words, _) = bytes.as_chunks::<8>();
+    let bits = words.iter().fold(escape_bits(*last), |bits, word| bits | escape_bits(*word));
+    bits != 0
+}
+
+/// The top bit of each byte of `word` that is below 0x20, `"` or `\\`, and no other bit: the
+/// classic SWAR tests. `x - 0x01…01` borrows into a byte's top bit only where that byte was zero
+/// (or below the subtrahend), and `& !x` drops bytes that had the top bit set already
+/// (non-ASCII).
+fn escape_bits(word: [u8; 8]) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let word = u64::from_le_bytes(word);
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
     let quote = zero_in(word ^ (ONES * u64::from(b'"')));
     let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
-    (below_space | quote | backslash) & HIGHS != 0
+    (below_space | quote | backslash) & HIGHS
 }
 
 /// `"HOST/REPOSITORY"` with the host lower-cased, as [`ImageRef`]'s `Display`.
@@ -278,19 +428,58 @@ mod tests {
     }
 
     #[test]
-    fn the_word_test_finds_exactly_the_bytes_to_escape() {
-        let must = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-        for b in 0..=255u8 {
-            for at in 0..8 {
-                let mut word = *b"abcdefgh";
-                word[at] = b;
-                assert_eq!(needs_escape(u64::from_le_bytes(word)), must(b), "byte {b:#04x} at {at}");
-                // Next to non-ASCII bytes (UTF-8 continuation and lead bytes) too.
-                let mut word = [0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80, 0xe2, 0x82];
-                word[at] = b;
-                assert_eq!(needs_escape(u64::from_le_bytes(word)), must(b), "byte {b:#04x} at {at} among non-ASCII");
+    fn variant_names_are_serdes_and_nothing_else_passes() {
+        use crate::registry_event::{Action, CallerClass, Target};
+        use crate::usage::ClientFamily;
+        let name = |v: &dyn erased::Unit| v.name();
+        for (value, json) in [
+            (name(&Action::Pull), serde_json::to_string(&Action::Pull).unwrap()),
+            (name(&Target::Blob), serde_json::to_string(&Target::Blob).unwrap()),
+            (
+                name(&CallerClass::GoogleInternalOrAutomation),
+                serde_json::to_string(&CallerClass::GoogleInternalOrAutomation).unwrap(),
+            ),
+            (
+                name(&ClientFamily::GoContainerregistry),
+                serde_json::to_string(&ClientFamily::GoContainerregistry).unwrap(),
+            ),
+        ] {
+            assert_eq!(format!("\"{value}\""), json);
+        }
+        assert!(7u8.serialize(VariantName).is_err());
+        assert!("pull".serialize(VariantName).is_err());
+        assert!(Some(Action::Pull).serialize(VariantName).is_err());
+    }
+
+    /// `dyn`-compatible access to a unit enum's name, for the table above.
+    mod erased {
+        pub trait Unit {
+            fn name(&self) -> &'static str;
+        }
+        impl<T: serde::Serialize> Unit for T {
+            fn name(&self) -> &'static str {
+                self.serialize(super::VariantName).unwrap()
             }
         }
+    }
+
+    #[test]
+    fn the_block_test_finds_exactly_the_bytes_to_escape() {
+        // Every byte value at every position of strings around the block size, among ASCII
+        // and among non-ASCII bytes (UTF-8 continuation and lead bytes).
+        for len in [1, 7, 15, 16, 17, 31, 32, 33, 40] {
+            for filler in [b'a', 0xc3, 0x9f, 0xff] {
+                for b in 0..=255u8 {
+                    for at in 0..len {
+                        let mut s = vec![filler; len];
+                        s[at] = b;
+                        assert_eq!(any_needs_escape(&s), needs_escape(b), "byte {b:#04x} at {at} of {len}");
+                    }
+                }
+                assert!(!any_needs_escape(&vec![filler; len]));
+            }
+        }
+        assert!(!any_needs_escape(b""));
     }
 
     proptest! {

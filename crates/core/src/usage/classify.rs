@@ -111,14 +111,14 @@ pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> RegistryEvent<'
 fn action(row: &UsageRow, target: Target) -> Action {
     let method = row.cs_method.as_str();
     // Methods are case-sensitive (RFC 9110): `get` is not GET and falls to `other`.
+    let (path, query) = split_uri(&row.cs_uri);
     let verb = if method == "HEAD" || method == "OPTIONS" {
         Verb::Other
     } else if row.cs_operation.is_empty() {
-        verb_from_method(method, target, &row.cs_uri)
+        verb_from_method(method, target, path, query)
     } else {
         verb_from_operation(&row.cs_operation)
     };
-    let (path, query) = row.cs_uri.split_once('?').unwrap_or((&row.cs_uri, ""));
     let json_metadata_read = verb == Verb::Read
         && (path.starts_with("/storage/v1/") || path.starts_with("/download/storage/v1/"))
         && !query.split('&').any(|p| p == "alt=media");
@@ -181,8 +181,15 @@ const BUCKET_SETTINGS: [&str; 12] = [
     "website",
 ];
 
-fn verb_from_method(method: &str, target: Target, uri: &str) -> Verb {
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+/// `cs_uri`'s path and query (empty without a `?`), split once per row by a byte search.
+fn split_uri(uri: &str) -> (&str, &str) {
+    match memchr::memchr(b'?', uri.as_bytes()) {
+        Some(at) => (&uri[..at], &uri[at + 1..]),
+        None => (uri, ""),
+    }
+}
+
+fn verb_from_method(method: &str, target: Target, path: &str, query: &str) -> Verb {
     match method {
         "GET" if target == Target::Bucket => {
             let lists = if let Some(json) = path.strip_prefix("/storage/v1/b/") {

@@ -128,7 +128,6 @@ impl std::error::Error for ReadError {}
 /// Reads usage-log rows incrementally from `R` (memory: one record, plus the dedup set).
 pub struct UsageLogReader<R> {
     records: RecordReader<R>,
-    record: Record,
     layout: Option<Layout>,
     options: ReaderOptions,
     seen: RequestIdSet,
@@ -145,7 +144,6 @@ impl<R: Read> UsageLogReader<R> {
     pub fn with_options(input: R, options: ReaderOptions) -> Self {
         UsageLogReader {
             records: RecordReader::new(input),
-            record: Record::default(),
             layout: None,
             options,
             seen: RequestIdSet::default(),
@@ -181,7 +179,7 @@ impl<R: Read> UsageLogReader<R> {
     /// the end; after an `Err` the reader stays ended.
     pub fn read_row(&mut self, row: &mut UsageRow) -> Result<bool, ReadError> {
         while !self.done {
-            let read = self.records.read(&mut self.record).map_err(|e| {
+            let read = self.records.read().map_err(|e| {
                 self.done = true;
                 ReadError::Io(e)
             })?;
@@ -189,23 +187,33 @@ impl<R: Read> UsageLogReader<R> {
                 self.done = true;
                 break;
             };
-            if self.layout.is_none() {
-                match self.first_record() {
-                    Ok(true) => continue, // it was a header
-                    Ok(false) => {}
+            let record = self.records.record();
+            let layout = match &self.layout {
+                Some(layout) => {
+                    if is_documented_header(&record) {
+                        self.stats.repeated_headers += 1;
+                        continue;
+                    }
+                    layout
+                }
+                None => match first_record(&record) {
+                    Ok(first) => {
+                        self.stats.header = first.kind;
+                        let layout = self.layout.insert(first.layout);
+                        if first.kind != HeaderKind::Missing {
+                            continue; // it was a header
+                        }
+                        layout
+                    }
                     Err(e) => {
                         self.done = true;
                         return Err(e);
                     }
-                }
-            } else if is_documented_header(&self.record) {
-                self.stats.repeated_headers += 1;
-                continue;
-            }
-            let Some(layout) = &self.layout else { continue }; // always set by `first_record`
+                },
+            };
             self.stats.records += 1;
             let row_number = self.stats.records;
-            if let Err(reason) = layout.fill(&self.record, row) {
+            if let Err(reason) = layout.fill(&record, row) {
                 self.stats.malformed += 1;
                 if self.stats.malformed_samples.len() < self.options.malformed_samples {
                     self.stats.malformed_samples.push(Malformed { line, row: row_number, reason });
@@ -221,26 +229,6 @@ impl<R: Read> UsageLogReader<R> {
             self.stats.invalid_utf8 += u64::from(row.invalid_utf8);
             return Ok(true);
         }
-        Ok(false)
-    }
-
-    /// Applies the header rule to the first record; `Ok(true)` if it was a header.
-    fn first_record(&mut self) -> Result<bool, ReadError> {
-        if is_documented_header(&self.record) {
-            self.stats.header = HeaderKind::Documented;
-            self.layout = Some(Layout::documented());
-            return Ok(true);
-        }
-        let fields: Vec<&[u8]> = self.record.iter().collect();
-        let is_name = |f: &&[u8]| !f.is_empty() && f.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
-        if fields.iter().all(is_name) && !fields[0].iter().all(u8::is_ascii_digit) {
-            let layout = Layout::from_header(&fields).map_err(|missing| ReadError::NotAUsageLog { missing })?;
-            self.stats.header = HeaderKind::ByName;
-            self.layout = Some(layout);
-            return Ok(true);
-        }
-        self.stats.header = HeaderKind::Missing;
-        self.layout = Some(Layout::documented());
         Ok(false)
     }
 
@@ -278,8 +266,28 @@ impl<R: Read> Iterator for UsageLogReader<R> {
     }
 }
 
+/// What the header rule makes of a file's first record.
+struct FirstRecord {
+    kind: HeaderKind,
+    layout: Layout,
+}
+
+/// Applies the header rule to the first record (`HeaderKind::Missing`: it is data).
+fn first_record(record: &Record<'_>) -> Result<FirstRecord, ReadError> {
+    if is_documented_header(record) {
+        return Ok(FirstRecord { kind: HeaderKind::Documented, layout: Layout::documented() });
+    }
+    let fields: Vec<&[u8]> = record.iter().collect();
+    let is_name = |f: &&[u8]| !f.is_empty() && f.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    if fields.iter().all(is_name) && !fields[0].iter().all(u8::is_ascii_digit) {
+        let layout = Layout::from_header(&fields).map_err(|missing| ReadError::NotAUsageLog { missing })?;
+        return Ok(FirstRecord { kind: HeaderKind::ByName, layout });
+    }
+    Ok(FirstRecord { kind: HeaderKind::Missing, layout: Layout::documented() })
+}
+
 /// Field-by-field comparison with the documented names (the quotes are already gone).
-fn is_documented_header(record: &Record) -> bool {
+fn is_documented_header(record: &Record<'_>) -> bool {
     record.len() == COLUMNS.len() && record.iter().zip(COLUMNS).all(|(f, c)| f == c.as_bytes())
 }
 

@@ -13,13 +13,17 @@
 //! Why not the csv crate: its state machine looks at every byte, and was a third of the
 //! component's time. Here each field is one `memchr` search (SIMD natively and with wasm
 //! `simd128`) for its closing quote or delimiter, and a usage log's fields — every one quoted,
-//! no quote inside — never leave that path.
+//! no quote inside — never leave that path. Nor are they copied: such a field's contents lie
+//! between its quotes in the read buffer, and the [`Record`] hands out those ranges (every small
+//! copy is a `memory.copy` call out of the component, and there were 17 a row). Only a record
+//! with a field that needs unescaping is copied, by a second, general parse.
 //!
 //! Lines: `\r\n` is one line end, a lone `\r` or `\n` is one; a record's line is the line of
 //! its first byte. A record longer than [`MAX_RECORD_BYTES`] ends the read with an I/O error
 //! (real records are a few KiB) rather than a buffer that grows with a corrupt object.
 
 use std::io::Read;
+use std::ops::Range;
 
 /// Longest record accepted (real ones are a few KiB: URLs, user agents and object names all
 /// have small limits).
@@ -30,61 +34,45 @@ const READ_SIZE: usize = 64 << 10;
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
-/// One record's fields, unescaped, in one buffer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Record {
-    bytes: Vec<u8>,
-    /// `bytes[ends[i-1]..ends[i]]` is field `i`.
-    ends: Vec<usize>,
+/// One record's fields, unescaped: ranges of one byte string. Usually that string is the
+/// record's bytes where they were read (no copy: a usage log's fields are quoted without quotes
+/// inside, so each field's contents lie between its quotes); a record whose fields need
+/// unescaping (`""`, text after a closing quote) is copied, unescaped, into a buffer of the
+/// reader. Borrowed from the [`RecordReader`] until its next read.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    text: &'a [u8],
+    fields: &'a [Range<usize>],
 }
 
-impl Record {
+impl<'a> Record<'a> {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.fields.len()
     }
 
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        (i < self.len()).then(|| &self.bytes[self.range(i)])
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.fields.get(i).map(|range| &self.text[range.clone()])
     }
 
     /// Where field `i` lies in [`Record::as_bytes`].
-    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
-        let end = self.ends[i];
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        start..end
+    pub fn range(&self, i: usize) -> Range<usize> {
+        self.fields[i].clone()
     }
 
-    /// Every field's bytes, one after another (what [`Record::range`] indexes).
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The bytes [`Record::range`] indexes. Outside the fields they hold only the quotes,
+    /// delimiters and line ends around them (ASCII), so they are valid UTF-8 exactly when every
+    /// field is.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.text
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        (0..self.len()).filter_map(|i| self.get(i))
-    }
-
-    /// A record of these fields, as if read.
-    #[cfg(test)]
-    pub fn from_fields(fields: &[&[u8]]) -> Record {
-        let mut record = Record::default();
-        for f in fields {
-            record.bytes.extend_from_slice(f);
-            record.end_field();
-        }
-        record
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-    }
-
-    fn end_field(&mut self) {
-        self.ends.push(self.bytes.len());
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let text = self.text;
+        self.fields.iter().map(move |range| &text[range.clone()])
     }
 }
 
-impl std::ops::Index<usize> for Record {
+impl std::ops::Index<usize> for Record<'_> {
     type Output = [u8];
 
     fn index(&self, i: usize) -> &[u8] {
@@ -92,7 +80,32 @@ impl std::ops::Index<usize> for Record {
     }
 }
 
-/// Where [`parse`] got to: a whole record, or the end of what is buffered before its end.
+/// A record's fields in a buffer of their own, as if read (tests build rows from these).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct OwnedRecord {
+    text: Vec<u8>,
+    fields: Vec<Range<usize>>,
+}
+
+#[cfg(test)]
+impl OwnedRecord {
+    pub fn from_fields(fields: &[&[u8]]) -> OwnedRecord {
+        let mut record = OwnedRecord::default();
+        for f in fields {
+            let start = record.text.len();
+            record.text.extend_from_slice(f);
+            record.fields.push(start..record.text.len());
+        }
+        record
+    }
+
+    pub fn view(&self) -> Record<'_> {
+        Record { text: &self.text, fields: &self.fields }
+    }
+}
+
+/// Where a parse got to: a whole record, or the end of what is buffered before its end.
 enum Parsed {
     /// The record and its line end (if any) take `consumed` bytes, holding `line_ends` line
     /// ends (inside quoted fields, and its own); `ends_with_cr`: the last byte was its `\r`.
@@ -114,6 +127,13 @@ pub struct RecordReader<R> {
     /// The last byte consumed was `\r` (a `\n` right after it ends no further line).
     after_cr: bool,
     bom_checked: bool,
+    /// The last record: its fields, as ranges of `buf[record_start..]` or of `unescaped`.
+    fields: Vec<Range<usize>>,
+    record_start: usize,
+    record_len: usize,
+    /// The last record's fields, unescaped, when they could not be borrowed from `buf`.
+    unescaped: Vec<u8>,
+    copied: bool,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -127,6 +147,11 @@ impl<R: Read> RecordReader<R> {
             line: 1,
             after_cr: false,
             bom_checked: false,
+            fields: Vec::new(),
+            record_start: 0,
+            record_len: 0,
+            unescaped: Vec::new(),
+            copied: false,
         }
     }
 
@@ -134,8 +159,9 @@ impl<R: Read> RecordReader<R> {
         self.inner
     }
 
-    /// The next record into `record` and the line it starts on; `None` at the end of input.
-    pub fn read(&mut self, record: &mut Record) -> std::io::Result<Option<u64>> {
+    /// Reads the next record; `None` at the end of input, else the line it starts on. The
+    /// record itself is [`RecordReader::record`].
+    pub fn read(&mut self) -> std::io::Result<Option<u64>> {
         if !self.bom_checked {
             while self.end - self.start < BOM.len() && !self.eof {
                 self.fill()?;
@@ -154,7 +180,19 @@ impl<R: Read> RecordReader<R> {
                 self.fill()?;
                 continue;
             }
-            match parse(&self.buf[self.start..self.end], self.eof, record) {
+            let s = &self.buf[self.start..self.end];
+            // Borrowed in place when every field allows it (nearly always), else copied.
+            let parsed = match parse_in_place(s, self.eof, &mut self.fields) {
+                Some(parsed) => {
+                    self.copied = false;
+                    parsed
+                }
+                None => {
+                    self.copied = true;
+                    parse_unescaping(s, self.eof, &mut self.unescaped, &mut self.fields)
+                }
+            };
+            match parsed {
                 Parsed::Record { consumed, .. } | Parsed::Incomplete { buffered: consumed }
                     if consumed > MAX_RECORD_BYTES =>
                 {
@@ -165,12 +203,22 @@ impl<R: Read> RecordReader<R> {
                     let line = self.line;
                     self.line += line_ends;
                     self.after_cr = ends_with_cr;
+                    (self.record_start, self.record_len) = (self.start, consumed);
                     self.start += consumed;
                     return Ok(Some(line));
                 }
                 Parsed::Incomplete { .. } => self.fill()?,
             }
         }
+    }
+
+    /// The record the last [`RecordReader::read`] returned (empty before the first).
+    pub fn record(&self) -> Record<'_> {
+        let text = match self.copied {
+            true => &self.unescaped[..],
+            false => &self.buf[self.record_start..self.record_start + self.record_len],
+        };
+        Record { text, fields: &self.fields }
     }
 
     /// Blank lines between records: skipped, counted.
@@ -217,17 +265,69 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
-/// One record from the start of `s` (which is not a line end). `eof`: nothing follows `s`, so
-/// a record running to its end ends there; otherwise that is [`Parsed::Incomplete`].
-fn parse(s: &[u8], eof: bool, record: &mut Record) -> Parsed {
-    record.clear();
+/// One record from the start of `s` (which is not a line end), its fields as ranges of `s`:
+/// `None` as soon as a field's contents are not one piece of `s` (a doubled quote, or text
+/// after a closing quote), for [`parse_unescaping`] to do. `eof`: nothing follows `s`, so a
+/// record running to its end ends there; otherwise that is [`Parsed::Incomplete`].
+fn parse_in_place(s: &[u8], eof: bool, fields: &mut Vec<Range<usize>>) -> Option<Parsed> {
+    fields.clear();
     let mut line_ends = 0;
     let mut i = 0;
     // Each turn is one field, starting at `i`.
     loop {
         if i == s.len() {
             // After a delimiter: an empty last field (a record never starts at the end).
-            return finish(record, eof, i, line_ends);
+            return Some(finish(fields, i..i, eof, i, line_ends));
+        }
+        let (field, stop) = if s[i] == b'"' {
+            let open = i + 1;
+            let mut j = open;
+            let close = loop {
+                let Some(p) = memchr::memchr3(b'"', b'\n', b'\r', &s[j..]) else {
+                    // Input ending inside quotes ends the field there.
+                    return Some(finish(fields, open..s.len(), eof, s.len(), line_ends));
+                };
+                let at = j + p;
+                match s[at] {
+                    b'\n' if s[at - 1] == b'\r' => {}
+                    b'\n' | b'\r' => line_ends += 1,
+                    _ if s.get(at + 1) == Some(&b'"') => return None, // `""`: unescape
+                    _ => break at,
+                }
+                j = at + 1;
+            };
+            match s.get(close + 1) {
+                None => return Some(finish(fields, open..close, eof, s.len(), line_ends)),
+                Some(b',' | b'\n' | b'\r') => (open..close, close + 1),
+                Some(_) => return None, // text after the closing quote joins the field
+            }
+        } else {
+            match memchr::memchr3(b',', b'\n', b'\r', &s[i..]) {
+                None => return Some(finish(fields, i..s.len(), eof, s.len(), line_ends)),
+                Some(p) => (i..i + p, i + p),
+            }
+        };
+        fields.push(field);
+        i = stop + 1;
+        match s[stop] {
+            b',' => {}
+            b => return Some(Parsed::Record { consumed: i, line_ends: line_ends + 1, ends_with_cr: b == b'\r' }),
+        }
+    }
+}
+
+/// One record from the start of `s`, as [`parse_in_place`] but for any record: the fields are
+/// unescaped into `text` and `fields` are ranges of it.
+fn parse_unescaping(s: &[u8], eof: bool, text: &mut Vec<u8>, fields: &mut Vec<Range<usize>>) -> Parsed {
+    text.clear();
+    fields.clear();
+    let mut line_ends = 0;
+    let mut i = 0;
+    // Each turn is one field, starting at `i`; it starts at `text.len()` in `text`.
+    loop {
+        let start = text.len();
+        if i == s.len() {
+            return finish(fields, start..start, eof, i, line_ends);
         }
         let quoted = s[i] == b'"';
         if quoted {
@@ -235,41 +335,41 @@ fn parse(s: &[u8], eof: bool, record: &mut Record) -> Parsed {
             i += 1;
             loop {
                 let Some(p) = memchr::memchr3(b'"', b'\n', b'\r', &s[i..]) else {
-                    record.bytes.extend_from_slice(&s[i..]);
-                    return finish(record, eof, s.len(), line_ends);
+                    text.extend_from_slice(&s[i..]);
+                    return finish(fields, start..text.len(), eof, s.len(), line_ends);
                 };
                 let at = i + p;
                 match s[at] {
                     b'\n' if at > 0 && s[at - 1] == b'\r' => {}
                     b'\n' | b'\r' => line_ends += 1,
                     _ => {
-                        record.bytes.extend_from_slice(&s[i..at]);
+                        text.extend_from_slice(&s[i..at]);
                         i = at + 1;
                         if s.get(i) == Some(&b'"') {
-                            record.bytes.push(b'"');
+                            text.push(b'"');
                             i += 1;
                             continue;
                         }
                         break;
                     }
                 }
-                record.bytes.extend_from_slice(&s[i..=at]);
+                text.extend_from_slice(&s[i..=at]);
                 i = at + 1;
             }
         }
         // Unquoted text (or text after a closing quote): up to a delimiter or a line end.
         let rest = &s[i..];
         let stop = if quoted && rest.first().is_some_and(|b| matches!(b, b',' | b'\n' | b'\r')) {
-            Some(0) // the usual case: the closing quote ends the field
+            Some(0) // the closing quote ends the field
         } else {
             memchr::memchr3(b',', b'\n', b'\r', rest)
         };
         let Some(p) = stop else {
-            record.bytes.extend_from_slice(rest);
-            return finish(record, eof, s.len(), line_ends);
+            text.extend_from_slice(rest);
+            return finish(fields, start..text.len(), eof, s.len(), line_ends);
         };
-        record.bytes.extend_from_slice(&rest[..p]);
-        record.end_field();
+        text.extend_from_slice(&rest[..p]);
+        fields.push(start..text.len());
         i += p + 1;
         match rest[p] {
             b',' => {}
@@ -278,12 +378,13 @@ fn parse(s: &[u8], eof: bool, record: &mut Record) -> Parsed {
     }
 }
 
-/// The record ends with the input: whole only at the end of the stream.
-fn finish(record: &mut Record, eof: bool, consumed: usize, line_ends: u64) -> Parsed {
+/// The record ends with the input, its last field being `last`: whole only at the end of the
+/// stream.
+fn finish(fields: &mut Vec<Range<usize>>, last: Range<usize>, eof: bool, consumed: usize, line_ends: u64) -> Parsed {
     if !eof {
         return Parsed::Incomplete { buffered: consumed };
     }
-    record.end_field();
+    fields.push(last);
     Parsed::Record { consumed, line_ends, ends_with_cr: false }
 }
 

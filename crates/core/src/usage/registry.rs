@@ -93,25 +93,48 @@ pub struct BlobReferer<'a> {
 ///   grammar, loosely): anything else is not a registry URL and attributes nothing.
 pub fn parse_blob_referer(referer: &str) -> Option<BlobReferer<'_>> {
     let rest = referer.strip_prefix("https://").or_else(|| referer.strip_prefix("http://"))?;
-    let (host, path) = rest.split_at(rest.find('/')?);
+    // Byte searches (`memchr`), not `str::find` with char patterns, which decode UTF-8 as they
+    // go: this runs for every pull, and was 7% of the native classified path.
+    let (host, path) = rest.split_at(memchr::memchr(b'/', rest.as_bytes())?);
     let h = host.as_bytes();
     let host_ok = h.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
         && (host.eq_ignore_ascii_case("gcr.io") || (h.len() > 7 && h[h.len() - 7..].eq_ignore_ascii_case(b".gcr.io")));
     if !host_ok {
         return None;
     }
-    let path = path.find(['?', '#']).map_or(path, |end| &path[..end]);
+    let path = memchr::memchr2(b'?', b'#', path.as_bytes()).map_or(path, |end| &path[..end]);
     // A digest has no `/blobs/` in it, so the last `/blobs/` is the one right before it: the
     // fixed-length tail is checked in place instead of searched for (this runs for every pull).
     let rest = path.strip_prefix("/v2/")?;
     let split = rest.len().checked_sub(DIGEST_LEN + BLOBS.len())?;
     let (repository, tail) = (rest.get(..split)?, rest.get(split..)?);
     let digest = tail.strip_prefix(BLOBS)?;
-    let component_ok = |c: &str| {
-        !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-    };
-    (is_digest(digest) && repository.split('/').all(component_ok)).then_some(BlobReferer { host, repository, digest })
+    (is_repository(repository) && is_digest(digest)).then_some(BlobReferer { host, repository, digest })
 }
+
+/// One or more `/`-separated components of `[a-z0-9._-]`, none empty, in one pass over the
+/// bytes.
+fn is_repository(repository: &str) -> bool {
+    let mut after_slash = true; // at the start, a `/` would begin with an empty component
+    for &b in repository.as_bytes() {
+        if !REPOSITORY_BYTE[usize::from(b)] || (b == b'/' && after_slash) {
+            return false;
+        }
+        after_slash = b == b'/';
+    }
+    !after_slash // neither empty nor ending in `/`
+}
+
+/// The bytes of a repository path: Docker's name characters `[a-z0-9._-]`, and `/`.
+const REPOSITORY_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/');
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -194,6 +217,28 @@ mod tests {
             let r = parse_blob_referer(&referer).unwrap();
             assert_eq!((r.host, r.repository, r.digest), (host, repository, D), "{referer}");
         }
+    }
+
+    #[test]
+    fn repository_paths_are_the_split_definition() {
+        // The one-pass check against the plain definition, on paths built from the bytes that
+        // matter (valid ones, `/`, an invalid one), every arrangement up to five bytes.
+        let split = |r: &str| {
+            r.split('/').all(|c| {
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            })
+        };
+        let alphabet = ["a", "/", "9", "-", "A", "é"];
+        let mut paths = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> =
+                paths.iter().flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}"))).collect();
+            paths.extend(longer);
+        }
+        for path in &paths {
+            assert_eq!(is_repository(path), split(path), "{path:?}");
+        }
+        assert!(paths.len() > 9000);
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl Layout {
     }
 
     /// Fills `row` from `record` (fields already split); line/row numbers are set by the caller.
-    pub fn fill(&self, record: &Record, row: &mut UsageRow) -> Result<(), MalformedReason> {
+    pub fn fill(&self, record: &Record<'_>, row: &mut UsageRow) -> Result<(), MalformedReason> {
         if record.len() != self.width {
             return Err(MalformedReason::ColumnCount { found: record.len(), expected: self.width });
         }
@@ -141,7 +141,7 @@ impl Layout {
         row.time_taken_micros = number::<u64>(field(9), COLUMNS[9])?;
         // One UTF-8 check for the whole record (nearly always valid) instead of one per field;
         // a field is then a slice of it, unless a multi-byte character straddles its edge.
-        let text = std::str::from_utf8(record.as_bytes()).ok();
+        let text = simdutf8::basic::from_utf8(record.as_bytes()).ok();
         let mut valid = true;
         for (i, target) in [
             (1, &mut row.c_ip),
@@ -199,11 +199,8 @@ fn number<T: std::str::FromStr>(bytes: &[u8], column: &'static str) -> Result<T,
 
 #[cfg(test)]
 mod tests {
+    use super::super::records::OwnedRecord;
     use super::*;
-
-    fn record(fields: &[&[u8]]) -> Record {
-        Record::from_fields(fields)
-    }
 
     fn sample() -> Vec<Vec<u8>> {
         let v = [
@@ -231,7 +228,7 @@ mod tests {
     fn fill(fields: &[Vec<u8>]) -> Result<UsageRow, MalformedReason> {
         let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         let mut row = UsageRow::default();
-        Layout::documented().fill(&record(&refs), &mut row).map(|()| row)
+        Layout::documented().fill(&OwnedRecord::from_fields(&refs).view(), &mut row).map(|()| row)
     }
 
     #[test]

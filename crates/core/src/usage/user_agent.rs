@@ -164,7 +164,9 @@ fn tokens(ua: &str) -> impl Iterator<Item = (&str, &str, &str)> {
             i = end + 1;
             // Separators are ASCII, so both ends are character boundaries.
             let token = &ua[start..end];
-            if let Some((name, version)) = token.split_once('/')
+            // A byte search: `split_once('/')` goes through the char searcher, once per token.
+            if let Some(slash) = memchr::memchr(b'/', token.as_bytes())
+                && let (name, version) = (&token[..slash], &token[slash + 1..])
                 && !name.is_empty()
                 && !version.is_empty()
             {
