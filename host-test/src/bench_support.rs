@@ -87,7 +87,7 @@ impl FiguresTable {
     pub fn print_header(&self, load: &(String, String), runs: usize) {
         println!("  machine   {}; load average {} before, {} after", cpu_model(), load.0, load.1);
         println!(
-            "  native    release profile (opt-level 3, thin LTO; the component: profile `component`, opt-level \"s\", simd128); {runs} run(s) per path, interleaved"
+            "  native    release profile (opt-level 3, thin LTO; the component: profile `component`, opt-level \"s\" with the core at 3, simd128); {runs} run(s) per path, interleaved"
         );
         println!();
         let (best, median) = (format!("best {}/s", self.items), format!("med {}/s", self.items));
@@ -120,4 +120,45 @@ impl FiguresTable {
     pub fn print_missing(&self, name: &str, why: &str) {
         println!("  {name:<w$} not measured: {why}", w = Self::NAME);
     }
+}
+
+/// One classified load of a usage log through the component in the harness: path (e) of
+/// `classify_bench`, and `examples/component_pass.rs`.
+pub struct ClassifiedLoad {
+    pub seconds: f64,
+    pub events: u64,
+    /// Fuel (≈ wasm instructions) of the load: the figure that does not move with the machine.
+    pub fuel: u64,
+    pub peak_memory: usize,
+}
+
+/// Loads `bytes`, stored as `gs://demo-gcr-logs/NAME` (a usage-log object name), in classified
+/// mode through a fresh harness and fake Google, timing only the load: the component is compiled
+/// (or its cached artefact loaded) by a first, refused call.
+pub fn classified_load(bytes: &[u8], name: &str) -> Result<ClassifiedLoad, String> {
+    use crate::{FakeGoogle, FakeUpstream, Harness, block_on, object_ref};
+    let upstream = FakeUpstream::new();
+    let google = FakeGoogle::new();
+    google.object("demo-gcr-logs", name, 1, bytes.to_vec());
+    google.install(&upstream);
+    let harness = Harness::new()
+        .env("GCR_USAGE_PROJECT", "demo-project")
+        .env("GCR_USAGE_BUCKETS", "demo-gcr-logs")
+        .env("GCR_USAGE_AUTH", "none")
+        .env("GCR_USAGE_MODE", "classified")
+        .env("GCR_USAGE_WAIT_SECONDS", "3600")
+        .fuel(u64::MAX / 4)
+        .upstream(upstream);
+    block_on(harness.call_load(object_ref("other-bucket", name, Some(1)))).map_err(|e| format!("{e:?}"))?;
+    let started = std::time::Instant::now();
+    let answer = block_on(harness.call_load(object_ref("demo-gcr-logs", name, Some(1))));
+    let seconds = started.elapsed().as_secs_f64();
+    let answer = answer.map_err(|e| format!("the component failed: {e:?}"))?;
+    let outcome = answer.result.map_err(|e| format!("the component refused the load: {e:?}"))?;
+    Ok(ClassifiedLoad {
+        seconds,
+        events: outcome.counts.map_or(0, |c| c.events),
+        fuel: answer.run.fuel_consumed,
+        peak_memory: answer.run.peak_memory,
+    })
 }

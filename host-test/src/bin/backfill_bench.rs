@@ -432,7 +432,7 @@ fn print_report(r: &Report<'_>) {
     );
     println!("  machine   {}; load average {} before, {} after", cpu_model(), r.load.0, r.load.1);
     println!(
-        "  native    release profile (opt-level 3, thin LTO; the component: profile `component`, opt-level \"s\", simd128); {} runs per path, interleaved; counting allocator on",
+        "  native    release profile (opt-level 3, thin LTO; the component: profile `component`, opt-level \"s\" with the core at 3, simd128); {} runs per path, interleaved; counting allocator on",
         r.runs
     );
     println!();

@@ -29,11 +29,11 @@ use std::time::Instant;
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson;
 use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
-use gcr_usage_host_test::bench_support::{FiguresTable, Timed, env_number, load_average, mb, mib, open, target_dir};
-use gcr_usage_host_test::synth::{self, SynthStats};
-use gcr_usage_host_test::{
-    FakeGoogle, FakeUpstream, Harness, block_on, group_digits as group, object_ref, workspace_root,
+use gcr_usage_host_test::bench_support::{
+    FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, open, target_dir,
 };
+use gcr_usage_host_test::synth::{self, SynthStats};
+use gcr_usage_host_test::{group_digits as group, workspace_root};
 use serde_json::Value;
 
 mod cli;
@@ -293,27 +293,10 @@ fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<(Figures, usi
     let bytes = std::fs::read(log).ok()?;
     let (mut seconds, mut rows, mut peak) = (Vec::new(), 0, 0);
     for _ in 0..runs {
-        let upstream = FakeUpstream::new();
-        let google = FakeGoogle::new();
-        google.object("demo-gcr-logs", name, 1, bytes.clone());
-        google.install(&upstream);
-        let harness = Harness::new()
-            .env("GCR_USAGE_PROJECT", "demo-project")
-            .env("GCR_USAGE_BUCKETS", "demo-gcr-logs")
-            .env("GCR_USAGE_AUTH", "none")
-            .env("GCR_USAGE_MODE", "classified")
-            .env("GCR_USAGE_WAIT_SECONDS", "3600")
-            .fuel(u64::MAX / 4)
-            .upstream(upstream);
-        // Compile (or load the cached artifact) outside the timed call.
-        block_on(harness.call_load(object_ref("other-bucket", name, Some(1)))).ok()?;
-        let started = Instant::now();
-        let answer = block_on(harness.call_load(object_ref("demo-gcr-logs", name, Some(1))));
-        seconds.push(started.elapsed().as_secs_f64());
-        let answer = answer.unwrap_or_else(|e| panic!("the component failed: {e:?}"));
-        let outcome = answer.result.unwrap_or_else(|e| panic!("the component refused the load: {e:?}"));
-        rows = outcome.counts.map_or(0, |c| c.events);
-        peak = peak.max(answer.run.peak_memory);
+        let load = classified_load(&bytes, name).unwrap_or_else(|e| panic!("{e}"));
+        seconds.push(load.seconds);
+        rows = load.events;
+        peak = peak.max(load.peak_memory);
     }
     Some((Figures { seconds, rows }, peak))
 }
