@@ -22,6 +22,7 @@ pub mod claims;
 pub mod classified;
 pub mod config;
 pub mod contract;
+pub mod crc32c;
 pub mod credentials;
 pub mod field_error;
 pub mod instance;

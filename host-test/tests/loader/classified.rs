@@ -42,6 +42,44 @@ fn events_job_id() -> String {
     raw
 }
 
+/// The component's escape check scans sixteen bytes at a time (`simd128`), natively eight: a
+/// user agent of every length up to 40 with each byte that needs an escape at every position
+/// (first, last, straddling a block) comes out as serde_json writes it.
+#[tokio::test(start_paused = true)]
+async fn strings_needing_escapes_at_any_position_are_written_as_serde_writes_them() {
+    let text = String::from_utf8(fixture_log()).unwrap();
+    let mut lines = text.lines();
+    let mut log = format!("{}\n", lines.next().unwrap());
+    let template: Vec<&str> = lines.next().unwrap().split("\",\"").collect();
+    let mut n = 0;
+    let mut row = |agent: String| {
+        let mut fields: Vec<String> = template.iter().map(|f| f.to_string()).collect();
+        fields[12] = agent.replace('"', "\"\"");
+        fields[13] = format!("escape-{n}");
+        n += 1;
+        log.push_str(&fields.join("\",\""));
+        log.push('\n');
+    };
+    for len in 0..=40 {
+        row("a".repeat(len));
+        for at in 0..len {
+            for needle in ['"', '\\', '\t', '\u{1}'] {
+                let mut agent: Vec<char> = "b".repeat(len).chars().collect();
+                agent[at] = needle;
+                row(agent.into_iter().collect());
+            }
+        }
+    }
+    let log = log.into_bytes();
+    let (up, google) = google_with(log.clone());
+    let r = classified(&up, "classified").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
+    assert_eq!((r.status, &r.json()["outcome"]), (200, &json!("loaded")), "{}", r.json());
+    let uploads = google.uploads();
+    let [(_, ndjson)] = &uploads[..] else { panic!("{uploads:?}") };
+    assert_eq!(ndjson.iter().filter(|&&b| b == b'\n').count(), 41 + 4 * (40 * 41 / 2));
+    assert_eq!(ndjson, &native_ndjson(&log), "escaped exactly as serde_json escapes");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_component_uploads_exactly_what_the_core_classifies() {
     let log = fixture_log();
