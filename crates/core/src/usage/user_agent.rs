@@ -111,7 +111,7 @@ pub fn parse_user_agent(ua: &str) -> Client<'_> {
     let mut registry: Option<(usize, &str)> = None;
     let mut browser: Option<(usize, &str)> = None;
     let (mut http, mut containers) = (None, None);
-    for (name, version, whole) in tokens(ua) {
+    for (name, version, whole) in tokens(ua).filter(|(name, _, _)| may_be_known(name)) {
         let rank = |list: &[&str]| list.iter().position(|n| n.eq_ignore_ascii_case(name));
         if let Some(i) = TOKENS.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
             if registry.is_none_or(|(best, _)| i < best) {
@@ -123,7 +123,7 @@ pub fn parse_user_agent(ua: &str) -> Client<'_> {
             }
         } else if http.is_none() && rank(&HTTP_CLIENTS).is_some() {
             http = Some(whole);
-        } else if containers.is_none() && name == "containers" {
+        } else if containers.is_none() && name == CONTAINERS {
             containers = Some(version);
         }
     }
@@ -139,6 +139,52 @@ pub fn parse_user_agent(ua: &str) -> Client<'_> {
         (ClientFamily::Other, None)
     };
     Client { family, version }
+}
+
+/// The product name the containers/image library's default agent uses (matched exactly).
+const CONTAINERS: &str = "containers";
+
+/// Per name length, the first letters (a bit each, case-folded) of the names in [`TOKENS`],
+/// [`BROWSERS`], [`HTTP_CLIENTS`] and [`CONTAINERS`]: most tokens of an agent (`go/…`, `os/…`,
+/// `arch/…`, `git-commit/…`) match no entry and are passed over without comparing them with
+/// the 32 names — which, per token, had made this parser a tenth of the component's work.
+const CANDIDATES: [u32; 21] = {
+    let mut names: [&str; TOKENS.len() + BROWSERS.len() + HTTP_CLIENTS.len() + 1] = [""; _];
+    let mut n = 0;
+    while n < TOKENS.len() {
+        names[n] = TOKENS[n].0;
+        n += 1;
+    }
+    let mut i = 0;
+    while i < BROWSERS.len() {
+        names[n] = BROWSERS[i];
+        (n, i) = (n + 1, i + 1);
+    }
+    i = 0;
+    while i < HTTP_CLIENTS.len() {
+        names[n] = HTTP_CLIENTS[i];
+        (n, i) = (n + 1, i + 1);
+    }
+    names[n] = CONTAINERS;
+    let mut masks = [0u32; 21];
+    i = 0;
+    while i < names.len() {
+        let name = names[i].as_bytes();
+        assert!(name.len() < masks.len() && name[0].is_ascii_alphabetic(), "a name the filter cannot hold");
+        masks[name.len()] |= 1 << (name[0].to_ascii_lowercase() - b'a');
+        i += 1;
+    }
+    masks
+};
+
+/// Whether `name` could be one of the known names (see [`CANDIDATES`]); false is certain.
+fn may_be_known(name: &str) -> bool {
+    match (CANDIDATES.get(name.len()), name.as_bytes().first()) {
+        (Some(mask), Some(first)) if first.is_ascii_alphabetic() => {
+            mask & (1 << (first.to_ascii_lowercase() - b'a')) != 0
+        }
+        _ => false,
+    }
 }
 
 /// Bytes that end a token: ` ( ) , ;` (a table: this test runs for every byte of every agent).
@@ -193,6 +239,19 @@ mod tests {
     fn parse(ua: &str) -> (ClientFamily, Option<&str>) {
         let c = parse_user_agent(strip_gfe(ua));
         (c.family, c.version)
+    }
+
+    #[test]
+    fn the_name_filter_passes_every_known_name_in_any_case() {
+        let names = TOKENS.iter().map(|(n, _)| *n).chain(BROWSERS).chain(HTTP_CLIENTS).chain([CONTAINERS]);
+        for name in names {
+            for spelling in [name.to_string(), name.to_ascii_uppercase(), name.to_ascii_lowercase()] {
+                assert!(may_be_known(&spelling), "{spelling}");
+            }
+        }
+        for other in ["go", "os", "arch", "git-commit", "", "1docker", "é", "a".repeat(300).as_str()] {
+            assert!(!may_be_known(other), "{other}");
+        }
     }
 
     #[test]
