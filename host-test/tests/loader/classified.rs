@@ -80,6 +80,57 @@ async fn strings_needing_escapes_at_any_position_are_written_as_serde_writes_the
     assert_eq!(ndjson, &native_ndjson(&log), "escaped exactly as serde_json escapes");
 }
 
+/// The component's CSV splitter searches 16 bytes at a time (`simd128`), natively `memchr3`:
+/// quoted fields of every length up to 40 holding a comma, `\n`, `\r\n` or `""` at every
+/// position, unquoted numbers, LF and CRLF record ends — the same events, line numbers
+/// included, as the native reader's.
+#[tokio::test(start_paused = true)]
+async fn csv_structure_at_any_position_is_split_as_the_native_reader_splits_it() {
+    let text = String::from_utf8(fixture_log()).unwrap();
+    let mut lines = text.lines();
+    let mut log = format!("{}\n", lines.next().unwrap());
+    let first = lines.next().unwrap();
+    let inner = first.strip_prefix('"').and_then(|l| l.strip_suffix('"')).unwrap();
+    let template: Vec<String> = inner.split("\",\"").map(str::to_string).collect();
+    assert_eq!(template.len(), 17);
+    let mut n = 0;
+    let mut row = |agent: &str, crlf: bool| {
+        let mut fields: Vec<String> = template.iter().map(|f| format!("\"{f}\"")).collect();
+        fields[12] = format!("\"{agent}\"");
+        fields[13] = format!("\"csv-{n}\"");
+        if n % 2 == 1 {
+            // Unquoted numbers, and an unquoted last field: its end is the line end.
+            fields[6] = template[6].clone();
+            fields[16] = template[16].clone();
+        }
+        n += 1;
+        log.push_str(&fields.join(","));
+        log.push_str(if crlf { "\r\n" } else { "\n" });
+    };
+    for len in 0..=40 {
+        row(&"a".repeat(len), len % 2 == 1);
+        for at in 0..len {
+            for inner in [",", "\n", "\r\n", "\"\""] {
+                let mut agent = "b".repeat(len);
+                agent.replace_range(at..=at, inner);
+                row(&agent, at % 3 == 0);
+            }
+        }
+    }
+    // The last record ends the object with an unquoted field and CRLF: found in the search's
+    // last, partial block.
+    row("end", true);
+    let log = log.into_bytes();
+    let expected = native_ndjson(&log);
+    assert_eq!(expected.iter().filter(|&&b| b == b'\n').count(), 41 + 4 * (40 * 41 / 2) + 1);
+    let (up, google) = google_with(log);
+    let r = classified(&up, "classified").handle(fixture_request("cloudevent-binary.json")).await.unwrap();
+    assert_eq!((r.status, &r.json()["outcome"]), (200, &json!("loaded")), "{}", r.json());
+    let uploads = google.uploads();
+    let [(_, ndjson)] = &uploads[..] else { panic!("{uploads:?}") };
+    assert_eq!(ndjson, &expected, "split, unescaped and numbered as natively");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_component_uploads_exactly_what_the_core_classifies() {
     let log = fixture_log();
