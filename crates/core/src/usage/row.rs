@@ -185,9 +185,9 @@ fn set_text(target: &mut String, bytes: &[u8]) -> bool {
 }
 
 /// Decimal integers only: no sign for unsigned types, no spaces, no `+`, no exponent (what
-/// `str::parse` accepts, less its `+`; tests hold it to that), read without `str::parse`: a `u64` `checked_mul` per
-/// digit is, in the 32-bit component, a call to a 128-bit multiply (`__multi3`), and with the
-/// parse around it was 8% of the component's instructions.
+/// `str::parse` accepts, less its `+`; tests hold it to that), read without `str::parse`: its
+/// `u64` `checked_mul` per digit is, in the 32-bit component, a call to a 128-bit multiply
+/// (`__multi3`), and with the parse around it was 8% of the component's instructions.
 fn number<T: Decimal>(bytes: &[u8], column: &'static str) -> Result<T, MalformedReason> {
     let (negative, digits) = match bytes.strip_prefix(b"-") {
         Some(digits) => (true, digits),
