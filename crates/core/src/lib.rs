@@ -39,6 +39,8 @@ pub mod schema;
 pub mod secret;
 pub mod service;
 pub mod session;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 pub mod source;
 pub mod stats;
 pub mod storage;

@@ -309,10 +309,9 @@ fn needs_escape(b: u8) -> bool {
 /// the word test.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn any_needs_escape(bytes: &[u8]) -> bool {
-    use core::arch::wasm32::{u8x16_eq, u8x16_lt, u8x16_splat, v128, v128_any_true, v128_load, v128_or};
+    use core::arch::wasm32::{u8x16_eq, u8x16_lt, u8x16_splat, v128, v128_any_true, v128_or};
     fn test(block: &[u8; 16]) -> v128 {
-        // SAFETY: `block` is 16 readable bytes; `v128_load` has no alignment requirement.
-        let v = unsafe { v128_load(block.as_ptr().cast()) };
+        let v = crate::simd128::load(block);
         let control = u8x16_lt(v, u8x16_splat(0x20));
         let quote = u8x16_eq(v, u8x16_splat(b'"'));
         let backslash = u8x16_eq(v, u8x16_splat(b'\\'));

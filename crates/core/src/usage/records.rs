@@ -41,12 +41,11 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
 fn find3(a: u8, b: u8, c: u8, haystack: &[u8]) -> Option<usize> {
-    use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128_load, v128_or};
+    use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128_or};
     let (va, vb, vc) = (u8x16_splat(a), u8x16_splat(b), u8x16_splat(c));
     let (blocks, rest) = haystack.as_chunks::<16>();
     for (n, block) in blocks.iter().enumerate() {
-        // SAFETY: `block` is 16 readable bytes; `v128_load` has no alignment requirement.
-        let v = unsafe { v128_load(block.as_ptr().cast()) };
+        let v = crate::simd128::load(block);
         let found = u8x16_bitmask(v128_or(u8x16_eq(v, va), v128_or(u8x16_eq(v, vb), u8x16_eq(v, vc))));
         if found != 0 {
             return Some(n * 16 + found.trailing_zeros() as usize);
