@@ -16,7 +16,7 @@ use gcr_usage_core::log_name::{LogKind, LogObjectName};
 use gcr_usage_core::source::{self, LogSource, SourceError};
 use gcr_usage_core::stats::UsageStats;
 use gcr_usage_core::usage::reader::DEFAULT_MALFORMED_SAMPLES;
-use gcr_usage_core::usage::{HeaderKind, ReadError, ReaderOptions};
+use gcr_usage_core::usage::{Dedup, HeaderKind, ReadError, ReaderOptions};
 
 use crate::Fail;
 
@@ -104,7 +104,7 @@ fn sniff(head: &[u8]) -> Sniff {
 
 /// Reads one file into `stats`. A storage log is skipped with a note; anything that is not a
 /// usage or audit log, or cannot be read, is an error naming the file.
-pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
+pub fn read_one(input: &Input, stats: &mut UsageStats, dedup_window: usize, ui: &mut Ui) -> Result<(), Fail> {
     let shown = input.path.display().to_string();
     let file = File::open(&input.path).map_err(|e| Fail(format!("{shown}: cannot open: {}", describe(&e))))?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
@@ -129,7 +129,7 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<()
         }
         Sniff::Audit => {
             ui.current = file_name;
-            read_audit(input, &shown, reader, stats, ui)?;
+            read_audit(input, &shown, reader, stats, dedup_window, ui)?;
             return Ok(());
         }
         Sniff::Other => {}
@@ -138,7 +138,10 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<()
     ui.current = file_name;
     let source = ObjectRef { bucket: String::new(), name: shown.clone(), generation: None };
     let counted = CountingReader { inner: reader, ui: &mut *ui };
-    let summary = match stats.read_log(&source, counted, ReaderOptions::default()) {
+    // The statistics' own filter drops duplicates within a file too (one lookup a row instead
+    // of two, and its memory is bounded): the reader keeps none.
+    let options = ReaderOptions { dedup: Dedup::Off, malformed_samples: DEFAULT_MALFORMED_SAMPLES };
+    let summary = match stats.read_log(&source, counted, options) {
         Ok(summary) => summary,
         Err(ReadError::NotAUsageLog { missing }) => {
             let listed: Vec<&str> = missing.iter().take(4).copied().collect();
@@ -174,11 +177,19 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<()
 
 /// Reads Cloud Logging entries (a sink's JSON lines, or `gcloud logging read --format=json`'s
 /// array) through the core's audit source, and closes the file with the source's counts.
-fn read_audit(input: &Input, shown: &str, reader: impl Read, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
+fn read_audit(
+    input: &Input,
+    shown: &str,
+    reader: impl Read,
+    stats: &mut UsageStats,
+    dedup_window: usize,
+    ui: &mut Ui,
+) -> Result<(), Fail> {
     let object = ObjectRef { bucket: String::new(), name: shown.to_string(), generation: None };
     let counted = CountingReader { inner: reader, ui: &mut *ui };
-    // Every entry remembered (like a usage log's exact duplicate filter): `--dedup file` relies on it.
-    let mut log = LogSource::open(LogKind::Audit, counted, &object, usize::MAX, DEFAULT_MALFORMED_SAMPLES);
+    // The reader's window (its key is insertId + timestamp, Cloud Logging's identity of an
+    // entry) as large as the statistics' filter, which looks at the insertId alone.
+    let mut log = LogSource::open(LogKind::Audit, counted, &object, dedup_window, DEFAULT_MALFORMED_SAMPLES);
     loop {
         match log.next_event(|event| stats.add(event)) {
             Ok(Some(_)) => {}

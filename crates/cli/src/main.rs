@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gcr_usage_core::stats::{StatsOptions, UsageStats};
+use gcr_usage_core::stats::{DEFAULT_DEDUP_WINDOW, StatsOptions, UsageStats};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 when the report was produced, 1 when an input or output file failed (missing,
@@ -110,11 +110,16 @@ struct ReportArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pull_gap: u32,
 
-    /// Duplicate records (same s_request_id; audit entries: same insertId): `all` counts a request once across every file (memory
-    /// grows by ~16-32 bytes per row); `file` only within each file (memory bounded by images and
-    /// clients, but a record repeated in two files counts twice)
+    /// Duplicate records (same s_request_id; audit entries: same insertId): `all` counts a request
+    /// once across every file; `file` only within each file (a record repeated in two files then
+    /// counts twice)
     #[arg(long, value_enum, value_name = "SCOPE", default_value_t = DedupScope::All)]
     dedup: DedupScope,
+
+    /// How many request ids the duplicate filter remembers (~20 bytes each); past that it
+    /// forgets those of the oldest minutes, and says how many rows it could not fully check
+    #[arg(long, value_name = "IDS", default_value_t = DEFAULT_DEDUP_WINDOW, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    dedup_window: usize,
 
     /// Progress line on stderr: `auto` shows it when the inputs exceed 8 MiB and stderr is a terminal
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
@@ -180,10 +185,11 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
     let options = StatsOptions {
         pull_gap_micros: i64::from(args.pull_gap) * 1_000_000,
         dedup_across_files: args.dedup == DedupScope::All,
+        dedup_window: args.dedup_window,
     };
     let mut stats = UsageStats::new(options);
     for file in &inputs {
-        if let Err(e) = input::read_one(file, &mut stats, &mut ui) {
+        if let Err(e) = input::read_one(file, &mut stats, args.dedup_window, &mut ui) {
             ui.clear_line();
             return Err(e);
         }
@@ -192,6 +198,14 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
 
     let top = (args.top > 0).then_some(args.top);
     let report = stats.report(top);
+    let unverified = report.summary.unverified_for_duplicates;
+    if unverified > 0 {
+        ui.warn(&format!(
+            "{unverified} row(s) could not be fully checked for duplicates: more than {} request ids were read, so \
+             the oldest minutes' were forgotten (raise --dedup-window, or read the files in time order)",
+            args.dedup_window
+        ));
+    }
     if let Some(path) = &args.html {
         let page = html::render(&report, &stats);
         std::fs::write(path, page)

@@ -125,6 +125,14 @@ pub fn grids(report: &Report, style: Style) -> Vec<Grid> {
         ("pushes", "pushes", num(s.pushes)),
         ("failures", "failures", num(s.failures)),
     ];
+    if s.unverified_for_duplicates > 0 {
+        let at =
+            summary_rows.iter().position(|r| r.1 == "duplicates_across_files").map_or(summary_rows.len(), |i| i + 1);
+        summary_rows.insert(
+            at,
+            ("rows not fully checked for duplicates", "unverified_for_duplicates", num(s.unverified_for_duplicates)),
+        );
+    }
     // Only audit logs name Google's agents: a usage-only report stays as it was.
     if audit {
         let at = summary_rows.iter().position(|r| r.1 == "pulling_clients").map_or(summary_rows.len(), |i| i + 1);

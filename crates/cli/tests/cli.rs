@@ -341,11 +341,41 @@ fn progress_line_when_forced() {
     assert!(stderr(&quiet).is_empty());
 }
 
+/// A window smaller than the fixtures' request ids: the oldest minutes are forgotten, the
+/// cross-file copy (the fixtures' one) is then counted twice, and the report says how many rows
+/// were not fully checked, on stderr, in the table and in the JSON. A window as large as the
+/// input changes nothing.
+#[test]
+fn a_dedup_window_smaller_than_the_input_is_reported() {
+    let summary = |extra: &[&str]| {
+        let out = report(&[&["--format", "json", "--section", "summary"], extra].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        (serde_json::from_str::<Value>(&stdout(&out)).unwrap(), stderr(&out))
+    };
+    let (exact, said) = summary(&[]);
+    assert_eq!(exact["duplicates_across_files"], 1);
+    assert!(exact.get("unverified_for_duplicates").is_none() && !said.contains("duplicates"), "{said}");
+    assert_eq!(summary(&["--dedup-window", "31"]).0, exact);
+
+    let (small, said) = summary(&["--dedup-window", "1"]);
+    let unverified = small["unverified_for_duplicates"].as_u64().unwrap();
+    assert!(unverified > 0 && small["duplicates_across_files"] == 0, "{small}");
+    assert_eq!(small["events"].as_u64(), exact["events"].as_u64().map(|n| n + 1));
+    assert!(
+        said.contains(&format!("warning: {unverified} row(s) could not be fully checked for duplicates")),
+        "{said}"
+    );
+    assert!(said.contains("--dedup-window"), "{said}");
+    let table = stdout(&report(&["--section", "summary", "--dedup-window", "1", "--quiet"]));
+    assert!(table.contains("rows not fully checked for duplicates"), "{table}");
+}
+
 #[test]
 fn invalid_arguments_exit_2() {
     assert_eq!(run(&["report"]).status.code(), Some(2));
     assert_eq!(run(&["report", "x", "--format", "xml"]).status.code(), Some(2));
     assert_eq!(run(&["report", "x", "--pull-gap", "0"]).status.code(), Some(2));
+    assert_eq!(run(&["report", "x", "--dedup-window", "0"]).status.code(), Some(2));
     assert_eq!(run(&[]).status.code(), Some(2));
 }
 
@@ -361,6 +391,7 @@ fn help_documents_everything() {
         "--top",
         "--pull-gap",
         "--dedup",
+        "--dedup-window",
         "--progress",
         "--quiet",
         "gcloud storage cp",

@@ -14,34 +14,46 @@ use crate::outcome::FileCounts;
 use crate::registry_event::{Action, RegistryEvent};
 use crate::usage::classify::classify;
 use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
-use crate::usage::request_ids::{RequestIdSet, hash_id};
+use crate::usage::request_ids::{Check, RecentIds, hash_id};
 use crate::usage::row::UsageRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsOptions {
     /// The pull gap of rule 3 (default [`PULL_GAP_MICROS`]; the SQL views use the default).
     pub pull_gap_micros: i64,
-    /// Count each request id once across all files (memory grows with rows; see the module doc).
+    /// Count each request id once across all files, not only within each file.
     pub dedup_across_files: bool,
+    /// How many request ids the duplicate filter holds before it forgets the oldest minutes
+    /// (see the module doc, "Memory").
+    pub dedup_window: usize,
 }
+
+/// The duplicate filter's default size: 7/8 of 2²² ids, the most a 2²²-slot table holds
+/// (~70 MiB), two hours of a registry serving 1.8 million requests an hour.
+pub const DEFAULT_DEDUP_WINDOW: usize = (1 << 22) / 8 * 7;
 
 impl Default for StatsOptions {
     fn default() -> Self {
-        StatsOptions { pull_gap_micros: PULL_GAP_MICROS, dedup_across_files: true }
+        StatsOptions { pull_gap_micros: PULL_GAP_MICROS, dedup_across_files: true, dedup_window: DEFAULT_DEDUP_WINDOW }
     }
 }
 
 /// Counts of the file being read, until [`UsageStats::finish_file`].
 #[derive(Debug, Default, Clone, Copy)]
-struct CurrentFile {
-    events: u64,
-    duplicates_across_files: u64,
+pub(super) struct CurrentFile {
+    pub(super) events: u64,
+    /// Copies of an earlier row of the same file that the reader let through (a reader that
+    /// does not deduplicate, or one whose window the copy was outside of).
+    pub(super) duplicates_in_file: u64,
+    /// Of those, the ones with invalid UTF-8 (the reader counted them as rows that had it).
+    pub(super) duplicates_in_file_invalid_utf8: u64,
+    pub(super) duplicates_across_files: u64,
 }
 
 /// The statistics accumulator. Feed it events with [`UsageStats::add`] (or whole log objects
 /// with [`UsageStats::read_log`]), close each file with [`UsageStats::finish_file`], then ask
 /// for a [`Report`](super::Report).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UsageStats {
     pub(super) options: StatsOptions,
     /// Images and clients of blob downloads (and clients of pushes), by dense id.
@@ -53,8 +65,11 @@ pub struct UsageStats {
     pub(super) pushes: BTreeMap<(String, Option<String>), PushAcc>,
     pub(super) failures: HashMap<(u16, Action), u64>,
     pub(super) buckets: HashMap<String, BucketAcc>,
-    /// Hashes of the request ids counted so far (rule 1), when deduplicating across files.
-    seen: RequestIdSet,
+    /// Hashes of the request ids counted so far (rule 1): this file's, or every file's when
+    /// deduplicating across files.
+    seen: RecentIds,
+    /// Rows counted when the duplicate filter had already forgotten part of their past.
+    pub(super) unverified: u64,
     /// Successful blob reads without a repository: not pulls, but worth showing.
     pub(super) unattributed: Transfer,
     /// Manifest downloads by Google's own agents (rule A), not pulls.
@@ -65,9 +80,31 @@ pub struct UsageStats {
     pub(super) files: Vec<FileSummary>,
 }
 
+impl Default for UsageStats {
+    fn default() -> Self {
+        UsageStats::new(StatsOptions::default())
+    }
+}
+
 impl UsageStats {
     pub fn new(options: StatsOptions) -> Self {
-        UsageStats { options, ..UsageStats::default() }
+        UsageStats {
+            options,
+            ids: Ids::default(),
+            groups: Groups::default(),
+            days: HashMap::new(),
+            pushes: BTreeMap::new(),
+            failures: HashMap::new(),
+            buckets: HashMap::new(),
+            seen: RecentIds::new(options.dedup_window),
+            unverified: 0,
+            unattributed: Transfer::default(),
+            agent_pulls: 0,
+            events: 0,
+            span: Span::default(),
+            current: CurrentFile::default(),
+            files: Vec::new(),
+        }
     }
 
     pub fn options(&self) -> StatsOptions {
@@ -75,15 +112,23 @@ impl UsageStats {
     }
 
     /// Counts one event. `false` when it was dropped as a duplicate of a request already
-    /// counted (from another file: the reader drops duplicates within a file).
+    /// counted (in this file, when the reader did not drop it, or in an earlier one).
     pub fn add(&mut self, event: &RegistryEvent<'_>) -> bool {
         // An empty id names no request, so it never makes a row a duplicate (rule 1).
-        if self.options.dedup_across_files
-            && !event.request_id.is_empty()
-            && !self.seen.insert(hash_id(event.request_id.as_bytes()))
-        {
-            self.current.duplicates_across_files += 1;
-            return false;
+        if !event.request_id.is_empty() {
+            match self.seen.check(event.time_micros, hash_id(event.request_id.as_bytes())) {
+                Check::New => {}
+                Check::Unverified => self.unverified += 1,
+                Check::InThisFile => {
+                    self.current.duplicates_in_file += 1;
+                    self.current.duplicates_in_file_invalid_utf8 += u64::from(event.invalid_utf8);
+                    return false;
+                }
+                Check::InEarlierFile => {
+                    self.current.duplicates_across_files += 1;
+                    return false;
+                }
+            }
         }
         self.current.events += 1;
         self.events += 1;
@@ -130,14 +175,23 @@ impl UsageStats {
 
     /// Closes the file whose events were just added, with the reader's counts.
     pub fn finish_file(&mut self, file: impl Into<String>, read: &ReadStats) {
-        let current = std::mem::take(&mut self.current);
-        self.files.push(FileSummary::read(file.into(), read, current.events, current.duplicates_across_files));
+        let current = self.end_file();
+        self.files.push(FileSummary::read(file.into(), read, &current));
     }
 
     /// Closes the audit log whose events were just added, with its source's counts.
     pub fn finish_audit_file(&mut self, file: impl Into<String>, counts: &FileCounts) {
-        let current = std::mem::take(&mut self.current);
-        self.files.push(FileSummary::audit(file.into(), counts, current.events, current.duplicates_across_files));
+        let current = self.end_file();
+        self.files.push(FileSummary::audit(file.into(), counts, &current));
+    }
+
+    fn end_file(&mut self) -> CurrentFile {
+        if self.options.dedup_across_files {
+            self.seen.end_file();
+        } else {
+            self.seen.clear();
+        }
+        std::mem::take(&mut self.current)
     }
 
     /// Records a file that was not read (e.g. a storage log), with the reason.

@@ -69,6 +69,7 @@ impl UsageStats {
             malformed: sum(|f| f.malformed),
             duplicates: sum(|f| f.duplicates),
             duplicates_across_files: sum(|f| f.duplicates_across_files),
+            unverified_for_duplicates: self.unverified,
             first_event: self.span.first.map(EventTime),
             last_event: self.span.last.map(EventTime),
             pull_gap_micros: self.options.pull_gap_micros,

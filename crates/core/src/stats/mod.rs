@@ -14,7 +14,7 @@
 //!    `containers/images/sha256:…` in a registry bucket; HEAD is never one), `success` (status
 //!    2xx or 304) and a known `repository` (its Referer `https://HOST/v2/REPOSITORY/blobs/DIGEST`
 //!    names the same digest). A request id (`s_request_id`) counts once, across every file read
-//!    (an empty id never makes a row a duplicate).
+//!    (an empty id never makes a row a duplicate; see "Memory" for the window this holds in).
 //! 2. **Image**: the Referer's host, lower-cased, and the repository — the name the client
 //!    asked for (`eu.gcr.io` + `demo-project/team/api/server`), not the bucket.
 //! 3. **Pull**: blob downloads are grouped per (`client_ip`, image) and ordered by
@@ -42,13 +42,18 @@
 //! Rows arrive unsorted, so rule 3 is applied incrementally (see `pulls.rs`) at 32 bytes per
 //! *pull*, not per row, plus one entry per image, client, (client, image) group,
 //! (day, image), bucket, push target and (status, action) pair. Pulls of one group are more
-//! than 5 minutes apart, so a group holds at most 288 pulls per day. The one structure that
-//! grows with rows is the cross-file duplicate filter (rule 1): a 64-bit hash per distinct
-//! request id, about 16–32 bytes per row with hash-table slack (a million-row hour ≈ 30 MB).
-//! With [`StatsOptions::dedup_across_files`] off it is not kept and memory is bounded by the
-//! distinct keys above; a record written twice into *different* objects then counts twice in
-//! downloads and bytes (the pulls do not change: a duplicate has the same time as its
-//! original). The reader still drops duplicates within one file.
+//! than 5 minutes apart, so a group holds at most 288 pulls per day. The duplicate filter
+//! (rule 1) is the one structure that would grow with rows, so it is bounded: a 64-bit hash
+//! per request id with the row's minute and file (17 bytes a table slot), at most
+//! [`StatsOptions::dedup_window`] ids; past that the ids of the oldest minutes of row time
+//! are forgotten (`usage::request_ids::RecentIds`, which says why by time). Within the window
+//! the filter is exact, as if every id were kept; a row whose minute may have lost ids counts
+//! as [`Summary::unverified_for_duplicates`], so a report that could have missed a copy says
+//! so. The filter drops copies within a file as well (a reader that does not deduplicate, as
+//! the CLI's, leaves them to it: one lookup a row); with
+//! [`StatsOptions::dedup_across_files`] off it forgets each file's ids when the file ends, and
+//! a record written twice into *different* objects then counts twice in downloads and bytes
+//! (the pulls do not change: a duplicate has the same time as its original).
 //!
 //! # Layout
 //!
@@ -69,7 +74,7 @@ mod pulls;
 mod report;
 mod tally;
 
-pub use accumulator::{StatsOptions, UsageStats};
+pub use accumulator::{DEFAULT_DEDUP_WINDOW, StatsOptions, UsageStats};
 pub use pulls::PULL_GAP_MICROS;
 pub use report::{
     BucketStats, ClientStats, DailyStats, FailureStats, FileSummary, ImageStats, PullSeries, PushStats, Report,

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::accumulator::CurrentFile;
 use crate::outcome::FileCounts;
 
 use crate::registry_event::{Action, EventTime};
@@ -50,6 +51,11 @@ pub struct Summary {
     pub duplicates: u64,
     /// Records dropped because another file held the same request id.
     pub duplicates_across_files: u64,
+    /// Rows counted after the duplicate filter had forgotten ids of their minute or a later
+    /// one (more request ids than its window): a copy of one read before would count twice.
+    /// Left out of the JSON when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unverified_for_duplicates: u64,
     pub first_event: Option<EventTime>,
     pub last_event: Option<EventTime>,
     /// The pull gap of rule 3 in microseconds (300000000 unless changed).
@@ -67,6 +73,10 @@ pub struct Summary {
     pub unattributed_bytes: u64,
     pub pushes: u64,
     pub failures: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,39 +123,40 @@ impl FileSummary {
     }
 
     /// A usage log that was read: the reader's counts, plus what the statistics counted
-    /// (`events`) and dropped as seen in an earlier file.
-    pub(super) fn read(file: String, read: &ReadStats, events: u64, duplicates_across_files: u64) -> Self {
+    /// (`events`) and dropped as duplicates (within the file: those the reader let through,
+    /// which are no rows of the file then).
+    pub(super) fn read(file: String, read: &ReadStats, counted: &CurrentFile) -> Self {
         FileSummary {
             file,
             kind: "usage",
             note: None,
             header: read.header,
             records: read.records,
-            rows: read.rows,
-            events,
+            rows: read.rows - counted.duplicates_in_file,
+            events: counted.events,
             malformed: read.malformed,
-            duplicates: read.duplicates,
-            duplicates_across_files,
-            invalid_utf8: read.invalid_utf8,
+            duplicates: read.duplicates + counted.duplicates_in_file,
+            duplicates_across_files: counted.duplicates_across_files,
+            invalid_utf8: read.invalid_utf8 - counted.duplicates_in_file_invalid_utf8,
             malformed_samples: read.malformed_samples.clone(),
             skipped: None,
         }
     }
 
     /// An audit log that was read: records are its entries, rows the events handed out.
-    pub(super) fn audit(file: String, counts: &FileCounts, events: u64, duplicates_across_files: u64) -> Self {
+    pub(super) fn audit(file: String, counts: &FileCounts, counted: &CurrentFile) -> Self {
         FileSummary {
             file,
             kind: "audit",
             note: None,
             header: HeaderKind::None,
             records: counts.records,
-            rows: counts.events,
-            events,
+            rows: counts.events - counted.duplicates_in_file,
+            events: counted.events,
             malformed: counts.malformed,
-            duplicates: counts.duplicates,
-            duplicates_across_files,
-            invalid_utf8: counts.invalid_utf8,
+            duplicates: counts.duplicates + counted.duplicates_in_file,
+            duplicates_across_files: counted.duplicates_across_files,
+            invalid_utf8: counts.invalid_utf8 - counted.duplicates_in_file_invalid_utf8,
             malformed_samples: counts.first_malformed.clone(),
             skipped: Some(counts.skipped),
         }

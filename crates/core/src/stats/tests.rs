@@ -298,3 +298,94 @@ fn action_names_are_the_serde_names() {
         assert_eq!(serde_json::to_value(action).unwrap(), action_name(action), "{action:?}");
     }
 }
+
+/// A usage log of `rows`, each `(time_micros, request id, object name bytes)`, as blob GETs.
+fn log_text(rows: &[(i64, &str, &[u8])]) -> Vec<u8> {
+    let mut out = crate::usage::reader::HEADER_LINE.as_bytes().to_vec();
+    out.push(b'\n');
+    for (t, id, object) in rows {
+        let d = digest(7);
+        out.extend_from_slice(
+            format!(
+                "\"{t}\",\"10.0.0.1\",\"1\",\"\",\"GET\",\"/artifacts.demo.appspot.com/containers/images/{d}\",\"200\",\
+                 \"0\",\"1000\",\"10\",\"storage.googleapis.com\",\"https://gcr.io/v2/p/app/blobs/{d}\",\"docker/24.0.7\",\
+                 \"{id}\",\"GET_Object\",\"artifacts.demo.appspot.com\",\""
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\"\n");
+    }
+    out
+}
+
+fn read_all(files: &[(String, Vec<u8>)], options: StatsOptions, dedup: crate::usage::Dedup) -> Report {
+    let mut stats = UsageStats::new(options);
+    for (name, bytes) in files {
+        let source = ObjectRef { bucket: String::new(), name: name.clone(), generation: None };
+        let reader = ReaderOptions { dedup, ..ReaderOptions::default() };
+        stats.read_log(&source, bytes.as_slice(), reader).unwrap();
+    }
+    stats.report(None)
+}
+
+/// The CLI's reader keeps duplicates (`Dedup::Off`) and leaves them to the statistics' filter:
+/// every number, per file too, is what a reader that drops them gives — a copy of a row with
+/// invalid UTF-8 included, with and without deduplication across files.
+#[test]
+fn the_statistics_drop_what_a_deduplicating_reader_would() {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("_usage_"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
+        .collect();
+    files.sort();
+    let bad: &[u8] = b"containers/images/\xff\xfe";
+    files.push((
+        "z_usage_2024_03_11_15_00_00_00_v0".into(),
+        log_text(&[
+            (DAY0, "a", bad),
+            (DAY0 + 1, "b", b"x"),
+            (DAY0, "a", bad),
+            (DAY0 + 1, "b", b"x"),
+            (DAY0, "c", b"y"),
+        ]),
+    ));
+    files.push(("z_usage_2024_03_11_16_00_00_00_v0".into(), log_text(&[(DAY0, "a", bad), (DAY0, "d", bad)])));
+    for across in [true, false] {
+        let options = StatsOptions { dedup_across_files: across, ..StatsOptions::default() };
+        let dropping = read_all(&files, options, crate::usage::Dedup::Exact);
+        let keeping = read_all(&files, options, crate::usage::Dedup::Off);
+        assert_eq!(keeping, dropping, "across files: {across}");
+        let last = &dropping.files[dropping.files.len() - 2..];
+        let counts: Vec<_> =
+            last.iter().map(|f| (f.rows, f.duplicates, f.invalid_utf8, f.duplicates_across_files)).collect();
+        assert_eq!(counts, if across { [(3, 2, 1, 0), (2, 0, 2, 1)] } else { [(3, 2, 1, 0), (2, 0, 2, 0)] });
+    }
+}
+
+/// Past its window the filter forgets the oldest minutes: copies of recent rows are still
+/// found, a copy of a forgotten one counts again, and the report says how many rows could
+/// not be fully checked.
+#[test]
+fn a_small_dedup_window_forgets_the_oldest_minutes_and_says_so() {
+    let ids: Vec<String> = (0..100).map(|n| format!("id-{n}")).collect();
+    // File A: minutes 0..9, ten rows each, in time order.
+    let a: Vec<(i64, &str, &[u8])> =
+        (0..100).map(|n| (DAY0 + (n / 10) * MIN, ids[n as usize].as_str(), &b"o"[..])).collect();
+    // File B: copies of two minute-9 rows (a late delivery), then a copy of a minute-0 row.
+    let b = [a[95], a[99], a[0]];
+    let files = [("a_usage_2024_03_11_14_00_00_00_v0".to_string(), log_text(&a)), ("b".to_string(), log_text(&b))];
+    let exact = read_all(&files, StatsOptions::default(), crate::usage::Dedup::Off);
+    assert_eq!((exact.summary.events, exact.summary.duplicates_across_files), (100, 3));
+    assert_eq!(exact.summary.unverified_for_duplicates, 0);
+    assert!(!serde_json::to_string(&exact.summary).unwrap().contains("unverified"), "left out when zero");
+
+    let small = StatsOptions { dedup_window: 30, ..StatsOptions::default() };
+    let windowed = read_all(&files, small, crate::usage::Dedup::Off);
+    assert_eq!((windowed.summary.events, windowed.summary.duplicates_across_files), (101, 2));
+    assert_eq!(windowed.summary.unverified_for_duplicates, 1, "the minute-0 copy");
+    assert_eq!(windowed.files[1].events, 1);
+    assert!(serde_json::to_string(&windowed.summary).unwrap().contains("\"unverified_for_duplicates\":1"));
+}

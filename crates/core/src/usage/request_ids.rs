@@ -1,8 +1,9 @@
 //! Remembering request ids cheaply: duplicate records (same `s_request_id`) are dropped within
-//! a file by the reader and across files by the statistics, both with a set of 64-bit hashes
-//! (8 bytes a key plus table overhead instead of the ~60-byte id).
+//! a file by the reader and across files by the statistics, both with sets of 64-bit hashes
+//! (8 bytes a key plus table overhead instead of the ~60-byte id). [`RecentIds`] is the
+//! statistics' filter: bounded memory over any number of files.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A set of [`hash_id`] values; the keys are already well mixed, so no second hash is applied.
@@ -58,9 +59,132 @@ impl Hasher for PassThrough {
     }
 }
 
+/// What [`RecentIds::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Not held: the first copy (as far as anything held can tell).
+    New,
+    /// Not held, but rows of the row's minute (or of a later one) have been forgotten, so a
+    /// copy read before that would not have been noticed. Counted like [`Check::New`], and
+    /// reported.
+    Unverified,
+    /// A copy of a row of the file being read.
+    InThisFile,
+    /// A copy of a row of a file read earlier.
+    InEarlierFile,
+}
+
+/// What is kept of one id: when its row was (for forgetting the oldest first) and which file
+/// it came from (to tell a copy within a file from one across files). 8 bytes, so an entry with
+/// its key is 16: the same as a bare `(u64, u32)` would take with padding.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    minute: i32,
+    file: u32,
+}
+
+/// The minute of a row time, saturated to ±4,000 years around 1970 (a time out there is
+/// nonsense anyway; it only decides when its id is forgotten, never whether it is found).
+fn minute_of(time_micros: i64) -> i32 {
+    time_micros.div_euclid(60_000_000).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// The request ids of the rows counted so far — exact, like a set of every id, until it holds
+/// `capacity` of them; past that, the ids of the oldest row minutes are forgotten first. Why
+/// by row time: a duplicate record is the same record written twice, `time_micros` included,
+/// and logs are read in time order (hourly objects; directories are listed sorted by name),
+/// so the oldest minutes are the ones no copy will still come for. Memory is bounded by the
+/// capacity (17 bytes a table slot, at most 8/7 slots an id before the table doubles) instead
+/// of growing with the rows read, and a row that could only be checked against a partly
+/// forgotten past says so ([`Check::Unverified`]). The bound is soft by one minute: the
+/// minute of the row just checked is never forgotten.
+#[derive(Debug)]
+pub struct RecentIds {
+    ids: std::collections::HashMap<u64, Held, BuildHasherDefault<PassThrough>>,
+    /// How many held ids each minute has: which minutes to forget without sorting the table.
+    minutes: BTreeMap<i32, usize>,
+    capacity: usize,
+    file: u32,
+    /// Ids of this minute and older ones may have been forgotten (conservative: a minute older
+    /// than a forgotten one counts as forgotten even if it was not).
+    forgotten_through: Option<i32>,
+}
+
+impl RecentIds {
+    pub fn new(capacity: usize) -> Self {
+        RecentIds {
+            ids: Default::default(),
+            minutes: BTreeMap::new(),
+            capacity: capacity.max(1),
+            file: 0,
+            forgotten_through: None,
+        }
+    }
+
+    /// Ids held now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Looks for `hash` (of a row at `time_micros`); remembers it as the current file's when
+    /// it is not held.
+    pub fn check(&mut self, time_micros: i64, hash: u64) -> Check {
+        let minute = minute_of(time_micros);
+        let file = self.file;
+        match self.ids.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(held) => {
+                return if held.get().file == file { Check::InThisFile } else { Check::InEarlierFile };
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Held { minute, file });
+            }
+        }
+        *self.minutes.entry(minute).or_default() += 1;
+        let found = match self.forgotten_through {
+            Some(forgotten) if minute <= forgotten => Check::Unverified,
+            _ => Check::New,
+        };
+        if self.ids.len() > self.capacity {
+            self.forget_oldest(minute);
+        }
+        found
+    }
+
+    /// Forgets the oldest minutes but `keep` until at most 7/8 of the capacity is held: one
+    /// sweep of the table per capacity/8 new ids, not one per id.
+    fn forget_oldest(&mut self, keep: i32) {
+        let excess = self.ids.len() - (self.capacity - self.capacity / 8);
+        let (mut dropping, mut through) = (0, None);
+        for (&minute, &count) in &self.minutes {
+            if minute != keep {
+                dropping += count;
+                through = Some(minute);
+                if dropping >= excess {
+                    break;
+                }
+            }
+        }
+        let Some(through) = through else { return };
+        self.ids.retain(|_, held| held.minute > through || held.minute == keep);
+        self.minutes.retain(|&minute, _| minute > through || minute == keep);
+        self.forgotten_through = Some(self.forgotten_through.map_or(through, |f| f.max(through)));
+    }
+
+    /// The file being read is done: its ids become an earlier file's.
+    pub fn end_file(&mut self) {
+        self.file = self.file.wrapping_add(1);
+    }
+
+    /// Forgets everything, as if new (no row is unverified after it).
+    pub fn clear(&mut self) {
+        *self = RecentIds::new(self.capacity);
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::hash_id;
+    use super::{Check, RecentIds, hash_id};
     use std::collections::HashSet;
 
     #[test]
@@ -79,5 +203,90 @@ mod tests {
         for zeros in 1..=9 {
             assert!(seen.insert(hash_id(&vec![0; zeros])), "{zeros} zero bytes");
         }
+    }
+
+    const MINUTE: i64 = 60_000_000;
+
+    #[test]
+    fn copies_are_found_in_this_file_and_in_earlier_ones() {
+        let mut ids = RecentIds::new(100);
+        assert_eq!(ids.check(5, 1), Check::New);
+        assert_eq!(ids.check(5, 1), Check::InThisFile);
+        // The id decides, not the time (as the SQL views' `PARTITION BY s_request_id`).
+        assert_eq!(ids.check(5 + 7 * MINUTE, 1), Check::InThisFile);
+        ids.end_file();
+        assert_eq!(ids.check(5, 1), Check::InEarlierFile);
+        assert_eq!(ids.check(-5, 2), Check::New);
+        assert_eq!(ids.check(-5, 2), Check::InThisFile);
+        ids.end_file();
+        assert_eq!(ids.check(i64::MIN, 2), Check::InEarlierFile);
+        assert_eq!(ids.len(), 2);
+        ids.clear();
+        assert_eq!((ids.check(5, 1), ids.len()), (Check::New, 1));
+    }
+
+    #[test]
+    fn the_oldest_minutes_are_forgotten_past_the_capacity() {
+        let mut ids = RecentIds::new(75);
+        // Minutes 0..9, ten ids each, in time order: each time the 76th id arrives the oldest
+        // minute goes (down to 66 held), so minutes 0, 1 and 2 go, one at a time.
+        for minute in 0..10i64 {
+            for n in 0..10 {
+                let id = (minute * 10 + n) as u64;
+                assert_eq!(ids.check(minute * MINUTE, id), Check::New, "minute {minute}, id {id}");
+            }
+        }
+        assert_eq!(ids.len(), 70);
+        // Kept minutes still find their copies; forgotten ones cannot, and say so.
+        assert_eq!(ids.check(3 * MINUTE, 30), Check::InThisFile);
+        assert_eq!(ids.check(2 * MINUTE, 20), Check::Unverified);
+        assert_eq!(ids.check(2 * MINUTE, 20), Check::InThisFile, "remembered again once checked");
+        assert_eq!(ids.check(10 * MINUTE, 999), Check::New);
+        // Out of order, under the capacity again: nothing more is forgotten.
+        assert_eq!(ids.check(MINUTE, 10), Check::Unverified);
+        assert_eq!(ids.len(), 73);
+    }
+
+    #[test]
+    fn the_minute_being_checked_is_never_forgotten() {
+        let mut ids = RecentIds::new(8);
+        for n in 0..20 {
+            assert_eq!(ids.check(0, n), Check::New);
+        }
+        assert_eq!(ids.len(), 20, "one minute over the capacity stays whole");
+        // A late row (an older minute) forgets the newer minute, not its own.
+        assert_eq!(ids.check(-MINUTE, 100), Check::New);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(ids.check(0, 3), Check::Unverified);
+        assert_eq!(ids.check(-MINUTE, 100), Check::InThisFile);
+    }
+
+    /// Under the capacity the filter is exact: it agrees with a map of every id to the file
+    /// that first held it, whatever the times and however the rows are split into files.
+    #[test]
+    fn under_the_capacity_it_is_an_exact_set() {
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+        let rows = proptest::collection::vec((any::<i64>(), 0u64..40, proptest::bool::weighted(0.1)), 0..300);
+        proptest!(ProptestConfig::with_cases(200), |(rows in rows)| {
+            let mut ids = RecentIds::new(300);
+            let (mut first_file, mut file) = (HashMap::new(), 0);
+            for (time, id, file_ends) in rows {
+                let expected = match first_file.get(&id) {
+                    Some(&f) if f == file => Check::InThisFile,
+                    Some(_) => Check::InEarlierFile,
+                    None => {
+                        first_file.insert(id, file);
+                        Check::New
+                    }
+                };
+                prop_assert_eq!(ids.check(time, id), expected);
+                if file_ends {
+                    ids.end_file();
+                    file += 1;
+                }
+            }
+            prop_assert_eq!(ids.len(), first_file.len());
+        });
     }
 }
