@@ -44,6 +44,7 @@ mod simd128;
 pub mod source;
 pub mod stats;
 pub mod storage;
+mod swar;
 pub mod trigger_event;
 pub mod upload;
 pub mod url;

@@ -11,6 +11,7 @@
 use serde::Serialize;
 
 use crate::registry_event::{EventTime, ImageRef, RegistryEvent};
+use crate::swar;
 
 /// Appends `event` as one JSON object and a `\n` to `out`.
 pub fn write_line(event: &RegistryEvent<'_>, out: &mut Vec<u8>) {
@@ -101,8 +102,11 @@ fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
 /// serialiser (six enums a line made that a tenth of the writer's time).
 fn unit(out: &mut Vec<u8>, value: &impl Serialize) {
     let name = value.serialize(VariantName).expect("the event's enums are unit variants");
+    // The names are `rename_all` spellings of Rust identifiers (`[a-z0-9_-]`), so nothing in
+    // them is escaped: copied as they are, without the escape check's call (seven a line).
+    debug_assert!(!name.bytes().any(needs_escape), "{name}");
     out.push(b'"');
-    escaped(out, name.as_bytes()); // names are plain ASCII; escaped anyway, as serde would
+    out.extend_from_slice(name.as_bytes());
     out.push(b'"');
 }
 
@@ -255,14 +259,24 @@ fn string(out: &mut Vec<u8>, s: &str) {
 /// The contents of a JSON string, escaped exactly as serde_json does (`\"`, `\\`, the short
 /// forms `\b \t \n \f \r`, `\u00XX` with lower-case hex for other control characters; all else,
 /// including non-ASCII UTF-8, verbatim).
+#[inline(always)]
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     // Nearly every string needs no escape: one check, one copy (each copy is a call, and in the
-    // component a `memory.copy` out of the guest, so copying piecewise costs per piece).
-    if !any_needs_escape(bytes) {
-        return out.extend_from_slice(bytes);
+    // component a `memory.copy` out of the guest, so copying piecewise costs per piece). Inline
+    // at each of the ~20 strings of a line: as a function of its own, its entry and exit (five
+    // saved registers, a stack check) were two thirds of its instructions in the component.
+    if any_needs_escape(bytes) {
+        escaped_runs(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
     }
-    // Those that do: copy the run up to the next byte to escape, found a word at a time (user
-    // agents quoting their parts are common enough that a byte loop here showed in profiles).
+}
+
+/// A string that needs escapes: the run up to the next byte to escape is copied, found a word
+/// at a time (user agents quoting their parts are common enough that a byte loop here showed in
+/// profiles).
+#[inline(never)]
+fn escaped_runs(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     while let Some(i) = first_escape(&bytes[start..]).map(|at| start + at) {
         out.extend_from_slice(&bytes[start..i]);
@@ -292,7 +306,7 @@ fn first_escape(bytes: &[u8]) -> Option<usize> {
     for (n, word) in words.iter().enumerate() {
         let bits = escape_bits(*word);
         if bits != 0 {
-            return Some(n * 8 + bits.trailing_zeros() as usize / 8);
+            return Some(n * 8 + swar::first(bits));
         }
     }
     let tail = words.len() * 8;
@@ -342,19 +356,11 @@ fn any_needs_escape_by_words(bytes: &[u8]) -> bool {
     bits != 0
 }
 
-/// The top bit of each byte of `word` that is below 0x20, `"` or `\\`, and no other bit: the
-/// classic SWAR tests. `x - 0x01…01` borrows into a byte's top bit only where that byte was zero
-/// (or below the subtrahend), and `& !x` drops bytes that had the top bit set already
-/// (non-ASCII).
+/// The top bit of each byte of `word` that is below 0x20, `"` or `\\`, and no other bit (the
+/// lowest flag exact: see [`swar::eq`]).
 fn escape_bits(word: [u8; 8]) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let word = u64::from_le_bytes(word);
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
-    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
-    (below_space | quote | backslash) & HIGHS
+    let word = swar::word(word);
+    swar::below(word, 0x20) | swar::eq(word, b'"') | swar::eq(word, b'\\')
 }
 
 /// `"HOST/REPOSITORY"` with the host lower-cased, as [`ImageRef`]'s `Display`.

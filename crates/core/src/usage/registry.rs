@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use crate::swar;
+
 /// The four Container Registry hosts, each backed by one bucket per project.
 pub const REGISTRY_HOSTS: [(&str, &str); 4] =
     [("", "gcr.io"), ("us.", "us.gcr.io"), ("eu.", "eu.gcr.io"), ("asia.", "asia.gcr.io")];
@@ -53,20 +55,21 @@ const BLOBS: &str = "/blobs/";
 /// `sha256:` followed by 64 lower-case hex digits: the only digest form Container Registry
 /// stored (it never supported other algorithms).
 pub fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| LOWER_HEX[usize::from(b)]))
+    s.strip_prefix("sha256:").and_then(|hex| <&[u8; 64]>::try_from(hex.as_bytes()).ok()).is_some_and(lower_hex)
 }
 
-/// `0-9a-f`, as a table: a pull checks its digest twice (object and Referer), 64 digits each,
-/// and the range tests were 5% of the component's time in a profile.
-const LOWER_HEX: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'f');
-        b += 1;
-    }
-    table
-};
+/// Whether every byte is `0-9a-f`, eight at a time: a pull checks its digest twice (object and
+/// Referer), and a table lookup per digit was 2.5% of the component's instructions.
+fn lower_hex(hex: &[u8; 64]) -> bool {
+    let (words, _) = hex.as_chunks::<8>();
+    // A non-ASCII byte is refused by the first test; the range tests are exact for ASCII words
+    // (and wrong ones only matter where the first test already refused).
+    let refused = words.iter().fold(0, |refused, word| {
+        let w = swar::word(*word);
+        refused | (w & swar::HIGHS) | (!(swar::ascii_in(w, b'0', b'9') | swar::ascii_in(w, b'a', b'f')) & swar::HIGHS)
+    });
+    refused == 0
+}
 
 /// The digest of a blob object `containers/images/sha256:<hex>`; `None` for any other name
 /// (the decoded `cs_object` is used, so a `%3A` in `cs_uri` does not matter).
@@ -262,5 +265,22 @@ mod tests {
         ] {
             assert_eq!(parse_blob_referer(referer), None, "{referer}");
         }
+    }
+
+    /// The word-at-a-time digit test agrees with `0-9a-f` for every byte value at every
+    /// position of a digest.
+    #[test]
+    fn every_digit_of_a_digest_is_checked() {
+        let good = *b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert!(lower_hex(&good));
+        for at in 0..64 {
+            for b in 0..=255u8 {
+                let mut hex = good;
+                hex[at] = b;
+                assert_eq!(lower_hex(&hex), matches!(b, b'0'..=b'9' | b'a'..=b'f'), "byte {b:#x} at {at}");
+            }
+        }
+        assert!(!is_digest("sha256:0123"));
+        assert!(!is_digest(&format!("sha256:{}0", std::str::from_utf8(&good).unwrap())));
     }
 }

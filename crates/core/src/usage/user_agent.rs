@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use crate::swar;
+
 /// Appended by Google's front end to the client's own user agent (sometimes more than once).
 pub const GFE_SUFFIX: &str = ",gzip(gfe)";
 
@@ -187,7 +189,7 @@ fn may_be_known(name: &str) -> bool {
     }
 }
 
-/// Bytes that end a token: ` ( ) , ;` (a table: this test runs for every byte of every agent).
+/// Bytes that end a token: ` ( ) , ;` (a table, for agents shorter than a word).
 const SEPARATOR: [bool; 256] = {
     let mut table = [false; 256];
     let mut i = 0;
@@ -206,7 +208,7 @@ fn tokens(ua: &str) -> impl Iterator<Item = (&str, &str, &str)> {
     std::iter::from_fn(move || {
         while i < bytes.len() {
             let start = i;
-            let end = bytes[start..].iter().position(|&b| SEPARATOR[usize::from(b)]).map_or(bytes.len(), |p| start + p);
+            let end = first_separator(&bytes[start..]).map_or(bytes.len(), |p| start + p);
             i = end + 1;
             // Separators are ASCII, so both ends are character boundaries.
             let token = &ua[start..end];
@@ -221,6 +223,30 @@ fn tokens(ua: &str) -> impl Iterator<Item = (&str, &str, &str)> {
         }
         None
     })
+}
+
+/// Where the first separator (` ( ) , ;`) of `bytes` is: eight bytes at a time, the last word
+/// overlapping the one before (a byte loop over the table was two fifths of this parser's
+/// instructions in the component); strings under a word go byte by byte.
+fn first_separator(bytes: &[u8]) -> Option<usize> {
+    fn flags(word: &[u8; 8]) -> u64 {
+        let w = swar::word(*word);
+        // `(` and `)` are 0x28 and 0x29: one test of the word with its lowest bits set.
+        swar::eq(w, b' ') | swar::eq(w | swar::ONES, b')') | swar::eq(w, b',') | swar::eq(w, b';')
+    }
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().position(|&b| SEPARATOR[usize::from(b)]);
+    };
+    let (words, _) = bytes.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let found = flags(word);
+        if found != 0 {
+            return Some(n * 8 + swar::first(found));
+        }
+    }
+    // The bytes before the last word held none, so its lowest flag is the first separator.
+    let found = flags(last);
+    (found != 0).then(|| bytes.len() - 8 + swar::first(found))
 }
 
 fn trim_v(version: &str) -> Option<&str> {
@@ -317,5 +343,28 @@ mod tests {
         assert_eq!(parse("gcs lifecycle management"), (Other, Option::None));
         assert_eq!(parse("v/1"), (Other, Option::None));
         assert_eq!(parse("\u{fffd}docker/1 (x)"), (Other, Option::None));
+    }
+
+    /// The word-at-a-time search agrees with the table on every byte value at every position
+    /// of strings around the word size, before and after another separator.
+    #[test]
+    fn the_first_separator_is_found_exactly() {
+        let by_table = |bytes: &[u8]| bytes.iter().position(|&b| SEPARATOR[usize::from(b)]);
+        for len in 0..=25 {
+            for fill in [b'a', b'(' - 1, b')' + 1, 0x80, 0xff] {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut bytes = vec![fill; len];
+                        bytes[at] = b;
+                        assert_eq!(first_separator(&bytes), by_table(&bytes), "{bytes:?}");
+                        if at + 1 < len {
+                            bytes[at + 1] = b';';
+                            assert_eq!(first_separator(&bytes), by_table(&bytes), "{bytes:?}");
+                        }
+                    }
+                }
+                assert_eq!(first_separator(&vec![fill; len]), Option::None);
+            }
+        }
     }
 }

@@ -1,0 +1,85 @@
+//! Eight bytes at a time in a `u64` ("SIMD within a register"): the byte tests of the hot
+//! scans that are too short or too varied for `memchr` (the NDJSON escape check, user-agent
+//! token ends, digest digits), the same on every target. Each test answers the top bit of each
+//! byte that passes, and no other bit.
+
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes, the first in the lowest byte (so [`first`] of a test is the first byte).
+#[inline(always)]
+pub(crate) fn word(bytes: [u8; 8]) -> u64 {
+    u64::from_le_bytes(bytes)
+}
+
+/// Bytes of `word` equal to `b`. The lowest flag is exact; a byte above a true one may be
+/// flagged too (`x - 0x01…01` borrows into the next byte when `x` had a zero byte), never one
+/// below, so `eq(…) != 0` and the [`first`] of any OR of these tests are exact.
+#[inline(always)]
+pub(crate) fn eq(word: u64, b: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(b));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Bytes of `word` below `n` (`n` ≤ 0x80), with the lowest flag exact as for [`eq`]; a byte
+/// of 0x80 or more is never flagged.
+#[inline(always)]
+pub(crate) fn below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS
+}
+
+/// Bytes of `word` in `lo..=hi`, every flag exact, for a word whose bytes are all ASCII (no
+/// top bit set: check `word & HIGHS == 0` first; otherwise the sums carry between bytes).
+/// `x + (0x80 - lo)` reaches the top bit exactly when `x ≥ lo`, `x + (0x7f - hi)` stays below
+/// it exactly when `x ≤ hi`, and no byte sum of ASCII bytes exceeds 0xff.
+#[inline(always)]
+pub(crate) fn ascii_in(word: u64, lo: u8, hi: u8) -> u64 {
+    let at_least_lo = word.wrapping_add(ONES * u64::from(0x80 - lo));
+    let above_hi = word.wrapping_add(ONES * u64::from(0x7f - hi));
+    at_least_lo & !above_hi & HIGHS
+}
+
+/// The index of the byte the lowest flag of `flags` (non-zero) stands for.
+#[inline(always)]
+pub(crate) fn first(flags: u64) -> usize {
+    flags.trailing_zeros() as usize / 8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value at every position, beside bytes that pass and bytes that do not.
+    #[test]
+    fn each_test_flags_exactly_the_bytes_it_names() {
+        for fill in [0u8, b'0', b'a', b'"', 0x20, 0x7f, 0x80, 0xff] {
+            for at in 0..8 {
+                for b in 0..=255u8 {
+                    let mut bytes = [fill; 8];
+                    bytes[at] = b;
+                    let w = word(bytes);
+                    let first_of = |pass: &dyn Fn(u8) -> bool| bytes.iter().position(|&x| pass(x));
+                    for target in [0u8, b'"', b'\\', b' ', b'/', 0x7f] {
+                        let flags = eq(w, target);
+                        assert_eq!(
+                            (flags != 0).then(|| first(flags)),
+                            first_of(&|x| x == target),
+                            "{bytes:?} eq {target}"
+                        );
+                    }
+                    for n in [0x20u8, 0x30, 0x80] {
+                        let flags = below(w, n);
+                        assert_eq!((flags != 0).then(|| first(flags)), first_of(&|x| x < n), "{bytes:?} below {n}");
+                    }
+                    if w & HIGHS == 0 {
+                        for (lo, hi) in [(b'0', b'9'), (b'a', b'f'), (0, 0x7f), (0x41, 0x41)] {
+                            let expected =
+                                bytes.iter().fold(0, |f, &x| f >> 8 | u64::from((lo..=hi).contains(&x)) << 63);
+                            assert_eq!(ascii_in(w, lo, hi), expected, "{bytes:?} in {lo}..={hi}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
