@@ -25,7 +25,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;bord
 table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}th,td{padding:.2rem .6rem;border-bottom:1px solid #eaeef2;text-align:left}
 th{background:#f6f8fa}td.num,th.num{text-align:right}figure{margin:1rem 0}figcaption{font-weight:600}
 svg.chart{display:block;max-width:100%;height:auto}svg.chart rect.bar{fill:#2f81f7}svg.chart rect.bar:hover{fill:#0a3069}
-svg.chart text{font-size:11px;fill:#59636e}svg.chart line{stroke:#d0d7de}.none{color:#59636e}
+svg.chart text{font-size:11px;fill:#59636e}svg.chart line{stroke:#d0d7de}.none{color:#59636e}.warn{color:#9a6700}
 ";
 
 fn esc(s: &str) -> String {
@@ -85,6 +85,14 @@ pub fn render(report: &Report, stats: &UsageStats) -> String {
         range = esc(&range),
         gap = s.pull_gap_micros as f64 / 1e6,
     );
+    if s.unverified_for_duplicates > 0 {
+        let _ = writeln!(
+            html,
+            "<p class=\"warn\">{} row(s) could not be fully checked for duplicates: the duplicate \
+             filter's window (--dedup-window) was smaller than the request ids read.</p>",
+            s.unverified_for_duplicates
+        );
+    }
     html.push_str("<div class=\"cards\">\n");
     for (label, value) in [
         ("pulls", s.pulls.to_string()),

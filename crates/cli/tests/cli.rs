@@ -368,6 +368,12 @@ fn a_dedup_window_smaller_than_the_input_is_reported() {
     assert!(said.contains("--dedup-window"), "{said}");
     let table = stdout(&report(&["--section", "summary", "--dedup-window", "1", "--quiet"]));
     assert!(table.contains("rows not fully checked for duplicates"), "{table}");
+    let page = scratch("dedup-window").join("report.html");
+    assert!(report(&["--quiet", "--dedup-window", "1", "--html", page.to_str().unwrap()]).status.success());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(&format!("<p class=\"warn\">{unverified} row(s) could not be fully checked")), "{html}");
+    assert!(report(&["--quiet", "--html", page.to_str().unwrap()]).status.success());
+    assert!(!std::fs::read_to_string(&page).unwrap().contains("class=\"warn\""));
 }
 
 #[test]
