@@ -104,7 +104,7 @@ fn sniff(head: &[u8]) -> Sniff {
 
 /// Reads one file into `stats`. A storage log is skipped with a note; anything that is not a
 /// usage or audit log, or cannot be read, is an error naming the file.
-pub fn read_one(input: &Input, stats: &mut UsageStats, dedup_window: usize, ui: &mut Ui) -> Result<(), Fail> {
+pub fn read_one(input: &Input, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
     let shown = input.path.display().to_string();
     let file = File::open(&input.path).map_err(|e| Fail(format!("{shown}: cannot open: {}", describe(&e))))?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
@@ -129,7 +129,7 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, dedup_window: usize, ui: 
         }
         Sniff::Audit => {
             ui.current = file_name;
-            read_audit(input, &shown, reader, stats, dedup_window, ui)?;
+            read_audit(input, &shown, reader, stats, ui)?;
             return Ok(());
         }
         Sniff::Other => {}
@@ -177,19 +177,13 @@ pub fn read_one(input: &Input, stats: &mut UsageStats, dedup_window: usize, ui: 
 
 /// Reads Cloud Logging entries (a sink's JSON lines, or `gcloud logging read --format=json`'s
 /// array) through the core's audit source, and closes the file with the source's counts.
-fn read_audit(
-    input: &Input,
-    shown: &str,
-    reader: impl Read,
-    stats: &mut UsageStats,
-    dedup_window: usize,
-    ui: &mut Ui,
-) -> Result<(), Fail> {
+fn read_audit(input: &Input, shown: &str, reader: impl Read, stats: &mut UsageStats, ui: &mut Ui) -> Result<(), Fail> {
     let object = ObjectRef { bucket: String::new(), name: shown.to_string(), generation: None };
     let counted = CountingReader { inner: reader, ui: &mut *ui };
     // The reader's window (its key is insertId + timestamp, Cloud Logging's identity of an
     // entry) as large as the statistics' filter, which looks at the insertId alone.
-    let mut log = LogSource::open(LogKind::Audit, counted, &object, dedup_window, DEFAULT_MALFORMED_SAMPLES);
+    let window = stats.options().dedup_window;
+    let mut log = LogSource::open(LogKind::Audit, counted, &object, window, DEFAULT_MALFORMED_SAMPLES);
     loop {
         match log.next_event(|event| stats.add(event)) {
             Ok(Some(_)) => {}

@@ -189,7 +189,7 @@ fn report(args: &ReportArgs) -> Result<(), Fail> {
     };
     let mut stats = UsageStats::new(options);
     for file in &inputs {
-        if let Err(e) = input::read_one(file, &mut stats, args.dedup_window, &mut ui) {
+        if let Err(e) = input::read_one(file, &mut stats, &mut ui) {
             ui.clear_line();
             return Err(e);
         }

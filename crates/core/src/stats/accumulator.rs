@@ -14,7 +14,7 @@ use crate::outcome::FileCounts;
 use crate::registry_event::{Action, RegistryEvent};
 use crate::usage::classify::classify;
 use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
-use crate::usage::request_ids::{Check, RecentIds, hash_id};
+use crate::usage::request_ids::{Check, DEFAULT_DEDUP_WINDOW, RecentIds, hash_id};
 use crate::usage::row::UsageRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +27,6 @@ pub struct StatsOptions {
     /// (see the module doc, "Memory").
     pub dedup_window: usize,
 }
-
-/// The duplicate filter's default size: 7/8 of 2²² ids, the most a 2²²-slot table holds
-/// (~70 MiB), two hours of a registry serving 1.8 million requests an hour.
-pub const DEFAULT_DEDUP_WINDOW: usize = (1 << 22) / 8 * 7;
 
 impl Default for StatsOptions {
     fn default() -> Self {
@@ -53,7 +49,7 @@ pub(super) struct CurrentFile {
 /// The statistics accumulator. Feed it events with [`UsageStats::add`] (or whole log objects
 /// with [`UsageStats::read_log`]), close each file with [`UsageStats::finish_file`], then ask
 /// for a [`Report`](super::Report).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct UsageStats {
     pub(super) options: StatsOptions,
     /// Images and clients of blob downloads (and clients of pushes), by dense id.
@@ -80,31 +76,9 @@ pub struct UsageStats {
     pub(super) files: Vec<FileSummary>,
 }
 
-impl Default for UsageStats {
-    fn default() -> Self {
-        UsageStats::new(StatsOptions::default())
-    }
-}
-
 impl UsageStats {
     pub fn new(options: StatsOptions) -> Self {
-        UsageStats {
-            options,
-            ids: Ids::default(),
-            groups: Groups::default(),
-            days: HashMap::new(),
-            pushes: BTreeMap::new(),
-            failures: HashMap::new(),
-            buckets: HashMap::new(),
-            seen: RecentIds::new(options.dedup_window),
-            unverified: 0,
-            unattributed: Transfer::default(),
-            agent_pulls: 0,
-            events: 0,
-            span: Span::default(),
-            current: CurrentFile::default(),
-            files: Vec::new(),
-        }
+        UsageStats { options, seen: RecentIds::new(options.dedup_window), ..UsageStats::default() }
     }
 
     pub fn options(&self) -> StatsOptions {

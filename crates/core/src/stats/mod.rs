@@ -74,7 +74,8 @@ mod pulls;
 mod report;
 mod tally;
 
-pub use accumulator::{DEFAULT_DEDUP_WINDOW, StatsOptions, UsageStats};
+pub use crate::usage::request_ids::DEFAULT_DEDUP_WINDOW;
+pub use accumulator::{StatsOptions, UsageStats};
 pub use pulls::PULL_GAP_MICROS;
 pub use report::{
     BucketStats, ClientStats, DailyStats, FailureStats, FileSummary, ImageStats, PullSeries, PushStats, Report,
