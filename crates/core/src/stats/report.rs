@@ -124,7 +124,8 @@ impl FileSummary {
 
     /// A usage log that was read: the reader's counts, plus what the statistics counted
     /// (`events`) and dropped as duplicates (within the file: those the reader let through,
-    /// which are no rows of the file then).
+    /// which are no rows of the file then; saturating, so counts from another source than the
+    /// events added cannot wrap).
     pub(super) fn read(file: String, read: &ReadStats, counted: &CurrentFile) -> Self {
         FileSummary {
             file,
@@ -132,12 +133,12 @@ impl FileSummary {
             note: None,
             header: read.header,
             records: read.records,
-            rows: read.rows - counted.duplicates_in_file,
+            rows: read.rows.saturating_sub(counted.duplicates_in_file),
             events: counted.events,
             malformed: read.malformed,
             duplicates: read.duplicates + counted.duplicates_in_file,
             duplicates_across_files: counted.duplicates_across_files,
-            invalid_utf8: read.invalid_utf8 - counted.duplicates_in_file_invalid_utf8,
+            invalid_utf8: read.invalid_utf8.saturating_sub(counted.duplicates_in_file_invalid_utf8),
             malformed_samples: read.malformed_samples.clone(),
             skipped: None,
         }
@@ -151,12 +152,12 @@ impl FileSummary {
             note: None,
             header: HeaderKind::None,
             records: counts.records,
-            rows: counts.events - counted.duplicates_in_file,
+            rows: counts.events.saturating_sub(counted.duplicates_in_file),
             events: counted.events,
             malformed: counts.malformed,
             duplicates: counts.duplicates + counted.duplicates_in_file,
             duplicates_across_files: counted.duplicates_across_files,
-            invalid_utf8: counts.invalid_utf8 - counted.duplicates_in_file_invalid_utf8,
+            invalid_utf8: counts.invalid_utf8.saturating_sub(counted.duplicates_in_file_invalid_utf8),
             malformed_samples: counts.first_malformed.clone(),
             skipped: Some(counts.skipped),
         }
