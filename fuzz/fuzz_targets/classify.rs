@@ -5,7 +5,7 @@
 mod common;
 
 use gcr_usage_core::ObjectRef;
-use gcr_usage_core::usage::{ReaderOptions, UsageLogReader, UsageRow, classify};
+use gcr_usage_core::usage::{ReaderOptions, UsageLogReader, classify};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -16,8 +16,7 @@ fuzz_target!(|data: &[u8]| {
         generation: Some(1710170135482117),
     };
     let mut reader = UsageLogReader::with_options(data, ReaderOptions::default());
-    let mut row = UsageRow::default();
-    while let Ok(true) = reader.read_row(&mut row) {
+    while let Ok(Some(row)) = reader.next_row() {
         let event = classify(&row, &source);
         let line = serde_json::to_string(&event).expect("a usage event must serialise");
         assert!(!line.contains('\n'), "an NDJSON line must not contain a raw newline: {line}");

@@ -30,7 +30,7 @@ impl Read for Chunked<'_> {
 
 /// What one read of a whole input produced.
 pub struct Outcome {
-    pub rows: Vec<UsageRow>,
+    pub rows: Vec<UsageRow<'static>>,
     pub stats: ReadStats,
     pub not_a_usage_log: bool,
 }
@@ -41,10 +41,9 @@ pub fn read_all<R: Read>(input: R, options: ReaderOptions) -> Outcome {
     let mut rows = Vec::new();
     let mut not_a_usage_log = false;
     loop {
-        let mut row = UsageRow::default();
-        match reader.read_row(&mut row) {
-            Ok(true) => rows.push(row),
-            Ok(false) => break,
+        match reader.next_row() {
+            Ok(Some(row)) => rows.push(row.into_owned()),
+            Ok(None) => break,
             Err(ReadError::NotAUsageLog { missing }) => {
                 assert!(!missing.is_empty(), "NotAUsageLog without missing columns");
                 not_a_usage_log = true;
@@ -55,14 +54,13 @@ pub fn read_all<R: Read>(input: R, options: ReaderOptions) -> Outcome {
         }
     }
     // After the end (or an error) the reader stays ended.
-    let mut row = UsageRow::default();
-    assert!(matches!(reader.read_row(&mut row), Ok(false)), "reader handed out more after its end");
+    assert!(matches!(reader.next_row(), Ok(None)), "reader handed out more after its end");
     let stats = reader.into_stats();
     check_stats(&rows, &stats, options, not_a_usage_log);
     Outcome { rows, stats, not_a_usage_log }
 }
 
-fn check_stats(rows: &[UsageRow], stats: &ReadStats, options: ReaderOptions, not_a_usage_log: bool) {
+fn check_stats(rows: &[UsageRow<'_>], stats: &ReadStats, options: ReaderOptions, not_a_usage_log: bool) {
     use gcr_usage_core::usage::{Dedup, HeaderKind};
     // The documented invariant.
     assert_eq!(stats.records, stats.rows + stats.malformed + stats.duplicates, "{stats:?}");

@@ -1142,7 +1142,7 @@ mod tests {
     use super::*;
     use gcr_usage_core::ObjectRef;
     use gcr_usage_core::registry_event::{Action, CallerClass, Target};
-    use gcr_usage_core::usage::{ClientFamily, HeaderKind, UsageLogReader, UsageRow, classify};
+    use gcr_usage_core::usage::{ClientFamily, HeaderKind, UsageLogReader, classify};
     use std::collections::{BTreeMap, BTreeSet};
 
     const SIZE: u64 = 12 << 20;
@@ -1177,8 +1177,7 @@ mod tests {
         assert!(crlf.windows(2).filter(|w| w == b"\r\n").count() as u64 == s2.rows + 1);
         let count = |data: &[u8]| {
             let mut reader = UsageLogReader::new(data);
-            let mut row = UsageRow::default();
-            while reader.read_row(&mut row).unwrap() {}
+            while reader.next_row().unwrap().is_some() {}
             reader.into_stats()
         };
         let (r1, r2) = (count(&lf), count(&crlf));
@@ -1191,9 +1190,8 @@ mod tests {
         let (data, stats) = generate(SIZE, DEFAULT_SEED);
         assert!(stats.malformed > 0 && stats.duplicates > 0 && stats.invalid_utf8 > 0, "{stats:?}");
         let mut reader = UsageLogReader::new(data.as_slice());
-        let mut row = UsageRow::default();
         let mut rows = 0;
-        while reader.read_row(&mut row).unwrap() {
+        while reader.next_row().unwrap().is_some() {
             rows += 1;
         }
         let read = reader.into_stats();
@@ -1211,13 +1209,12 @@ mod tests {
         let (data, _) = generate(SIZE, DEFAULT_SEED);
         let source = ObjectRef { bucket: "demo-gcr-logs".into(), name: "synthetic".into(), generation: Some(1) };
         let mut reader = UsageLogReader::new(data.as_slice());
-        let mut row = UsageRow::default();
         let mut actions: BTreeMap<String, u64> = BTreeMap::new();
         let (mut total, mut pulls, mut attributed, mut failed) = (0u64, 0u64, 0u64, 0u64);
         let (mut hosts, mut families, mut callers, mut targets) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         let mut nested = false;
-        while reader.read_row(&mut row).unwrap() {
+        while let Some(row) = reader.next_row().unwrap() {
             let e = classify(&row, &source);
             total += 1;
             *actions.entry(format!("{:?}", e.action)).or_default() += 1;

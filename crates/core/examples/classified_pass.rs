@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson;
-use gcr_usage_core::usage::{UsageLogReader, UsageRow, classify};
+use gcr_usage_core::usage::{UsageLogReader, classify};
 
 const STAGES: [&str; 3] = ["read", "classify", "ndjson"];
 
@@ -37,10 +37,9 @@ fn main() {
             let started = Instant::now();
             let file = std::fs::File::open(&log).unwrap_or_else(|e| panic!("{log}: {e}"));
             let mut reader = UsageLogReader::new(BufReader::with_capacity(256 << 10, file));
-            let mut row = UsageRow::default();
             let mut chunk = Vec::with_capacity(4 << 20);
             let mut ndjson_bytes = 0;
-            while reader.read_row(&mut row).unwrap_or_else(|e| panic!("reading {log}: {e}")) {
+            while let Some(row) = reader.next_row().unwrap_or_else(|e| panic!("reading {log}: {e}")) {
                 match *stage {
                     "read" => {
                         std::hint::black_box(&row);

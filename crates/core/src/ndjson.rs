@@ -571,19 +571,19 @@ mod tests {
             let referer = format!("https://{}gcr.io/v2/{}/blobs/sha256:{}", text[0], text[1], "a".repeat(64));
             let row = UsageRow {
                 time_micros: time,
-                c_ip: text[2].clone(),
-                cs_method: text[3].clone(),
-                cs_uri: text[4].clone(),
+                c_ip: text[2].clone().into(),
+                cs_method: text[3].clone().into(),
+                cs_uri: text[4].clone().into(),
                 sc_status: status,
                 cs_bytes: numbers[0],
                 sc_bytes: numbers[1],
                 time_taken_micros: numbers[2],
-                cs_referer: referer,
-                cs_user_agent: text[5].clone(),
-                s_request_id: text[6].clone(),
-                cs_operation: text[7].clone(),
+                cs_referer: referer.into(),
+                cs_user_agent: text[5].clone().into(),
+                s_request_id: text[6].clone().into(),
+                cs_operation: text[7].clone().into(),
                 cs_bucket: "artifacts.demo-project.appspot.com".into(),
-                cs_object: format!("containers/images/sha256:{}", "a".repeat(64)),
+                cs_object: format!("containers/images/sha256:{}", "a".repeat(64)).into(),
                 ..UsageRow::default()
             };
             let source = source();

@@ -12,7 +12,7 @@ use crate::log_name::LogKind;
 use crate::object::ObjectRef;
 use crate::outcome::FileCounts;
 use crate::registry_event::RegistryEvent;
-use crate::usage::{Dedup, ReadError, ReaderOptions, UsageLogReader, UsageRow, classify};
+use crate::usage::{Dedup, ReadError, ReaderOptions, UsageLogReader, classify};
 
 /// Which reader a stream's first bytes call for: [`LogKind::Audit`] when the first byte that is
 /// not JSON whitespace, after an optional UTF-8 byte-order mark, is `{` (JSON lines, as a log
@@ -35,10 +35,9 @@ pub enum LogSource<R> {
     AuditLog(Box<AuditLogReader<R>>),
 }
 
-/// The usage-log reader with its reused row and the lineage every event names.
+/// The usage-log reader and the lineage every event names.
 pub struct UsageLogSource<R> {
     reader: UsageLogReader<R>,
-    row: UsageRow,
     object: ObjectRef,
 }
 
@@ -63,7 +62,6 @@ impl<R: Read> LogSource<R> {
                 let options = ReaderOptions { dedup: Dedup::Window(dedup_window), malformed_samples: samples };
                 LogSource::UsageLog(Box::new(UsageLogSource {
                     reader: UsageLogReader::with_options(inner, options),
-                    row: UsageRow::default(),
                     object: object.clone(),
                 }))
             }
@@ -73,9 +71,9 @@ impl<R: Read> LogSource<R> {
     /// Lends the next event to `use_event`; `Ok(None)` at the end.
     pub fn next_event<T>(&mut self, use_event: impl FnOnce(&RegistryEvent<'_>) -> T) -> Result<Option<T>, SourceError> {
         match self {
-            LogSource::UsageLog(usage) => match usage.reader.read_row(&mut usage.row) {
-                Ok(true) => Ok(Some(use_event(&classify(&usage.row, &usage.object)))),
-                Ok(false) => Ok(None),
+            LogSource::UsageLog(usage) => match usage.reader.next_row() {
+                Ok(Some(row)) => Ok(Some(use_event(&classify(&row, &usage.object)))),
+                Ok(None) => Ok(None),
                 Err(ReadError::Io(e)) => Err(SourceError::Io(e)),
                 Err(not_usage @ ReadError::NotAUsageLog { .. }) => Err(SourceError::NotThisKind(not_usage.to_string())),
             },

@@ -5,7 +5,7 @@
 //! scenarios (`scenarios.rs`).
 
 use gcr_usage_core::ObjectRef as CoreObject;
-use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
+use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, classify};
 use gcr_usage_fake_google::logs::{fixture_log, grown_log};
 use gcr_usage_host_test::{FakeGoogle, FakeUpstream, OutcomeKind, Reply, Rule, object_ref, prefix};
 use serde_json::json;
@@ -18,9 +18,8 @@ fn native_ndjson(log: &[u8]) -> Vec<u8> {
     let options =
         ReaderOptions { dedup: Dedup::Window(gcr_usage_core::classified::DEDUP_WINDOW), malformed_samples: 5 };
     let mut reader = UsageLogReader::with_options(log, options);
-    let mut row = UsageRow::default();
     let mut out = Vec::new();
-    while reader.read_row(&mut row).unwrap() {
+    while let Some(row) = reader.next_row().unwrap() {
         serde_json::to_writer(&mut out, &classify(&row, &object)).unwrap();
         out.push(b'\n');
     }

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::contract::Answer;
 use crate::outcome::OutcomeKind;
 use crate::service::{ObjectResult, load_object};
-use crate::usage::{UsageRow, classify};
+use crate::usage::classify;
 
 /// The shared fake with a virtual clock: every request costs 20 ms, sleeps cost what they say.
 struct Fake {
@@ -100,9 +100,8 @@ fn core_ndjson(log: &[u8]) -> Vec<u8> {
     let options =
         crate::usage::ReaderOptions { dedup: crate::usage::Dedup::Window(DEDUP_WINDOW), malformed_samples: 5 };
     let mut reader = crate::usage::UsageLogReader::with_options(log, options);
-    let mut row = crate::usage::UsageRow::default();
     let mut out = Vec::new();
-    while reader.read_row(&mut row).unwrap() {
+    while let Some(row) = reader.next_row().unwrap() {
         crate::ndjson::write_line(&crate::usage::classify(&row, &object), &mut out);
     }
     out
@@ -141,8 +140,7 @@ fn a_large_log_uploads_one_event_per_line_with_the_tables_columns() {
 fn events_serialise_in_the_schema_order() {
     let log = fixture();
     let mut reader = crate::usage::UsageLogReader::new(&log[..]);
-    let mut row = UsageRow::default();
-    assert!(reader.read_row(&mut row).unwrap());
+    let row = reader.next_row().unwrap().expect("the fixture has rows");
     let line = serde_json::to_string(&classify(&row, &object())).unwrap();
     let names: Vec<&str> = crate::schema::EVENTS.iter().map(|f| f.name).collect();
     let mut at = 0;

@@ -15,7 +15,6 @@ use crate::registry_event::{Action, RegistryEvent};
 use crate::usage::classify::classify;
 use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
 use crate::usage::request_ids::{Check, DEFAULT_DEDUP_WINDOW, RecentIds, hash_id};
-use crate::usage::row::UsageRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsOptions {
@@ -183,9 +182,7 @@ impl UsageStats {
         options: ReaderOptions,
     ) -> Result<&FileSummary, ReadError> {
         let mut reader = UsageLogReader::with_options(input, options);
-        // One row reused for the whole object: the reader refills its buffers in place.
-        let mut row = UsageRow::default();
-        while reader.read_row(&mut row)? {
+        while let Some(row) = reader.next_row()? {
             self.add(&classify(&row, source));
         }
         self.finish_file(source.name.clone(), reader.stats());

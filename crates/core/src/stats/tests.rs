@@ -22,26 +22,26 @@ fn digest(n: u64) -> String {
 }
 
 /// A blob GET of `repository`'s blob `n` by `ip` at `t` from `gcr.io`, with status `status`.
-fn blob(ip: &str, t: i64, repository: &str, n: u64, status: u16) -> UsageRow {
+fn blob(ip: &str, t: i64, repository: &str, n: u64, status: u16) -> UsageRow<'static> {
     blob_from("gcr.io", ip, t, repository, n, status)
 }
 
-fn blob_from(host: &str, ip: &str, t: i64, repository: &str, n: u64, status: u16) -> UsageRow {
+fn blob_from(host: &str, ip: &str, t: i64, repository: &str, n: u64, status: u16) -> UsageRow<'static> {
     let d = digest(n);
     UsageRow {
         time_micros: t,
-        c_ip: ip.into(),
+        c_ip: ip.to_string().into(),
         cs_method: "GET".into(),
-        cs_uri: format!("/artifacts.demo.appspot.com/containers/images/{d}"),
+        cs_uri: format!("/artifacts.demo.appspot.com/containers/images/{d}").into(),
         sc_status: status,
         sc_bytes: 1000 + n,
         cs_host: "storage.googleapis.com".into(),
-        cs_referer: format!("https://{host}/v2/{repository}/blobs/{d}"),
+        cs_referer: format!("https://{host}/v2/{repository}/blobs/{d}").into(),
         cs_user_agent: "docker/24.0.7 go/go1.20.10,gzip(gfe)".into(),
-        s_request_id: format!("req-{ip}-{t}-{n}-{status}"),
+        s_request_id: format!("req-{ip}-{t}-{n}-{status}").into(),
         cs_operation: "GET_Object".into(),
         cs_bucket: "artifacts.demo.appspot.com".into(),
-        cs_object: format!("containers/images/{d}"),
+        cs_object: format!("containers/images/{d}").into(),
         ..UsageRow::default()
     }
 }
@@ -109,9 +109,9 @@ fn failures_heads_and_unattributed_reads_are_not_downloads() {
     head.cs_method = "HEAD".into();
     head.cs_operation = "GET_Object_Metadata".into();
     let mut no_referer = blob("10.0.0.3", DAY0, "p/app", 2, 200);
-    no_referer.cs_referer.clear();
+    no_referer.cs_referer = "".into();
     let mut wrong_digest = blob("10.0.0.4", DAY0, "p/app", 3, 200);
-    wrong_digest.cs_referer = format!("https://gcr.io/v2/p/app/blobs/{}", digest(9));
+    wrong_digest.cs_referer = format!("https://gcr.io/v2/p/app/blobs/{}", digest(9)).into();
     let rows = [
         blob("10.0.0.1", DAY0, "p/app", 1, 403),
         blob("10.0.0.1", DAY0, "p/app", 2, 404),
@@ -173,7 +173,7 @@ fn pushes_and_buckets() {
     let mut push = blob("10.0.0.9", DAY0, "p/app", 1, 200);
     push.cs_method = "PUT".into();
     push.cs_operation = "PUT_Object".into();
-    push.cs_referer.clear();
+    push.cs_referer = "".into();
     push.cs_bytes = 4096;
     let mut failed_push = push.clone();
     failed_push.sc_status = 403;

@@ -56,7 +56,7 @@ enum Verb {
 }
 
 /// Classifies `row`, read from the log object `source`.
-pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> RegistryEvent<'a> {
+pub fn classify<'a>(row: &'a UsageRow<'_>, source: &'a ObjectRef) -> RegistryEvent<'a> {
     let registry = registry_bucket(&row.cs_bucket);
     let digest = registry.as_ref().and_then(|_| blob_digest(&row.cs_object));
     let target = match (row.cs_object.is_empty(), digest) {
@@ -85,7 +85,7 @@ pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> RegistryEvent<'
         method: &row.cs_method,
         operation: &row.cs_operation,
         bucket: Some(&row.cs_bucket),
-        object: (!row.cs_object.is_empty()).then_some(row.cs_object.as_str()),
+        object: (!row.cs_object.is_empty()).then_some(&*row.cs_object),
         client_family: client.family,
         client_version: client.version,
         user_agent,
@@ -108,8 +108,8 @@ pub fn classify<'a>(row: &'a UsageRow, source: &'a ObjectRef) -> RegistryEvent<'
     }
 }
 
-fn action(row: &UsageRow, target: Target) -> Action {
-    let method = row.cs_method.as_str();
+fn action(row: &UsageRow<'_>, target: Target) -> Action {
+    let method = &*row.cs_method;
     // Methods are case-sensitive (RFC 9110): `get` is not GET and falls to `other`.
     let (path, query) = split_uri(&row.cs_uri);
     let verb = if method == "HEAD" || method == "OPTIONS" {
@@ -207,7 +207,13 @@ fn verb_from_method(method: &str, target: Target, path: &str, query: &str) -> Ve
     }
 }
 
-fn caller_class(row: &UsageRow, registry: bool, target: Target, action: Action, family: ClientFamily) -> CallerClass {
+fn caller_class(
+    row: &UsageRow<'_>,
+    registry: bool,
+    target: Target,
+    action: Action,
+    family: ClientFamily,
+) -> CallerClass {
     use ClientFamily as F;
     let console = row.cs_referer.starts_with("https://console.cloud.google.com/")
         || row.cs_referer.starts_with("https://console.developers.google.com/");

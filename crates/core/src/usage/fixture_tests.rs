@@ -109,9 +109,9 @@ fn classification_table() {
 
 /// Every row the fixtures hold: each classification case that reads as a row, and every row of
 /// every usage log in `fixtures/logs/` (for tests that must hold on realistic rows).
-pub(crate) fn fixture_rows() -> Vec<UsageRow> {
+pub(crate) fn fixture_rows() -> Vec<UsageRow<'static>> {
     let doc = classification_doc();
-    let mut rows: Vec<UsageRow> = doc["cases"]
+    let mut rows: Vec<UsageRow<'static>> = doc["cases"]
         .as_array()
         .unwrap()
         .iter()

@@ -25,7 +25,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use super::records::{Record, RecordReader};
-use super::row::{COLUMNS, Layout, MalformedReason, UsageRow};
+use super::row::{COLUMNS, Layout, MalformedReason, Numbers, REQUEST_ID, UsageRow, utf8};
 
 /// The documented header line, without its line end.
 pub const HEADER_LINE: &str = "\"time_micros\",\"c_ip\",\"c_ip_type\",\"c_ip_region\",\"cs_method\",\"cs_uri\",\
@@ -175,9 +175,26 @@ impl<R: Read> UsageLogReader<R> {
         (self.records.into_inner(), self.stats)
     }
 
-    /// Reads the next good row into `row` (its strings' buffers are reused). `Ok(false)` at
-    /// the end; after an `Err` the reader stays ended.
-    pub fn read_row(&mut self, row: &mut UsageRow) -> Result<bool, ReadError> {
+    /// The next good row, lent until the next read: its text borrows the reader's buffer
+    /// ([`UsageRow::into_owned`] keeps it longer). `Ok(None)` at the end; after an `Err` the
+    /// reader stays ended.
+    pub fn next_row(&mut self) -> Result<Option<UsageRow<'_>>, ReadError> {
+        let Some(good) = self.next_good_record()? else {
+            return Ok(None);
+        };
+        let layout = self.layout.as_ref().expect("a record was accepted under a layout");
+        let record = self.records.record();
+        let mut row = layout.row(&record, good.numbers, utf8(&record));
+        (row.line, row.row) = (good.line, good.row);
+        self.stats.invalid_utf8 += u64::from(row.invalid_utf8);
+        Ok(Some(row))
+    }
+
+    /// Reads on to the next record that is a row (not a header, not malformed, not a
+    /// duplicate) and leaves it in `records`. Apart from [`UsageLogReader::next_row`] because
+    /// a borrow handed out from inside a loop that reads again is one the borrow checker
+    /// refuses: this loop holds none past an iteration.
+    fn next_good_record(&mut self) -> Result<Option<GoodRecord>, ReadError> {
         while !self.done {
             let read = self.records.read().map_err(|e| {
                 self.done = true;
@@ -212,31 +229,40 @@ impl<R: Read> UsageLogReader<R> {
                 },
             };
             self.stats.records += 1;
-            let row_number = self.stats.records;
-            if let Err(reason) = layout.fill(&record, row) {
-                self.stats.malformed += 1;
-                if self.stats.malformed_samples.len() < self.options.malformed_samples {
-                    self.stats.malformed_samples.push(Malformed { line, row: row_number, reason });
+            let row = self.stats.records;
+            let numbers = match layout.numbers(&record) {
+                Ok(numbers) => numbers,
+                Err(reason) => {
+                    self.stats.malformed += 1;
+                    if self.stats.malformed_samples.len() < self.options.malformed_samples {
+                        self.stats.malformed_samples.push(Malformed { line, row, reason });
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if self.is_duplicate(&row.s_request_id) {
+            };
+            // The id as the row will hold it: decoded lossily if it must be (request ids are
+            // ASCII, and `from_utf8_lossy` on every id was 4% of the component's instructions).
+            let id = layout.bytes(&record, REQUEST_ID);
+            let hash = match id {
+                [] => None, // an empty id identifies nothing
+                ascii if ascii.is_ascii() => Some(hash_id(ascii)),
+                other => Some(hash_id(String::from_utf8_lossy(other).as_bytes())),
+            };
+            if self.is_duplicate(hash) {
                 self.stats.duplicates += 1;
                 continue;
             }
-            (row.line, row.row) = (line, row_number);
             self.stats.rows += 1;
-            self.stats.invalid_utf8 += u64::from(row.invalid_utf8);
-            return Ok(true);
+            return Ok(Some(GoodRecord { line, row, numbers }));
         }
-        Ok(false)
+        Ok(None)
     }
 
-    fn is_duplicate(&mut self, id: &str) -> bool {
-        if id.is_empty() || self.options.dedup == Dedup::Off {
-            return false; // an empty id identifies nothing
+    fn is_duplicate(&mut self, hash: Option<u64>) -> bool {
+        let Some(hash) = hash else { return false };
+        if self.options.dedup == Dedup::Off {
+            return false;
         }
-        let hash = hash_id(id.as_bytes());
         if !self.seen.insert(hash) {
             return true;
         }
@@ -252,17 +278,19 @@ impl<R: Read> UsageLogReader<R> {
     }
 }
 
-impl<R: Read> Iterator for UsageLogReader<R> {
-    type Item = Result<UsageRow, ReadError>;
+/// A record [`UsageLogReader::next_good_record`] accepted: where it is, and its numbers.
+struct GoodRecord {
+    line: u64,
+    row: u64,
+    numbers: Numbers,
+}
 
-    /// Allocates a fresh row per item; [`UsageLogReader::read_row`] reuses one.
+impl<R: Read> Iterator for UsageLogReader<R> {
+    type Item = Result<UsageRow<'static>, ReadError>;
+
+    /// Each row owned ([`UsageRow::into_owned`]); [`UsageLogReader::next_row`] lends them instead.
     fn next(&mut self) -> Option<Self::Item> {
-        let mut row = UsageRow::default();
-        match self.read_row(&mut row) {
-            Ok(true) => Some(Ok(row)),
-            Ok(false) => None,
-            Err(e) => Some(Err(e)),
-        }
+        self.next_row().map(|row| row.map(UsageRow::into_owned)).transpose()
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson;
-use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, UsageRow, classify};
+use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, classify};
 use gcr_usage_host_test::bench_support::{
     FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, open, target_dir,
 };
@@ -168,7 +168,6 @@ fn main() {
 /// through `black_box`, so nothing is optimised away.
 fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: ReaderOptions) -> Pass {
     let mut reader = UsageLogReader::with_options(input, options);
-    let mut row = UsageRow::default();
     let mut pass = Pass::default();
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
     if matches!(stage, Stage::Ndjson | Stage::NdjsonSerde) {
@@ -176,7 +175,7 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
         chunk.resize(chunk.capacity(), 0);
         chunk.clear();
     }
-    while reader.read_row(&mut row).unwrap_or_else(|e| panic!("reading the log: {e}")) {
+    while let Some(row) = reader.next_row().unwrap_or_else(|e| panic!("reading the log: {e}")) {
         match stage {
             Stage::Read => {
                 std::hint::black_box(&row);
