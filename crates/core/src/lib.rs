@@ -10,6 +10,7 @@
 //! [`classified::run_upload`]: [`storage`] download → [`usage`] reader and classifier →
 //! [`upload`] resumable NDJSON chunks.
 
+mod append;
 pub mod audit;
 pub mod auth;
 pub mod backfill;

@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use crate::append::append;
 use crate::registry_event::{EventTime, ImageRef, RegistryEvent};
 use crate::swar;
 
@@ -94,7 +95,7 @@ pub fn write_line(event: &RegistryEvent<'_>, out: &mut Vec<u8>) {
 }
 
 fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    append(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A unit enum (action, target, client family …) under its serde name: the derive's renaming
@@ -106,7 +107,7 @@ fn unit(out: &mut Vec<u8>, value: &impl Serialize) {
     // them is escaped: copied as they are, without the escape check's call (seven a line).
     debug_assert!(!name.bytes().any(needs_escape), "{name}");
     out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
+    append(out, name.as_bytes());
     out.push(b'"');
 }
 
@@ -273,7 +274,7 @@ fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     if any_needs_escape(bytes) {
         escaped_runs(out, bytes);
     } else {
-        out.extend_from_slice(bytes);
+        append(out, bytes);
     }
 }
 
