@@ -1,22 +1,20 @@
 //! CRC32C (Castagnoli), the checksum Cloud Storage keeps for every object (`X-Goog-Hash`):
-//! slicing-by-8 over two little-endian 32-bit words per block.
+//! slicing-by-16 over four little-endian 32-bit words per block.
 //!
 //! Why not the `crc` crate (still the reference in the tests below): its slice-by-16 loads the
 //! block a byte at a time behind per-offset bounds checks, which Cranelift compiles to ~170
 //! instructions per 16 bytes inside the component — a fifth of the classified load's
-//! instructions went to the checksum. Word loads and a single accumulator keep the loop in
-//! registers. Eight bytes a block rather than sixteen: the sixteen lookups of a 16-byte block
-//! left Cranelift too few registers (six values spilled and reloaded a block: 7.6 instructions
-//! a byte against 7.0). WebAssembly has no carry-less multiply or CRC instruction, so tables it is.
+//! instructions went to the checksum. Four word loads and a single accumulator keep the loop in
+//! registers. WebAssembly has no carry-less multiply or CRC instruction, so tables it is.
 
 /// The reflected Castagnoli polynomial.
 const POLY: u32 = 0x82F6_3B78;
 
-/// `TABLES[k][b]`: the CRC of byte `b` followed by `k` zero bytes (8 KiB, built at compile time).
-static TABLES: [[u32; 256]; 8] = tables();
+/// `TABLES[k][b]`: the CRC of byte `b` followed by `k` zero bytes (16 KiB, built at compile time).
+static TABLES: [[u32; 256]; 16] = tables();
 
-const fn tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
+const fn tables() -> [[u32; 256]; 16] {
+    let mut t = [[0u32; 256]; 16];
     let mut b = 0;
     while b < 256 {
         let mut crc = b as u32;
@@ -29,7 +27,7 @@ const fn tables() -> [[u32; 256]; 8] {
         b += 1;
     }
     let mut k = 1;
-    while k < 8 {
+    while k < 16 {
         let mut b = 0;
         while b < 256 {
             let prev = t[k - 1][b];
@@ -55,18 +53,18 @@ impl Crc32c {
 
     pub fn update(&mut self, bytes: &[u8]) {
         let mut crc = !self.state;
-        let (blocks, rest) = bytes.as_chunks::<8>();
+        let (blocks, rest) = bytes.as_chunks::<16>();
         for block in blocks {
             let word = |i: usize| u32::from_le_bytes([block[i], block[i + 1], block[i + 2], block[i + 3]]);
-            let (w0, w1) = (word(0) ^ crc, word(4));
-            // Byte j of the block (j = 0 first) is followed by 7 - j more: table 7 - j.
+            let (w0, w1, w2, w3) = (word(0) ^ crc, word(4), word(8), word(12));
+            // Byte j of the block (j = 0 first) is followed by 15 - j more: table 15 - j.
             let lookup = |k: usize, w: u32| {
                 TABLES[k][(w & 0xff) as usize]
                     ^ TABLES[k - 1][((w >> 8) & 0xff) as usize]
                     ^ TABLES[k - 2][((w >> 16) & 0xff) as usize]
                     ^ TABLES[k - 3][(w >> 24) as usize]
             };
-            crc = lookup(7, w0) ^ lookup(3, w1);
+            crc = lookup(15, w0) ^ lookup(11, w1) ^ lookup(7, w2) ^ lookup(3, w3);
         }
         for &b in rest {
             crc = (crc >> 8) ^ TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize];
