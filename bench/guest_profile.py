@@ -52,7 +52,9 @@ def self_costs(out_file: str, start: int, size: int) -> dict[int, int]:
 
 
 def annotate(out_file: str, ranges: list, name: str, cwasm: str, minimum: int) -> None:
-    found = next((r for r in ranges if name in r[2]), None)
+    # A perf map may name a function twice (with and without the `wasm[N]::function[M]::` prefix
+    # the .cwasm's symbols carry): the prefixed entry is the one that can be looked up.
+    found = next((r for r in ranges if name in r[2] and r[2].startswith("wasm[")), None)
     if found is None:
         sys.exit(f"no function named like {name!r} in the perf map")
     start, size, full = found

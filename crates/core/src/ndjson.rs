@@ -310,7 +310,7 @@ fn escaped_runs(out: &mut Vec<u8>, bytes: &[u8]) {
 fn first_escape(bytes: &[u8]) -> Option<usize> {
     let (words, rest) = bytes.as_chunks::<8>();
     for (n, word) in words.iter().enumerate() {
-        let bits = escape_bits(*word);
+        let bits = escape_bits(swar::word(*word));
         if bits != 0 {
             return Some(n * 8 + swar::first(bits));
         }
@@ -354,18 +354,12 @@ fn any_needs_escape(bytes: &[u8]) -> bool {
 /// per-byte test folded over a block looks vectorisable, but LLVM turns it back into a branch
 /// per byte for wasm: eighteen instructions a byte in the component.)
 fn any_needs_escape_by_words(bytes: &[u8]) -> bool {
-    let Some(last) = bytes.last_chunk::<8>() else {
-        return bytes.iter().any(|&b| needs_escape(b));
-    };
-    let (words, _) = bytes.as_chunks::<8>();
-    let bits = words.iter().fold(escape_bits(*last), |bits, word| bits | escape_bits(*word));
-    bits != 0
+    swar::any_word(bytes, escape_bits).map_or_else(|| bytes.iter().any(|&b| needs_escape(b)), |bits| bits != 0)
 }
 
 /// The top bit of each byte of `word` that is below 0x20, `"` or `\\`, and no other bit (the
 /// lowest flag exact: see [`swar::eq`]).
-fn escape_bits(word: [u8; 8]) -> u64 {
-    let word = swar::word(word);
+fn escape_bits(word: u64) -> u64 {
     swar::below(word, 0x20) | swar::eq(word, b'"') | swar::eq(word, b'\\')
 }
 

@@ -39,6 +39,17 @@ pub(crate) fn ascii_in(word: u64, lo: u8, hi: u8) -> u64 {
     at_least_lo & !above_hi & HIGHS
 }
 
+/// `test` of every word of `bytes` ORed together, the last word overlapping the one before (so
+/// every byte is tested, some twice, with no byte loop and no branch per word); `None` when
+/// `bytes` is shorter than a word. For "does any byte fail": a test whose flags are exact at
+/// least in being non-zero exactly when some byte of the word fails.
+#[inline(always)]
+pub(crate) fn any_word(bytes: &[u8], test: impl Fn(u64) -> u64) -> Option<u64> {
+    let last = bytes.last_chunk::<8>()?;
+    let (words, _) = bytes.as_chunks::<8>();
+    Some(words.iter().fold(test(word(*last)), |flags, w| flags | test(word(*w))))
+}
+
 /// The index of the byte the lowest flag of `flags` (non-zero) stands for.
 #[inline(always)]
 pub(crate) fn first(flags: u64) -> usize {

@@ -242,7 +242,7 @@ impl<R: Read> UsageLogReader<R> {
             };
             // The id as the row will hold it: decoded lossily if it must be (request ids are
             // ASCII, and `from_utf8_lossy` on every id was 4% of the component's instructions).
-            let id = layout.bytes(&record, REQUEST_ID);
+            let id = layout.field(&record, REQUEST_ID);
             let hash = match id {
                 [] => None, // an empty id identifies nothing
                 ascii if ascii.is_ascii() => Some(hash_id(ascii)),

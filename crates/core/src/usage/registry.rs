@@ -46,17 +46,16 @@ pub fn registry_bucket(bucket: &str) -> Option<RegistryBucket<'_>> {
 /// a bucket that exists names a project that exists).
 fn is_project_id(s: &str) -> bool {
     let s = s.as_bytes();
-    let Some(last) = s.last_chunk::<8>() else {
-        return !s.is_empty() && s.iter().all(|&b| is_project_byte(b));
-    };
-    // Eight bytes at a time, the last word overlapping (every pull's bucket is checked).
-    let refused = |word: &[u8; 8]| {
-        let w = swar::word(*word);
+    // Eight bytes at a time (every pull's bucket is checked). Not ASCII: refused by the first
+    // term (the range tests are exact for ASCII words only, and matter only there).
+    let refused = |w: u64| {
         let allowed = swar::ascii_in(w, b'a', b'z') | swar::ascii_in(w, b'0', b'9') | swar::ascii_in(w, b'-', b'-');
         (w & swar::HIGHS) | (!allowed & swar::HIGHS)
     };
-    let (words, _) = s.as_chunks::<8>();
-    words.iter().fold(refused(last), |found, word| found | refused(word)) == 0
+    match swar::any_word(s, refused) {
+        Some(refused) => refused == 0,
+        None => !s.is_empty() && s.iter().all(|&b| is_project_byte(b)),
+    }
 }
 
 fn is_project_byte(b: u8) -> bool {

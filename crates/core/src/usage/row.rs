@@ -143,7 +143,7 @@ impl Layout {
         if record.len() != self.width {
             return Err(MalformedReason::ColumnCount { found: record.len(), expected: self.width });
         }
-        let field = |i: usize| &record[self.index[i]];
+        let field = |column: usize| self.field(record, column);
         let time_micros = number::<i64>(field(0), COLUMNS[0])?;
         if !(MIN_TIME_MICROS..=MAX_TIME_MICROS).contains(&time_micros) {
             return Err(MalformedReason::TimeOutOfRange { value: time_micros });
@@ -190,9 +190,10 @@ impl Layout {
         }
     }
 
-    /// Text column `column` (an index of [`COLUMNS`]) of `record`, as its bytes.
-    pub fn bytes<'r>(&self, record: &Record<'r>, column: usize) -> &'r [u8] {
-        &record.as_bytes()[record.range(self.index[column])]
+    /// Column `column` (an index of [`COLUMNS`]) of `record`, which has this layout's width.
+    pub fn field<'r>(&self, record: &Record<'r>, column: usize) -> &'r [u8] {
+        let i = self.index[column];
+        record.get(i).unwrap_or_else(|| panic!("field {i} of a record of {}", record.len()))
     }
 }
 
