@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson;
-use gcr_usage_core::usage::{UsageLogReader, classify};
+use gcr_usage_core::usage::{ClientMemo, UsageLogReader, classify_with};
 
 const STAGES: [&str; 3] = ["read", "classify", "ndjson"];
 
@@ -38,6 +38,7 @@ fn main() {
             let file = std::fs::File::open(&log).unwrap_or_else(|e| panic!("{log}: {e}"));
             let mut reader = UsageLogReader::new(BufReader::with_capacity(256 << 10, file));
             let mut chunk = Vec::with_capacity(4 << 20);
+            let mut clients = ClientMemo::default();
             let mut ndjson_bytes = 0;
             while let Some(row) = reader.next_row().unwrap_or_else(|e| panic!("reading {log}: {e}")) {
                 match *stage {
@@ -45,10 +46,10 @@ fn main() {
                         std::hint::black_box(&row);
                     }
                     "classify" => {
-                        std::hint::black_box(&classify(&row, &source));
+                        std::hint::black_box(&classify_with(&row, &source, &mut clients));
                     }
                     _ => {
-                        ndjson::write_line(&classify(&row, &source), &mut chunk);
+                        ndjson::write_line(&classify_with(&row, &source, &mut clients), &mut chunk);
                         if chunk.len() >= 4 << 20 {
                             ndjson_bytes += chunk.len();
                             std::hint::black_box(&chunk);

@@ -12,7 +12,7 @@ use crate::log_name::LogKind;
 use crate::object::ObjectRef;
 use crate::outcome::FileCounts;
 use crate::registry_event::RegistryEvent;
-use crate::usage::{Dedup, ReadError, ReaderOptions, UsageLogReader, classify};
+use crate::usage::{ClientMemo, Dedup, ReadError, ReaderOptions, UsageLogReader, classify_with};
 
 /// Which reader a stream's first bytes call for: [`LogKind::Audit`] when the first byte that is
 /// not JSON whitespace, after an optional UTF-8 byte-order mark, is `{` (JSON lines, as a log
@@ -39,6 +39,7 @@ pub enum LogSource<R> {
 pub struct UsageLogSource<R> {
     reader: UsageLogReader<R>,
     object: ObjectRef,
+    clients: ClientMemo,
 }
 
 /// What ends a source early.
@@ -63,6 +64,7 @@ impl<R: Read> LogSource<R> {
                 LogSource::UsageLog(Box::new(UsageLogSource {
                     reader: UsageLogReader::with_options(inner, options),
                     object: object.clone(),
+                    clients: ClientMemo::default(),
                 }))
             }
         }
@@ -72,7 +74,7 @@ impl<R: Read> LogSource<R> {
     pub fn next_event<T>(&mut self, use_event: impl FnOnce(&RegistryEvent<'_>) -> T) -> Result<Option<T>, SourceError> {
         match self {
             LogSource::UsageLog(usage) => match usage.reader.next_row() {
-                Ok(Some(row)) => Ok(Some(use_event(&classify(&row, &usage.object)))),
+                Ok(Some(row)) => Ok(Some(use_event(&classify_with(&row, &usage.object, &mut usage.clients)))),
                 Ok(None) => Ok(None),
                 Err(ReadError::Io(e)) => Err(SourceError::Io(e)),
                 Err(not_usage @ ReadError::NotAUsageLog { .. }) => Err(SourceError::NotThisKind(not_usage.to_string())),

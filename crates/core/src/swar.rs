@@ -50,6 +50,22 @@ pub(crate) fn any_word(bytes: &[u8], test: impl Fn(u64) -> u64) -> Option<u64> {
     Some(words.iter().fold(test(word(*last)), |flags, w| flags | test(word(*w))))
 }
 
+/// Whether `a` and `b` hold the same bytes: a word at a time, the last words overlapping, no
+/// early exit (for strings of tens of bytes: `==` on slices is a `memcmp` call, and in the
+/// component that is a byte loop).
+#[inline]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (Some(last_a), Some(last_b)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) else {
+        return a == b;
+    };
+    let ((words_a, _), (words_b, _)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+    let differ = words_a.iter().zip(words_b).fold(word(*last_a) ^ word(*last_b), |d, (x, y)| d | (word(*x) ^ word(*y)));
+    differ == 0
+}
+
 /// The index of the byte the lowest flag of `flags` (non-zero) stands for.
 #[inline(always)]
 pub(crate) fn first(flags: u64) -> usize {
@@ -59,6 +75,26 @@ pub(crate) fn first(flags: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal and unequal strings of every length around the word size, differing at any one
+    /// byte, and strings of other lengths with a common prefix.
+    #[test]
+    fn same_is_slice_equality() {
+        let base: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+        for len in 0..=base.len() {
+            let a = &base[..len];
+            let copy = a.to_vec();
+            assert!(same(a, a) && same(a, copy.as_slice()));
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x80;
+                assert!(!same(a, &b), "{len} bytes, byte {at}");
+            }
+            for other in 0..len {
+                assert!(!same(a, &base[..other]), "{len} against {other}");
+            }
+        }
+    }
 
     /// Every byte value at every position, beside bytes that pass and bytes that do not.
     #[test]

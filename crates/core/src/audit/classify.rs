@@ -8,7 +8,7 @@ use crate::object::ObjectRef;
 use crate::registry_event::{
     Action, ArtifactFormat, CallerClass, EventTime, ImageRef, RegistryEvent, SourceKind, Target,
 };
-use crate::usage::user_agent::{parse_user_agent, strip_gfe};
+use crate::usage::user_agent::{ClientMemo, strip_gfe};
 
 /// gcr.io repositories are Artifact Registry repositories named after their host.
 const GCR_HOSTS: [&str; 4] = ["gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io"];
@@ -19,6 +19,8 @@ const GCR_HOSTS: [&str; 4] = ["gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io"]
 pub struct Scratch {
     host: String,
     repository: String,
+    /// The last user agent parsed (entries of one sink object come in runs from one client).
+    clients: ClientMemo,
 }
 
 /// What an audit entry is about, read from `resourceName` and `requestUrl`.
@@ -249,14 +251,14 @@ pub fn classify<'a>(
             true
         }
     };
+    let metadata = payload.request_metadata.as_ref();
+    let user_agent = strip_gfe(metadata.and_then(|m| m.caller_supplied_user_agent.as_deref()).unwrap_or_default());
+    let client = scratch.clients.parse(user_agent);
     let scratch: &'a Scratch = scratch;
     let registry_host = has_host.then_some(scratch.host.as_str());
     let repository = has_repository.then_some(scratch.repository.as_str());
 
     let code = payload.status.as_ref().and_then(|s| s.code).unwrap_or(0);
-    let metadata = payload.request_metadata.as_ref();
-    let user_agent = strip_gfe(metadata.and_then(|m| m.caller_supplied_user_agent.as_deref()).unwrap_or_default());
-    let client = parse_user_agent(user_agent);
     let auth = payload.authentication_info.as_ref();
     let principal =
         auth.and_then(|a| a.principal_email.as_deref().filter(|p| !p.is_empty()).or(a.principal_subject.as_deref()));

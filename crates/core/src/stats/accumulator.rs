@@ -12,9 +12,10 @@ use super::tally::{BucketAcc, Ids, PushAcc, Span, Transfer, day_of, entry};
 use crate::object::ObjectRef;
 use crate::outcome::FileCounts;
 use crate::registry_event::{Action, RegistryEvent};
-use crate::usage::classify::classify;
+use crate::usage::classify::classify_with;
 use crate::usage::reader::{ReadError, ReadStats, ReaderOptions, UsageLogReader};
 use crate::usage::request_ids::{Check, DEFAULT_DEDUP_WINDOW, RecentIds, hash_id};
+use crate::usage::user_agent::ClientMemo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsOptions {
@@ -182,8 +183,9 @@ impl UsageStats {
         options: ReaderOptions,
     ) -> Result<&FileSummary, ReadError> {
         let mut reader = UsageLogReader::with_options(input, options);
+        let mut clients = ClientMemo::default();
         while let Some(row) = reader.next_row()? {
-            self.add(&classify(&row, source));
+            self.add(&classify_with(&row, source, &mut clients));
         }
         self.finish_file(source.name.clone(), reader.stats());
         Ok(self.files.last().expect("just pushed"))

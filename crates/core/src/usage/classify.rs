@@ -38,7 +38,7 @@
 
 use super::registry::{blob_digest, parse_blob_referer, registry_bucket};
 use super::row::UsageRow;
-use super::user_agent::{ClientFamily, parse_user_agent, strip_gfe};
+use super::user_agent::{ClientFamily, ClientMemo, strip_gfe};
 use crate::object::ObjectRef;
 use crate::registry_event::{
     Action, ArtifactFormat, CallerClass, EventTime, ImageRef, RegistryEvent, SourceKind, Target,
@@ -57,6 +57,12 @@ enum Verb {
 
 /// Classifies `row`, read from the log object `source`.
 pub fn classify<'a>(row: &'a UsageRow<'_>, source: &'a ObjectRef) -> RegistryEvent<'a> {
+    classify_with(row, source, &mut ClientMemo::default())
+}
+
+/// [`classify`] for one of a run of rows (a reader's): `clients` remembers the last user agent
+/// parsed, which the next row usually repeats. The answer is [`classify`]'s.
+pub fn classify_with<'a>(row: &'a UsageRow<'_>, source: &'a ObjectRef, clients: &mut ClientMemo) -> RegistryEvent<'a> {
     let registry = registry_bucket(&row.cs_bucket);
     let digest = registry.as_ref().and_then(|_| blob_digest(&row.cs_object));
     let target = match (row.cs_object.is_empty(), digest) {
@@ -67,7 +73,7 @@ pub fn classify<'a>(row: &'a UsageRow<'_>, source: &'a ObjectRef) -> RegistryEve
     let action = action(row, target);
     let referer = digest.and_then(|d| parse_blob_referer(&row.cs_referer).filter(|r| r.digest == d));
     let user_agent = strip_gfe(&row.cs_user_agent);
-    let client = parse_user_agent(user_agent);
+    let client = clients.parse(user_agent);
     let caller_class = caller_class(row, registry.is_some(), target, action, client.family);
     let (host, project) = registry.map(|r| (r.host, r.project)).unzip();
     RegistryEvent {

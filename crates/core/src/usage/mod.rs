@@ -16,11 +16,11 @@ pub(crate) mod request_ids;
 pub mod row;
 pub mod user_agent;
 
-pub use classify::classify;
+pub use classify::{classify, classify_with};
 pub use reader::{Dedup, HeaderKind, Malformed, ReadError, ReadStats, ReaderOptions, UsageLogReader};
 pub use records::MAX_RECORD_BYTES;
 pub use row::{MalformedReason, UsageRow};
-pub use user_agent::ClientFamily;
+pub use user_agent::{ClientFamily, ClientMemo};
 
 #[cfg(test)]
 pub(crate) mod fixture_tests;

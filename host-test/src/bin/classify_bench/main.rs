@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson;
-use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, classify};
+use gcr_usage_core::usage::{ClientMemo, Dedup, ReaderOptions, UsageLogReader, classify_with};
 use gcr_usage_host_test::bench_support::{
     FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, open, target_dir,
 };
@@ -169,6 +169,7 @@ fn main() {
 fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: ReaderOptions) -> Pass {
     let mut reader = UsageLogReader::with_options(input, options);
     let mut pass = Pass::default();
+    let mut clients = ClientMemo::default();
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
     if matches!(stage, Stage::Ndjson | Stage::NdjsonSerde) {
         // Touch the chunk's pages once: its memory is fixed, whatever the size of the log.
@@ -181,12 +182,12 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
                 std::hint::black_box(&row);
             }
             Stage::Classify => {
-                let event = classify(&row, source);
+                let event = classify_with(&row, source, &mut clients);
                 pass.actions[event.action as usize] += 1;
                 std::hint::black_box(&event);
             }
             Stage::Ndjson | Stage::NdjsonSerde => {
-                let event = classify(&row, source);
+                let event = classify_with(&row, source, &mut clients);
                 pass.actions[event.action as usize] += 1;
                 if stage == Stage::Ndjson {
                     ndjson::write_line(&event, &mut chunk);
