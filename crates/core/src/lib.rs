@@ -10,7 +10,6 @@
 //! [`classified::run_upload`]: [`storage`] download → [`usage`] reader and classifier →
 //! [`upload`] resumable NDJSON chunks.
 
-mod append;
 pub mod audit;
 pub mod auth;
 pub mod backfill;
@@ -25,6 +24,7 @@ pub mod config;
 pub mod contract;
 pub mod crc32c;
 pub mod credentials;
+mod cursor;
 pub mod field_error;
 pub mod instance;
 pub mod job;

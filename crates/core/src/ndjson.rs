@@ -10,105 +10,153 @@
 
 use serde::Serialize;
 
-use crate::append::append;
+use crate::cursor::{Cursor, make_room};
 use crate::registry_event::{EventTime, ImageRef, RegistryEvent};
 use crate::swar;
 
 /// Appends `event` as one JSON object and a `\n` to `out`.
 pub fn write_line(event: &RegistryEvent<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"event_time\":");
-    event_time(out, event.event_time);
-    out.extend_from_slice(b",\"time_micros\":");
-    int(out, event.time_micros);
-    out.extend_from_slice(b",\"registry_host\":");
-    opt_str(out, event.registry_host);
-    out.extend_from_slice(b",\"project\":");
-    opt_str(out, event.project.as_deref());
-    out.extend_from_slice(b",\"repository\":");
-    opt_str(out, event.repository);
-    out.extend_from_slice(b",\"image\":");
-    match event.image {
-        Some(image) => image_ref(out, image),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"digest\":");
-    opt_str(out, event.digest);
-    out.extend_from_slice(b",\"target\":");
-    unit(out, &event.target);
-    out.extend_from_slice(b",\"action\":");
-    unit(out, &event.action);
-    out.extend_from_slice(if event.success { b",\"success\":true" } else { b",\"success\":false" });
-    out.extend_from_slice(b",\"status\":");
-    int(out, event.status);
-    out.extend_from_slice(b",\"method\":");
-    string(out, event.method);
-    out.extend_from_slice(b",\"operation\":");
-    string(out, event.operation);
-    out.extend_from_slice(b",\"bucket\":");
-    opt_str(out, event.bucket);
-    out.extend_from_slice(b",\"object\":");
-    opt_str(out, event.object);
-    out.extend_from_slice(b",\"client_family\":");
-    unit(out, &event.client_family);
-    out.extend_from_slice(b",\"client_version\":");
-    opt_str(out, event.client_version);
-    out.extend_from_slice(b",\"user_agent\":");
-    string(out, event.user_agent);
-    out.extend_from_slice(b",\"caller_class\":");
-    unit(out, &event.caller_class);
-    out.extend_from_slice(b",\"client_ip\":");
-    string(out, event.client_ip);
-    out.extend_from_slice(b",\"request_bytes\":");
-    int(out, event.request_bytes);
-    out.extend_from_slice(b",\"response_bytes\":");
-    int(out, event.response_bytes);
-    out.extend_from_slice(b",\"time_taken_micros\":");
-    int(out, event.time_taken_micros);
-    out.extend_from_slice(b",\"request_id\":");
-    string(out, event.request_id);
-    out.extend_from_slice(if event.invalid_utf8 { b",\"invalid_utf8\":true" } else { b",\"invalid_utf8\":false" });
-    out.extend_from_slice(b",\"source_bucket\":");
-    string(out, event.source_bucket);
-    out.extend_from_slice(b",\"source_object\":");
-    string(out, event.source_object);
-    out.extend_from_slice(b",\"source_generation\":");
-    match event.source_generation {
-        Some(generation) => int(out, generation),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"source_row\":");
-    int(out, event.source_row);
-    out.extend_from_slice(b",\"source_line\":");
-    int(out, event.source_line);
-    out.extend_from_slice(b",\"source_kind\":");
-    unit(out, &event.source_kind);
-    out.extend_from_slice(b",\"principal\":");
-    opt_str(out, event.principal);
-    out.extend_from_slice(b",\"artifact_format\":");
-    match &event.artifact_format {
-        Some(format) => unit(out, format),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"reference\":");
-    opt_str(out, event.reference);
-    out.extend_from_slice(b"}\n");
+    let start = make_room(out, room_for(event));
+    let mut line = Cursor::new(&mut out[start..]);
+    fields(event, &mut line);
+    let written = line.written();
+    out.truncate(start + written);
 }
 
-fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    append(out, itoa::Buffer::new().format(n).as_bytes());
+/// Room for any line of `event`: its strings escaped at their longest (`\u00XX`, six bytes a
+/// byte) and [`FIXED_ROOM`] for the rest (a test holds the rest well under it).
+#[inline(always)]
+fn room_for(event: &RegistryEvent<'_>) -> usize {
+    let len = |s: Option<&str>| s.map_or(0, str::len);
+    let strings = len(event.registry_host)
+        + len(event.project.as_deref())
+        + len(event.repository)
+        + event.image.map_or(0, |image| image.host.len() + image.repository.len())
+        + len(event.digest)
+        + event.method.len()
+        + event.operation.len()
+        + len(event.bucket)
+        + len(event.object)
+        + len(event.client_version)
+        + event.user_agent.len()
+        + event.client_ip.len()
+        + event.request_id.len()
+        + event.source_bucket.len()
+        + event.source_object.len()
+        + len(event.principal)
+        + len(event.reference);
+    FIXED_ROOM + 6 * strings
+}
+
+/// Keys, punctuation, numbers, enum names, the time and `null`s: a line's bytes besides its
+/// strings' contents.
+const FIXED_ROOM: usize = 2048;
+
+#[inline(always)]
+fn fields(event: &RegistryEvent<'_>, out: &mut Cursor<'_>) {
+    out.put_const(b"{\"event_time\":");
+    event_time(out, event.event_time);
+    out.put_const(b",\"time_micros\":");
+    int(out, event.time_micros);
+    out.put_const(b",\"registry_host\":");
+    opt_str(out, event.registry_host);
+    out.put_const(b",\"project\":");
+    opt_str(out, event.project.as_deref());
+    out.put_const(b",\"repository\":");
+    opt_str(out, event.repository);
+    out.put_const(b",\"image\":");
+    match event.image {
+        Some(image) => image_ref(out, image),
+        None => out.put_const(b"null"),
+    }
+    out.put_const(b",\"digest\":");
+    opt_str(out, event.digest);
+    out.put_const(b",\"target\":");
+    unit(out, &event.target);
+    out.put_const(b",\"action\":");
+    unit(out, &event.action);
+    if event.success {
+        out.put_const(b",\"success\":true");
+    } else {
+        out.put_const(b",\"success\":false");
+    }
+    out.put_const(b",\"status\":");
+    int(out, event.status);
+    out.put_const(b",\"method\":");
+    string(out, event.method);
+    out.put_const(b",\"operation\":");
+    string(out, event.operation);
+    out.put_const(b",\"bucket\":");
+    opt_str(out, event.bucket);
+    out.put_const(b",\"object\":");
+    opt_str(out, event.object);
+    out.put_const(b",\"client_family\":");
+    unit(out, &event.client_family);
+    out.put_const(b",\"client_version\":");
+    opt_str(out, event.client_version);
+    out.put_const(b",\"user_agent\":");
+    string(out, event.user_agent);
+    out.put_const(b",\"caller_class\":");
+    unit(out, &event.caller_class);
+    out.put_const(b",\"client_ip\":");
+    string(out, event.client_ip);
+    out.put_const(b",\"request_bytes\":");
+    int(out, event.request_bytes);
+    out.put_const(b",\"response_bytes\":");
+    int(out, event.response_bytes);
+    out.put_const(b",\"time_taken_micros\":");
+    int(out, event.time_taken_micros);
+    out.put_const(b",\"request_id\":");
+    string(out, event.request_id);
+    if event.invalid_utf8 {
+        out.put_const(b",\"invalid_utf8\":true");
+    } else {
+        out.put_const(b",\"invalid_utf8\":false");
+    }
+    out.put_const(b",\"source_bucket\":");
+    string(out, event.source_bucket);
+    out.put_const(b",\"source_object\":");
+    string(out, event.source_object);
+    out.put_const(b",\"source_generation\":");
+    match event.source_generation {
+        Some(generation) => int(out, generation),
+        None => out.put_const(b"null"),
+    }
+    out.put_const(b",\"source_row\":");
+    int(out, event.source_row);
+    out.put_const(b",\"source_line\":");
+    int(out, event.source_line);
+    out.put_const(b",\"source_kind\":");
+    unit(out, &event.source_kind);
+    out.put_const(b",\"principal\":");
+    opt_str(out, event.principal);
+    out.put_const(b",\"artifact_format\":");
+    match &event.artifact_format {
+        Some(format) => unit(out, format),
+        None => out.put_const(b"null"),
+    }
+    out.put_const(b",\"reference\":");
+    opt_str(out, event.reference);
+    out.put_const(b"}\n");
+}
+
+#[inline(always)]
+fn int(out: &mut Cursor<'_>, n: impl itoa::Integer) {
+    out.put(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A unit enum (action, target, client family …) under its serde name: the derive's renaming
 /// stays the one list of names, read through [`VariantName`] rather than serde_json's
 /// serialiser (six enums a line made that a tenth of the writer's time).
-fn unit(out: &mut Vec<u8>, value: &impl Serialize) {
+#[inline(always)]
+fn unit(out: &mut Cursor<'_>, value: &impl Serialize) {
     let name = value.serialize(VariantName).expect("the event's enums are unit variants");
     // The names are `rename_all` spellings of Rust identifiers (`[a-z0-9_-]`), so nothing in
     // them is escaped: copied as they are, without the escape check's call (seven a line).
     debug_assert!(!name.bytes().any(needs_escape), "{name}");
-    out.push(b'"');
-    append(out, name.as_bytes());
-    out.push(b'"');
+    out.byte(b'"');
+    out.put(name.as_bytes());
+    out.byte(b'"');
 }
 
 /// A serde serialiser that accepts only a unit variant and answers its (renamed) name.
@@ -246,62 +294,70 @@ impl serde::Serializer for VariantName {
 
 /// Inline, as [`string`] (measured: 2% fewer of the component's instructions for 10 KB of code).
 #[inline(always)]
-fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+fn opt_str(out: &mut Cursor<'_>, s: Option<&str>) {
     match s {
         Some(s) => string(out, s),
-        None => out.extend_from_slice(b"null"),
+        None => out.put_const(b"null"),
     }
 }
 
 /// Inline at each of the line's strings: as a function (what LLVM chose for `string` once the
 /// escape check was inlined into it) its entry and exit cost the component ~40 instructions a call.
 #[inline(always)]
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
+fn string(out: &mut Cursor<'_>, s: &str) {
+    out.byte(b'"');
     escaped(out, s.as_bytes());
-    out.push(b'"');
+    out.byte(b'"');
 }
 
 /// The contents of a JSON string, escaped exactly as serde_json does (`\"`, `\\`, the short
 /// forms `\b \t \n \f \r`, `\u00XX` with lower-case hex for other control characters; all else,
 /// including non-ASCII UTF-8, verbatim).
 #[inline(always)]
-fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+fn escaped(out: &mut Cursor<'_>, bytes: &[u8]) {
     // Nearly every string needs no escape: one check, one copy (each copy is a call, and in the
     // component a `memory.copy` out of the guest, so copying piecewise costs per piece). Inline
     // at each of the ~20 strings of a line: as a function of its own, its entry and exit (five
     // saved registers, a stack check) were two thirds of its instructions in the component.
     if any_needs_escape(bytes) {
-        escaped_runs(out, bytes);
+        let written = escaped_runs(out.rest(), bytes);
+        out.advance(written);
     } else {
-        append(out, bytes);
+        out.put(bytes);
     }
 }
 
-/// A string that needs escapes: the run up to the next byte to escape is copied, found a word
-/// at a time (user agents quoting their parts are common enough that a byte loop here showed in
-/// profiles).
+/// A string that needs escapes, written into `room`; answers how many bytes it wrote. The run
+/// up to the next byte to escape is copied, found a word at a time (Docker's user agents quote
+/// their parentheses, `\(linux\)`, so this is not a rare path). Out of line, so it takes the
+/// room rather than the line's cursor (see [`Cursor`]).
 #[inline(never)]
-fn escaped_runs(out: &mut Vec<u8>, bytes: &[u8]) {
+fn escaped_runs(room: &mut [u8], bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut put = |piece: &[u8]| {
+        room[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    };
     let mut start = 0;
     while let Some(i) = first_escape(&bytes[start..]).map(|at| start + at) {
-        out.extend_from_slice(&bytes[start..i]);
+        put(&bytes[start..i]);
         match bytes[i] {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\r' => out.extend_from_slice(b"\\r"),
+            b'"' => put(b"\\\""),
+            b'\\' => put(b"\\\\"),
+            0x08 => put(b"\\b"),
+            b'\t' => put(b"\\t"),
+            b'\n' => put(b"\\n"),
+            0x0c => put(b"\\f"),
+            b'\r' => put(b"\\r"),
             b => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+                put(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
             }
         }
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    put(&bytes[start..]);
+    at
 }
 
 /// Where the first byte that needs an escape is: eight bytes at a time. [`escape_bits`] can
@@ -364,20 +420,22 @@ fn escape_bits(word: u64) -> u64 {
 }
 
 /// `"HOST/REPOSITORY"` with the host lower-cased, as [`ImageRef`]'s `Display`.
-fn image_ref(out: &mut Vec<u8>, image: ImageRef<'_>) {
-    out.push(b'"');
+#[inline(always)]
+fn image_ref(out: &mut Cursor<'_>, image: ImageRef<'_>) {
+    out.byte(b'"');
     if image.host.bytes().any(|b| b.is_ascii_uppercase()) {
         escaped(out, image.host.to_ascii_lowercase().as_bytes());
     } else {
         escaped(out, image.host.as_bytes());
     }
-    out.push(b'/');
+    out.byte(b'/');
     escaped(out, image.repository.as_bytes());
-    out.push(b'"');
+    out.byte(b'"');
 }
 
 /// `"YYYY-MM-DDTHH:MM:SS.ffffffZ"`, as [`EventTime`]'s `Display`.
-fn event_time(out: &mut Vec<u8>, time: EventTime) {
+#[inline(always)]
+fn event_time(out: &mut Cursor<'_>, time: EventTime) {
     let (secs, micros) = (time.0.div_euclid(1_000_000), time.0.rem_euclid(1_000_000));
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
         // Out of `time`'s range (the reader never hands such a row out): Display's fallback.
@@ -401,7 +459,7 @@ fn event_time(out: &mut Vec<u8>, time: EventTime) {
     put(15, 2, u32::from(t.minute()));
     put(18, 2, u32::from(t.second()));
     put(21, 6, micros as u32);
-    out.extend_from_slice(&text);
+    out.put_const(&text);
 }
 
 #[cfg(test)]
@@ -471,6 +529,53 @@ mod tests {
             ..classify(&row, &source)
         };
         assert_eq!(ours(&image), serde_line(&image));
+    }
+
+    /// The room set aside for a line is enough: a line whose strings are all empty, and whose
+    /// numbers, time, enum names and `null`s are the longest there are, takes well under
+    /// [`FIXED_ROOM`] (the strings' contents are bounded separately, at their worst escape).
+    #[test]
+    fn the_fixed_room_holds_the_longest_line_without_strings() {
+        use crate::registry_event::{Action, ArtifactFormat, CallerClass, SourceKind, Target};
+        use crate::usage::ClientFamily;
+        let source = ObjectRef { bucket: String::new(), name: String::new(), generation: Some(u64::MAX) };
+        let row =
+            UsageRow { cs_bytes: u64::MAX, sc_bytes: u64::MAX, time_taken_micros: u64::MAX, ..UsageRow::default() };
+        let longest = RegistryEvent {
+            event_time: EventTime(i64::MIN),
+            time_micros: i64::MIN,
+            target: Target::Repository,
+            action: Action::Download,
+            success: false,
+            status: u16::MAX,
+            client_family: ClientFamily::GoContainerregistry,
+            caller_class: CallerClass::GoogleInternalOrAutomation,
+            invalid_utf8: false,
+            source_row: u64::MAX,
+            source_line: u64::MAX,
+            source_kind: SourceKind::UsageLog,
+            artifact_format: Some(ArtifactFormat::Generic),
+            registry_host: None,
+            project: None,
+            repository: None,
+            image: None,
+            digest: None,
+            bucket: None,
+            object: None,
+            client_version: None,
+            principal: None,
+            reference: None,
+            ..classify(&row, &source)
+        };
+        let line = ours(&longest);
+        assert_eq!(line, serde_line(&longest));
+        assert!(line.len() * 2 < FIXED_ROOM, "{} bytes", line.len());
+        let names = [
+            serde_json::to_string(&CallerClass::GoogleInternalOrAutomation).unwrap(),
+            serde_json::to_string(&ClientFamily::GoContainerregistry).unwrap(),
+        ];
+        // Longer enum names than these would need a look at FIXED_ROOM.
+        assert!(names.iter().all(|n| n.len() < 40), "{names:?}");
     }
 
     #[test]
@@ -551,8 +656,11 @@ mod tests {
         /// Strings dense with bytes to escape, of any length: escaped as serde_json does.
         #[test]
         fn escape_heavy_strings_match_serde(text in "[a\"\\\\\n\t\x01\x1fé😀]{0,80}") {
-            let mut out = Vec::new();
-            string(&mut out, &text);
+            let mut out = vec![0; 2 + 6 * text.len()];
+            let mut line = Cursor::new(&mut out);
+            string(&mut line, &text);
+            let written = line.written();
+            out.truncate(written);
             prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
         }
 
