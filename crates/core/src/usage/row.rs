@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use super::records::Record;
+use crate::swar;
 
 /// The documented columns, in order (`cloud_storage_usage_schema_v0.json`).
 pub const COLUMNS: [&str; 17] = [
@@ -274,15 +275,22 @@ fn number<T: Decimal>(bytes: &[u8], column: &'static str) -> Result<T, Malformed
     })
 }
 
-/// The value of one or more ASCII digits, if it fits in a `u64`.
+/// The value of one or more ASCII digits, if it fits in a `u64`. Inline: it is small, and a
+/// call of its own (six a row) cost more in the component than the eight-digit steps save.
+#[inline(always)]
 fn magnitude(digits: &[u8]) -> Option<u64> {
     // Nineteen digits cannot overflow (10^19 - 1 < 2^64): no check per digit.
     const UNCHECKED: usize = 19;
     if digits.len() <= UNCHECKED {
-        // Nearly every column: one pass, each digit checked as it is added (a check of every
-        // digit first, then the sum, was two loops a field in the component).
+        // Nearly every column: eight digits at a time while there are eight (a time is sixteen),
+        // then one pass, each digit checked as it is added (a check of every digit first, then
+        // the sum, was two loops a field in the component). At most 10^16 before the pass.
+        let (words, rest) = digits.as_chunks::<8>();
         let mut n = 0u64;
-        for &d in digits {
+        for word in words {
+            n = n * 100_000_000 + u64::from(swar::eight_digits(*word)?);
+        }
+        for &d in rest {
             let digit = d.wrapping_sub(b'0');
             if digit > 9 {
                 return None;
@@ -446,8 +454,10 @@ mod tests {
         ] {
             all(text);
         }
-        proptest::proptest!(|(text in "-?[0-9]{0,24}", n: u64, i: i64)| {
+        // `/` and `:` are the bytes on either side of the digits.
+        proptest::proptest!(|(text in "-?[0-9]{0,24}", near in "[/0-9:]{0,20}", n: u64, i: i64)| {
             all(&text);
+            all(&near);
             all(&n.to_string());
             all(&i.to_string());
         });
