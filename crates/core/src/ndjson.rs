@@ -330,14 +330,11 @@ fn escaped(out: &mut Cursor<'_>, bytes: &[u8]) {
 /// A string that needs escapes, written into `room`; answers how many bytes it wrote. The run
 /// up to the next byte to escape is copied, found a word at a time (Docker's user agents quote
 /// their parentheses, `\(linux\)`, so this is not a rare path). Out of line, so it takes the
-/// room rather than the line's cursor (see [`Cursor`]).
+/// room rather than the line's cursor (see [`Cursor`]), with a cursor of its own over it.
 #[inline(never)]
 fn escaped_runs(room: &mut [u8], bytes: &[u8]) -> usize {
-    let mut at = 0;
-    let mut put = |piece: &[u8]| {
-        room[at..at + piece.len()].copy_from_slice(piece);
-        at += piece.len();
-    };
+    let mut out = Cursor::new(room);
+    let mut put = |piece: &[u8]| out.put(piece);
     let mut start = 0;
     while let Some(i) = first_escape(&bytes[start..]).map(|at| start + at) {
         put(&bytes[start..i]);
@@ -357,7 +354,7 @@ fn escaped_runs(room: &mut [u8], bytes: &[u8]) -> usize {
         start = i + 1;
     }
     put(&bytes[start..]);
-    at
+    out.written()
 }
 
 /// Where the first byte that needs an escape is: eight bytes at a time. [`escape_bits`] can
