@@ -7,7 +7,6 @@
 //! recent entry hashes. Nothing in an entry ends the read; only a JSON array that is cut off
 //! (or followed by more text) does, because nothing after the break can be trusted.
 
-use std::collections::VecDeque;
 use std::io::Read;
 
 use super::classify::{Scratch, classify};
@@ -15,7 +14,7 @@ use super::entry::{ARTIFACT_REGISTRY, AUDIT_LOG_TYPE, LogEntry, diagnose, timest
 use super::framing::{EntryFramer, Framed, FramingError, Layout};
 use crate::object::ObjectRef;
 use crate::registry_event::RegistryEvent;
-use crate::usage::request_ids::{RequestIdSet, hash_id};
+use crate::usage::request_ids::{IdWindow, hash_id};
 use crate::usage::{Malformed, MalformedReason};
 
 /// Per-object counts. `entries = events + skipped + malformed + duplicates` once read.
@@ -57,10 +56,9 @@ impl std::fmt::Display for AuditReadError {
 pub struct AuditLogReader<R> {
     framer: EntryFramer<R>,
     source: ObjectRef,
-    window: usize,
     samples: usize,
-    seen: RequestIdSet,
-    recent: VecDeque<u64>,
+    /// The last `window` good entries' keys.
+    seen: IdWindow,
     scratch: Scratch,
     stats: AuditStats,
     /// Entries that were JSON objects (log entries, however malformed their fields).
@@ -74,10 +72,8 @@ impl<R: Read> AuditLogReader<R> {
         AuditLogReader {
             framer: EntryFramer::new(inner),
             source,
-            window: window.max(1),
             samples,
-            seen: RequestIdSet::default(),
-            recent: VecDeque::new(),
+            seen: IdWindow::new(window),
             scratch: Scratch::default(),
             stats: AuditStats::default(),
             objects: 0,
@@ -174,12 +170,6 @@ impl<R: Read> AuditLogReader<R> {
                     if !self.seen.insert(key) {
                         self.stats.duplicates += 1;
                         continue;
-                    }
-                    self.recent.push_back(key);
-                    if self.recent.len() > self.window
-                        && let Some(old) = self.recent.pop_front()
-                    {
-                        self.seen.remove(&old);
                     }
                     self.stats.events += 1;
                     return Ok(Some(use_event(&event)));

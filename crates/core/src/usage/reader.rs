@@ -17,9 +17,7 @@
 //! Later records equal to the documented header (files joined with `cat`) are skipped and
 //! counted as `repeated_headers`, not reported as malformed.
 
-use std::collections::VecDeque;
-
-use super::request_ids::{RequestIdSet, hash_id};
+use super::request_ids::{IdWindow, RequestIdSet, hash_id};
 use std::io::Read;
 
 use serde::Serialize;
@@ -130,8 +128,10 @@ pub struct UsageLogReader<R> {
     records: RecordReader<R>,
     layout: Option<Layout>,
     options: ReaderOptions,
+    /// `Dedup::Exact`'s ids.
     seen: RequestIdSet,
-    window: VecDeque<u64>,
+    /// `Dedup::Window`'s.
+    window: IdWindow,
     stats: ReadStats,
     done: bool,
 }
@@ -147,7 +147,10 @@ impl<R: Read> UsageLogReader<R> {
             layout: None,
             options,
             seen: RequestIdSet::default(),
-            window: VecDeque::new(),
+            window: IdWindow::new(match options.dedup {
+                Dedup::Window(n) => n,
+                _ => 1,
+            }),
             stats: ReadStats {
                 records: 0,
                 rows: 0,
@@ -260,21 +263,11 @@ impl<R: Read> UsageLogReader<R> {
 
     fn is_duplicate(&mut self, hash: Option<u64>) -> bool {
         let Some(hash) = hash else { return false };
-        if self.options.dedup == Dedup::Off {
-            return false;
+        match self.options.dedup {
+            Dedup::Exact => !self.seen.insert(hash),
+            Dedup::Window(_) => !self.window.insert(hash),
+            Dedup::Off => false,
         }
-        if !self.seen.insert(hash) {
-            return true;
-        }
-        if let Dedup::Window(n) = self.options.dedup {
-            self.window.push_back(hash);
-            if self.window.len() > n.max(1)
-                && let Some(old) = self.window.pop_front()
-            {
-                self.seen.remove(&old);
-            }
-        }
-        false
     }
 }
 
