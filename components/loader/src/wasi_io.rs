@@ -13,6 +13,11 @@ impl Io for WasiIo {
         crate::http_out::send(request, timeout)
     }
 
+    /// Written from the caller's bytes: an upload chunk is not copied to be sent.
+    fn send_borrowed(&mut self, request: http::Request<&[u8]>, timeout: Duration) -> Reply {
+        crate::http_out::send(request, timeout)
+    }
+
     fn open(&mut self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Streamed, NoAnswer> {
         crate::http_out::open(request, timeout)
     }

@@ -1,6 +1,6 @@
 //! The classified path natively, for a profiler: `perf record cargo run --release -p
 //! gcr-usage-core --example classified_pass -- LOG [RUNS] [STAGE]` reads LOG (a usage log),
-//! classifies every row and writes its NDJSON into a reused 4 MiB chunk, as the component does —
+//! classifies every row and writes its NDJSON into a reused 4 MiB `LineBuffer`, as the component does —
 //! and nothing else, so a profile shows only the core's hot loops. STAGE (`read`, `classify`,
 //! `ndjson`; default: all three, interleaved run by run) stops the pipeline early, to see what
 //! each step adds. Prints MB/s per run and stage.
@@ -10,7 +10,7 @@ use std::io::BufReader;
 use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
-use gcr_usage_core::ndjson;
+use gcr_usage_core::ndjson::{self, LineBuffer};
 use gcr_usage_core::usage::{ClientMemo, UsageLogReader, classify_with};
 
 const STAGES: [&str; 3] = ["read", "classify", "ndjson"];
@@ -37,7 +37,7 @@ fn main() {
             let started = Instant::now();
             let file = std::fs::File::open(&log).unwrap_or_else(|e| panic!("{log}: {e}"));
             let mut reader = UsageLogReader::new(BufReader::with_capacity(256 << 10, file));
-            let mut chunk = Vec::with_capacity(4 << 20);
+            let mut chunk = LineBuffer::with_capacity(4 << 20);
             let mut clients = ClientMemo::default();
             let mut ndjson_bytes = 0;
             while let Some(row) = reader.next_row().unwrap_or_else(|e| panic!("reading {log}: {e}")) {
@@ -52,7 +52,7 @@ fn main() {
                         ndjson::write_line(&classify_with(&row, &source, &mut clients), &mut chunk);
                         if chunk.len() >= 4 << 20 {
                             ndjson_bytes += chunk.len();
-                            std::hint::black_box(&chunk);
+                            std::hint::black_box(chunk.as_bytes());
                             chunk.clear();
                         }
                     }

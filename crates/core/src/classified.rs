@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::bigquery::{ErrorClass, GoogleError};
 use crate::budget::Budget;
+use crate::ndjson::LineBuffer;
 use crate::object::ObjectRef;
 use crate::outcome::{FileCounts, LoadError};
 use crate::service::{Io, Streamed};
@@ -127,7 +128,7 @@ impl Uploader {
         let mut session = Session { url, persisted: 0 };
 
         let chunk = self.plan.chunk;
-        let mut buffer: Vec<u8> = Vec::with_capacity(chunk + chunk / 4);
+        let mut buffer = LineBuffer::with_capacity(chunk + chunk / 4);
         let sources = std::mem::take(&mut self.plan.sources);
         for (index, source) in sources.into_iter().enumerate() {
             self.reading = Some(index);
@@ -135,7 +136,7 @@ impl Uploader {
         }
         self.reading = None;
         let total = session.persisted + buffer.len() as u64;
-        let answer = self.send_chunk(io, &mut session, &buffer, Some(total))?;
+        let answer = self.send_chunk(io, &mut session, buffer.as_bytes(), Some(total))?;
         Ok(UploadEnd::Answered(Box::new(Reply::Response(answer.expect("the last chunk is answered with the job")))))
     }
 
@@ -146,7 +147,7 @@ impl Uploader {
         io: &mut impl Io,
         source: UploadSource,
         session: &mut Session,
-        buffer: &mut Vec<u8>,
+        buffer: &mut LineBuffer,
     ) -> Result<(), UploadEnd> {
         let UploadSource { download, object, kind } = source;
         let blame = |uploader: &mut Uploader, end: UploadEnd| {
@@ -161,8 +162,8 @@ impl Uploader {
             match reader.next_event(|event| crate::ndjson::write_line(event, buffer)) {
                 Ok(Some(())) => {
                     while buffer.len() >= chunk {
-                        self.send_chunk(io, session, &buffer[..chunk], None)?;
-                        buffer.drain(..chunk);
+                        self.send_chunk(io, session, &buffer.as_bytes()[..chunk], None)?;
+                        buffer.consume(chunk);
                     }
                 }
                 Ok(None) => break,
@@ -243,8 +244,8 @@ impl Uploader {
             let timeout = self.timeout(io)?;
             let from = (session.persisted - base) as usize;
             let token = self.plan.token.as_ref().map(crate::secret::Secret::expose);
-            let request = upload::chunk_request(&session.url, token, session.persisted, data[from..].to_vec(), total);
-            let trouble = match io.send(request, timeout) {
+            let request = upload::chunk_request(&session.url, token, session.persisted, &data[from..], total);
+            let trouble = match io.send_borrowed(request, timeout) {
                 Reply::Response(r) if r.status().is_success() => {
                     self.plan.budget.progressed();
                     return if total.is_some() {

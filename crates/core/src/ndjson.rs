@@ -10,17 +10,19 @@
 
 use serde::Serialize;
 
-use crate::cursor::{Cursor, make_room};
+use crate::cursor::Cursor;
+/// Where [`write_line`] writes: any `Vec<u8>`, or a [`LineBuffer`] (no fill per line).
+pub use crate::cursor::{LineBuffer, Lines};
 use crate::registry_event::{EventTime, ImageRef, RegistryEvent};
 use crate::swar;
 
 /// Appends `event` as one JSON object and a `\n` to `out`.
-pub fn write_line(event: &RegistryEvent<'_>, out: &mut Vec<u8>) {
-    let start = make_room(out, room_for(event));
-    let mut line = Cursor::new(&mut out[start..]);
+pub fn write_line(event: &RegistryEvent<'_>, out: &mut impl Lines) {
+    let bound = room_for(event);
+    let mut line = Cursor::new(out.room(bound));
     fields(event, &mut line);
     let written = line.written();
-    out.truncate(start + written);
+    out.keep(bound, written);
 }
 
 /// Room for any line of `event`: its strings escaped at their longest (`\u00XX`, six bytes a

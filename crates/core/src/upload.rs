@@ -41,19 +41,20 @@ fn origin_of(base: &str) -> String {
 }
 
 /// One chunk starting at byte `offset` of the upload; `total` is known only for the last one
-/// (an empty last chunk says "the total is `total`, nothing more").
-pub fn chunk_request(
+/// (an empty last chunk says "the total is `total`, nothing more"). The body is the caller's
+/// (`&[u8]`: a chunk it keeps, to send again if this try fails).
+pub fn chunk_request<B: AsRef<[u8]>>(
     url: &str,
     token: Option<&str>,
     offset: u64,
-    bytes: Vec<u8>,
+    bytes: B,
     total: Option<u64>,
-) -> http::Request<Vec<u8>> {
+) -> http::Request<B> {
     let total_text = total.map_or_else(|| "*".to_string(), |t| t.to_string());
-    let range = if bytes.is_empty() {
-        format!("bytes */{total_text}")
-    } else {
-        format!("bytes {offset}-{}/{total_text}", offset + bytes.len() as u64 - 1)
+    let len = bytes.as_ref().len() as u64;
+    let range = match len {
+        0 => format!("bytes */{total_text}"),
+        _ => format!("bytes {offset}-{}/{total_text}", offset + len - 1),
     };
     put(url, token, &range, bytes)
 }
@@ -63,13 +64,12 @@ pub fn status_request(url: &str, token: Option<&str>) -> http::Request<Vec<u8>> 
     put(url, token, "bytes */*", Vec::new())
 }
 
-fn put(url: &str, token: Option<&str>, range: &str, bytes: Vec<u8>) -> http::Request<Vec<u8>> {
+fn put<B: AsRef<[u8]>>(url: &str, token: Option<&str>, range: &str, bytes: B) -> http::Request<B> {
     let mut request = build(http::Method::PUT, url, token, None);
     let headers = request.headers_mut();
-    headers.insert(http::header::CONTENT_LENGTH, bytes.len().into());
+    headers.insert(http::header::CONTENT_LENGTH, bytes.as_ref().len().into());
     headers.insert(http::header::CONTENT_RANGE, range.parse().expect("a range is a valid header value"));
-    *request.body_mut() = bytes;
-    request
+    request.map(|_| bytes)
 }
 
 /// For a `308 Resume Incomplete`: how many bytes the server holds (`Range: bytes=0-N` → N+1;
