@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use crate::workspace_root;
+use crate::{Metering, workspace_root};
 
 /// Statistics of a measured path's runs: implementors say where their seconds per run are.
 pub trait Timed {
@@ -134,8 +134,9 @@ pub struct ClassifiedLoad {
 
 /// Loads `bytes`, stored as `gs://demo-gcr-logs/NAME` (a usage-log object name), in classified
 /// mode through a fresh harness and fake Google, timing only the load: the component is compiled
-/// (or its cached artefact loaded) by a first, refused call.
-pub fn classified_load(bytes: &[u8], name: &str) -> Result<ClassifiedLoad, String> {
+/// (or its cached artefact loaded) by a first, refused call. Unmetered (`Metering::Off`), the
+/// fuel figure is 0.
+pub fn classified_load(bytes: &[u8], name: &str, metering: Metering) -> Result<ClassifiedLoad, String> {
     use crate::{FakeGoogle, FakeUpstream, Harness, block_on, object_ref};
     let upstream = FakeUpstream::new();
     let google = FakeGoogle::new();
@@ -143,13 +144,16 @@ pub fn classified_load(bytes: &[u8], name: &str) -> Result<ClassifiedLoad, Strin
     google.lock().count_uploads_only();
     google.object("demo-gcr-logs", name, 1, bytes.to_vec());
     google.install(&upstream);
-    let harness = Harness::new()
+    let harness = match metering {
+        Metering::Fuel => Harness::new().fuel(u64::MAX / 4),
+        Metering::Off => Harness::new().unmetered(),
+    };
+    let harness = harness
         .env("GCR_USAGE_PROJECT", "demo-project")
         .env("GCR_USAGE_BUCKETS", "demo-gcr-logs")
         .env("GCR_USAGE_AUTH", "none")
         .env("GCR_USAGE_MODE", "classified")
         .env("GCR_USAGE_WAIT_SECONDS", "3600")
-        .fuel(u64::MAX / 4)
         .upstream(upstream);
     block_on(harness.call_load(object_ref("other-bucket", name, Some(1)))).map_err(|e| format!("{e:?}"))?;
     let started = std::time::Instant::now();

@@ -82,6 +82,15 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) as f64 / per_second)
 }
 
+/// A live process's minor page faults so far (`minflt`, field 10 of `/proc/PID/stat`): each
+/// first touch of a fresh anonymous page — memory the process allocated and the kernel zeroed.
+pub fn minor_faults_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Index 0 here is field 3.
+    fields.get(7)?.parse().ok()
+}
+
 /// A live process's peak RSS so far (`VmHWM` in `/proc/PID/status`), KiB.
 pub fn peak_rss_kib_of(pid: u32) -> Option<u64> {
     vm_kib(&pid.to_string(), "VmHWM")

@@ -17,14 +17,31 @@ use wasmtime::{Config, Engine};
 
 use crate::guest::workspace_root;
 
-/// The engine every harness shares. Fuel metering is on so that tests can bound work
-/// deterministically (and a runaway guest traps instead of hanging the suite).
+/// Whether the guest's work is metered in fuel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Metering {
+    /// Fuel on: tests bound work deterministically (a runaway guest traps instead of hanging
+    /// the suite) and read how much work a call did. What every harness uses unless told.
+    #[default]
+    Fuel,
+    /// Fuel off, as `wasmtime serve` and Spin run: only for benchmarks, whose wall time would
+    /// otherwise include the fuel check Cranelift puts in every block (~40% more time in the
+    /// NDJSON writer's many small blocks).
+    Off,
+}
+
+/// The engine every metered harness shares ([`Metering::Fuel`]).
 pub fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
+    engine_for(Metering::Fuel)
+}
+
+/// The engine of harnesses with `metering`: one per kind and process.
+pub fn engine_for(metering: Metering) -> &'static Engine {
+    static ENGINES: [OnceLock<Engine>; 2] = [OnceLock::new(), OnceLock::new()];
+    ENGINES[metering as usize].get_or_init(|| {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.consume_fuel(true);
+        config.consume_fuel(metering == Metering::Fuel);
         // `GCR_USAGE_PERFMAP=1`: wasmtime writes /tmp/perf-PID.map, so `perf record` of a
         // benchmark names the component's own functions (build it unstripped to see them:
         // bench/README.md "Profiling the component"). Off by default: it costs nothing then.
@@ -35,19 +52,26 @@ pub fn engine() -> &'static Engine {
     })
 }
 
-/// The compiled component at `path`, compiled at most once per process.
+/// The compiled component at `path` for the metered engine, compiled at most once per process.
 pub fn component(path: &Path) -> wasmtime::Result<Component> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Component>>> = OnceLock::new();
+    component_for(path, Metering::Fuel)
+}
+
+/// The compiled component at `path` for the engine of `metering`, compiled at most once per
+/// process and kind (the two engines' code differs: the disk cache keys it by engine too).
+pub fn component_for(path: &Path, metering: Metering) -> wasmtime::Result<Component> {
+    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, Metering), Component>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     // Holding the lock while compiling makes concurrent tests wait for one compilation instead of
     // compiling the same component in parallel on our two cores.
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = cache.get(path) {
+    let key = (path.to_path_buf(), metering);
+    if let Some(c) = cache.get(&key) {
         return Ok(c.clone());
     }
     let bytes = std::fs::read(path).map_err(|e| wasmtime::format_err!("reading {}: {e}", path.display()))?;
-    let component = load_or_compile(engine(), &bytes)?;
-    cache.insert(path.to_path_buf(), component.clone());
+    let component = load_or_compile(engine_for(metering), &bytes)?;
+    cache.insert(key, component.clone());
     Ok(component)
 }
 

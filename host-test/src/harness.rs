@@ -28,7 +28,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualMonotonicClock, VirtualTime, VirtualWallClock};
+use crate::engine::{self, Metering};
 use crate::error::{HarnessError, HarnessErrorKind};
+use crate::guest;
 use crate::host::{HostKind, HostState, MemoryLimits, Prepared, prepared};
 use crate::instance::ReusedInstance;
 use crate::loader::ObjectRef;
@@ -37,7 +39,6 @@ use crate::response::{HarnessResponse, LoadResponse, RunInfo};
 use crate::runtime::assert_paused_current_thread;
 use crate::spin::{SpinManifest, SpinVariables};
 use crate::upstream::{FakeUpstream, describe_unmatched};
-use crate::{engine, guest};
 
 /// Default fuel per call: far above any legitimate run, low enough to stop a runaway loop in
 /// seconds of real time.
@@ -60,7 +61,8 @@ pub struct Harness {
     /// Calls started so far: each call's random streams are drawn from (seed, call), so two
     /// deliveries differ the way two requests to a real host do, yet every run repeats.
     calls: AtomicU64,
-    fuel: u64,
+    /// Fuel per call; `None`: unmetered ([`Harness::unmetered`]).
+    fuel: Option<u64>,
     memory_limit: usize,
     timeout: Duration,
     upstream: FakeUpstream,
@@ -94,7 +96,7 @@ impl Harness {
             time,
             seed: 0,
             calls: AtomicU64::new(0),
-            fuel: DEFAULT_FUEL,
+            fuel: Some(DEFAULT_FUEL),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             timeout: DEFAULT_VIRTUAL_TIMEOUT,
             upstream,
@@ -188,8 +190,23 @@ impl Harness {
 
     /// Fuel per call; running out traps the guest.
     pub fn fuel(mut self, fuel: u64) -> Self {
-        self.fuel = fuel;
+        self.fuel = Some(fuel);
         self
+    }
+
+    /// No fuel metering, as `wasmtime serve` runs the component: for benchmarks that compare
+    /// wall time with it. Nothing then bounds the guest's work but the virtual timeout, and
+    /// `RunInfo::fuel_consumed` is 0.
+    pub fn unmetered(mut self) -> Self {
+        self.fuel = None;
+        self
+    }
+
+    fn metering(&self) -> Metering {
+        match self.fuel {
+            Some(_) => Metering::Fuel,
+            None => Metering::Off,
+        }
     }
 
     /// Linear memory cap per instance (bytes).
@@ -276,7 +293,7 @@ impl Harness {
         // The first call's fuel counts instantiation too (the fuel was set before it); later
         // calls on a reused instance start from a full tank of their own.
         if live.served > 0 {
-            live.store.set_fuel(self.fuel).map_err(|e| HarnessError::setup(format!("{e:?}")))?;
+            set_fuel(&mut live.store, self.fuel)?;
         }
         let incoming = live
             .store
@@ -300,9 +317,9 @@ impl Harness {
         // full body pipe if nobody read it.
         let guest = async {
             let result = proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, out).await;
-            let left = store.get_fuel().unwrap_or(0);
+            let consumed = fuel_consumed(store, fuel);
             let _ = returned_tx.send(());
-            (result, fuel - left)
+            (result, consumed)
         };
         let reader = async {
             let answered = async {
@@ -330,7 +347,7 @@ impl Harness {
         };
         let joined = tokio::time::timeout(self.timeout, async { tokio::join!(guest, reader) }).await;
         let mut run = self.run_info(live, start);
-        let ((guest_result, fuel_consumed), response) = match joined {
+        let ((guest_result, consumed), response) = match joined {
             Ok(j) => j,
             Err(_) => {
                 return Err(self.error(
@@ -340,7 +357,7 @@ impl Harness {
                 ));
             }
         };
-        run.fuel_consumed = fuel_consumed;
+        run.fuel_consumed = consumed;
         if let Err(e) = guest_result {
             return Err(self.error(HarnessErrorKind::Trap, format!("{e:?}"), run));
         }
@@ -371,22 +388,21 @@ impl Harness {
         let call = async {
             let loader = pre.instantiate_async(&mut store).await?;
             let result = loader.gcr_usage_loader_loader().call_load(&mut store, &object).await;
-            let left = store.get_fuel().unwrap_or(0);
-            result.map(|r| (r, fuel - left))
+            result.map(|r| (r, fuel_consumed(&store, fuel)))
         };
         let outcome = tokio::time::timeout(self.timeout, call).await;
         let mut run = self.call_run_info(&pipes, start, &peak);
         match outcome {
-            Ok(Ok((result, fuel_consumed))) => {
-                run.fuel_consumed = fuel_consumed;
+            Ok(Ok((result, consumed))) => {
+                run.fuel_consumed = consumed;
                 Ok(LoadResponse { result, run })
             }
             Ok(Err(e)) => {
-                run.fuel_consumed = fuel - store.get_fuel().unwrap_or(0);
+                run.fuel_consumed = fuel_consumed(&store, fuel);
                 Err(self.error(HarnessErrorKind::Trap, format!("{e:?}"), run))
             }
             Err(_) => {
-                run.fuel_consumed = fuel - store.get_fuel().unwrap_or(0);
+                run.fuel_consumed = fuel_consumed(&store, fuel);
                 Err(self.error(
                     HarnessErrorKind::Timeout,
                     format!("no answer within {:?} of virtual time", self.timeout),
@@ -398,8 +414,10 @@ impl Harness {
 
     fn prepared(&self) -> Result<Arc<Prepared>, HarnessError> {
         match &self.spin {
-            None => prepared(&self.wasm.clone().unwrap_or_else(guest::guest_wasm), HostKind::Plain),
-            Some(_) => prepared(&self.wasm.clone().unwrap_or_else(guest::spin_guest_wasm), HostKind::Spin),
+            None => prepared(&self.wasm.clone().unwrap_or_else(guest::guest_wasm), HostKind::Plain, self.metering()),
+            Some(_) => {
+                prepared(&self.wasm.clone().unwrap_or_else(guest::spin_guest_wasm), HostKind::Spin, self.metering())
+            }
         }
     }
 
@@ -443,9 +461,9 @@ impl Harness {
                 peak: peak.clone(),
             },
         };
-        let mut store = Store::new(engine::engine(), state);
+        let mut store = Store::new(engine::engine_for(self.metering()), state);
         store.limiter(|s| &mut s.limits);
-        store.set_fuel(self.fuel).map_err(|e| HarnessError::setup(format!("{e:?}")))?;
+        set_fuel(&mut store, self.fuel)?;
         Ok(Call { store, pipes: (stdout, stderr), start: (self.time.elapsed(), self.upstream.requests().len()), peak })
     }
 
@@ -538,6 +556,19 @@ impl Call {
 
 /// 64 KiB of SplitMix64 output for `(seed, stream)`; `Deterministic` cycles through it, which is
 /// far more than one guest call draws (ids, jitter, hash seeds).
+/// Fills the tank of a metered store (`Some`); an unmetered one has none to fill.
+fn set_fuel(store: &mut Store<HostState>, fuel: Option<u64>) -> Result<(), HarnessError> {
+    match fuel {
+        Some(fuel) => store.set_fuel(fuel).map_err(|e| HarnessError::setup(format!("{e:?}"))),
+        None => Ok(()),
+    }
+}
+
+/// The fuel a call burnt since its tank was filled with `fuel`: 0 when unmetered.
+fn fuel_consumed(store: &Store<HostState>, fuel: Option<u64>) -> u64 {
+    fuel.map_or(0, |fuel| fuel - store.get_fuel().unwrap_or(0))
+}
+
 fn seeded_bytes(seed: u64, stream: u64) -> Vec<u8> {
     let mut state = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut out = Vec::with_capacity(64 << 10);

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{ResourceLimiter, StoreLimits};
+use wasmtime::{Engine, ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::engine;
+use crate::engine::{self, Metering};
 use crate::error::HarnessError;
 use crate::loader::LoaderGuestPre;
 use crate::spin::{SPIN_VARIABLES_INTERFACE, SpinVariables, SpinWorld, VariableError, component_imports};
@@ -61,20 +61,22 @@ pub(crate) struct Prepared {
     pub loader: Result<LoaderGuestPre<HostState>, String>,
 }
 
-/// Prepared components by path and host.
-type PreparedCache = Mutex<HashMap<(PathBuf, HostKind), Arc<Prepared>>>;
+/// Prepared components by path, host and metering.
+type PreparedCache = Mutex<HashMap<(PathBuf, HostKind, Metering), Arc<Prepared>>>;
 
-pub(crate) fn prepared(path: &Path, kind: HostKind) -> Result<Arc<Prepared>, HarnessError> {
-    static LINKERS: OnceLock<[Linker<HostState>; 2]> = OnceLock::new();
+pub(crate) fn prepared(path: &Path, kind: HostKind, metering: Metering) -> Result<Arc<Prepared>, HarnessError> {
+    // A linker belongs to one engine: a pair (plain, Spin) per metering.
+    static LINKERS: [OnceLock<[Linker<HostState>; 2]>; 2] = [OnceLock::new(), OnceLock::new()];
     static PREPARED: OnceLock<PreparedCache> = OnceLock::new();
     let setup = |e: wasmtime::Error| HarnessError::setup(format!("{e:?}"));
-    let linkers = LINKERS.get_or_init(|| [plain_linker(), spin_linker()]);
+    let engine = engine::engine_for(metering);
+    let linkers = LINKERS[metering as usize].get_or_init(|| [plain_linker(engine), spin_linker(engine)]);
     let mut map = PREPARED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let key = (path.to_path_buf(), kind);
+    let key = (path.to_path_buf(), kind, metering);
     if let Some(p) = map.get(&key) {
         return Ok(p.clone());
     }
-    let component = engine::component(path).map_err(setup)?;
+    let component = engine::component_for(path, metering).map_err(setup)?;
     let linker = match kind {
         HostKind::Plain => &linkers[0],
         HostKind::Spin => {
@@ -97,16 +99,16 @@ pub(crate) fn prepared(path: &Path, kind: HostKind) -> Result<Arc<Prepared>, Har
 }
 
 /// The full wasi:cli set (Rust std imports it) plus wasi:http types and outgoing-handler.
-fn plain_linker() -> Linker<HostState> {
-    let mut linker = Linker::new(engine::engine());
+fn plain_linker(engine: &Engine) -> Linker<HostState> {
+    let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi linker");
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi-http linker");
     linker
 }
 
 /// The plain set plus Spin variables: `get(name) -> result<string, error>`.
-fn spin_linker() -> Linker<HostState> {
-    let mut linker = plain_linker();
+fn spin_linker(engine: &Engine) -> Linker<HostState> {
+    let mut linker = plain_linker(engine);
     linker
         .instance(SPIN_VARIABLES_INTERFACE)
         .and_then(|mut variables| {

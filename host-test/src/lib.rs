@@ -46,7 +46,7 @@ pub mod synth_audit;
 mod upstream;
 
 pub use clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualTime};
-pub use engine::{component, engine};
+pub use engine::{Metering, component, component_for, engine, engine_for};
 pub use error::{HarnessError, HarnessErrorKind};
 pub use fake_google::FakeGoogle;
 pub use gcr_usage_fake_google::crc32c_header;

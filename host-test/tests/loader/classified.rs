@@ -7,7 +7,8 @@
 use gcr_usage_core::ObjectRef as CoreObject;
 use gcr_usage_core::usage::{Dedup, ReaderOptions, UsageLogReader, classify};
 use gcr_usage_fake_google::logs::{fixture_log, grown_log};
-use gcr_usage_host_test::{FakeGoogle, FakeUpstream, OutcomeKind, Reply, Rule, object_ref, prefix};
+use gcr_usage_host_test::bench_support::classified_load;
+use gcr_usage_host_test::{FakeGoogle, FakeUpstream, Metering, OutcomeKind, Reply, Rule, object_ref, prefix};
 use serde_json::json;
 
 use crate::common::*;
@@ -39,6 +40,21 @@ fn events_job_id() -> String {
     // Same readable part, another prefix and hash: checked for shape, not re-derived.
     assert!(raw.starts_with("gcr_usage_accessLog_usage_2024_03_11_14"));
     raw
+}
+
+/// The benchmarks' classified load (`classify_bench` (e) and (e')) classifies as many rows
+/// metered as unmetered, and only the metered run counts fuel.
+#[test]
+fn the_benchmark_load_classifies_alike_with_and_without_fuel() {
+    let log = big_log(256 << 10);
+    let metered = classified_load(&log, USAGE_NAME, Metering::Fuel).unwrap();
+    let unmetered = classified_load(&log, USAGE_NAME, Metering::Off).unwrap();
+    let rows = native_ndjson(&log).iter().filter(|&&b| b == b'\n').count() as u64;
+    assert!(rows > 100, "{rows} rows");
+    assert_eq!(metered.events, rows, "as many events as the native reader's rows");
+    assert!(metered.fuel as usize > log.len(), "{} fuel for {} bytes", metered.fuel, log.len());
+    assert_eq!(unmetered.events, metered.events);
+    assert_eq!(unmetered.fuel, 0);
 }
 
 /// The component's escape check scans sixteen bytes at a time (`simd128`), natively eight: a

@@ -204,6 +204,19 @@ async fn traps_and_fuel_exhaustion_are_errors_not_panics() {
     assert_eq!(err.run.fuel_consumed, 5_000_000);
 }
 
+/// The benchmarks' unmetered mode (as `wasmtime serve` runs a component) really has no meter:
+/// a tank that traps the metered run does not stop it.
+#[tokio::test(start_paused = true)]
+async fn an_unmetered_harness_runs_past_any_fuel_and_counts_none() {
+    let spin = || TestRequest::get("/spin?n=10000");
+    let metered = probe().fuel(1_000).handle(spin()).await.unwrap_err();
+    assert!(metered.message.contains("fuel"), "{metered}");
+    let unmetered = probe().fuel(1_000).unmetered().handle(spin()).await.unwrap();
+    assert_eq!(unmetered.status, 200);
+    assert_eq!(unmetered.body_str(), probe().handle(spin()).await.unwrap().body_str(), "the same answer");
+    assert_eq!(unmetered.run.fuel_consumed, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn fuel_and_random_are_deterministic() {
     let spin = || TestRequest::get("/spin?n=10000");

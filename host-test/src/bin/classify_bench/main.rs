@@ -6,8 +6,8 @@
 //!    (`$CARGO_TARGET_DIR`, else `<workspace>/target`), in `classify-bench/`.
 //! 2. Times, in one process and interleaved run by run (`GCR_USAGE_BENCH_RUNS`, default 3):
 //!    (a) the native `UsageLogReader` alone, (b) reader + `classify`, (c) reader + `classify` +
-//!    NDJSON (`ndjson::write_line`, what the component runs, into a reused buffer cleared
-//!    at 4 MiB, like an upload chunk), (c') the same through `serde_json::to_writer`, the
+//!    NDJSON (`ndjson::write_line`, what the component runs, into a reused `LineBuffer`
+//!    cleared at 4 MiB, like an upload chunk), (c') the same through `serde_json::to_writer`, the
 //!    reference; reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
 //! 3. Runs `bench/classify_baseline.py` (csv + re + json, the same work as (c)) with `python3`
 //!    (or `$GCR_USAGE_BENCH_PYTHON`) for the same number of runs, and prints native/Python ratios.
@@ -27,13 +27,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use gcr_usage_core::ObjectRef;
-use gcr_usage_core::ndjson;
+use gcr_usage_core::ndjson::{self, LineBuffer, Lines};
 use gcr_usage_core::usage::{ClientMemo, Dedup, ReaderOptions, UsageLogReader, classify_with};
 use gcr_usage_host_test::bench_support::{
     FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, open, target_dir,
 };
 use gcr_usage_host_test::synth::{self, SynthStats};
-use gcr_usage_host_test::{group_digits as group, workspace_root};
+use gcr_usage_host_test::{Metering, group_digits as group, workspace_root};
 use serde_json::Value;
 
 mod cli;
@@ -77,6 +77,7 @@ struct Pass {
 }
 
 /// Timings of one path, and the rows each run handed out.
+#[derive(Clone)]
 pub(crate) struct Figures {
     seconds: Vec<f64>,
     rows: u64,
@@ -130,8 +131,8 @@ fn main() {
 
     let python = python_baseline(&log, runs);
     let wasmtime = wasmtime_figures(&log, &name, runs);
-    if let Some((w, _)) = &wasmtime {
-        assert_eq!(w.rows, pass.rows, "the component classified as many rows as the native reader");
+    if let Some(w) = &wasmtime {
+        assert_eq!(w.metered.rows, pass.rows, "the component classified as many rows as the native reader");
     }
     let serve = match &wasmtime {
         Some(_) => {
@@ -170,11 +171,21 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
     let mut reader = UsageLogReader::with_options(input, options);
     let mut pass = Pass::default();
     let mut clients = ClientMemo::default();
-    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
-    if matches!(stage, Stage::Ndjson | Stage::NdjsonSerde) {
-        // Touch the chunk's pages once: its memory is fixed, whatever the size of the log.
-        chunk.resize(chunk.capacity(), 0);
-        chunk.clear();
+    // (c) writes into a line buffer, as the component's upload does; (c') into a `Vec`.
+    let room = CHUNK + (64 << 10);
+    let mut lines = LineBuffer::with_capacity(room);
+    let mut chunk: Vec<u8> = Vec::with_capacity(room);
+    // Touch the buffers' pages once: their memory is fixed, whatever the size of the log.
+    match stage {
+        Stage::Ndjson => {
+            lines.room(room);
+            lines.keep(room, 0);
+        }
+        Stage::NdjsonSerde => {
+            chunk.resize(room, 0);
+            chunk.clear();
+        }
+        Stage::Read | Stage::Classify => {}
     }
     while let Some(row) = reader.next_row().unwrap_or_else(|e| panic!("reading the log: {e}")) {
         match stage {
@@ -186,15 +197,21 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
                 pass.actions[event.action as usize] += 1;
                 std::hint::black_box(&event);
             }
-            Stage::Ndjson | Stage::NdjsonSerde => {
+            Stage::Ndjson => {
                 let event = classify_with(&row, source, &mut clients);
                 pass.actions[event.action as usize] += 1;
-                if stage == Stage::Ndjson {
-                    ndjson::write_line(&event, &mut chunk);
-                } else {
-                    serde_json::to_writer(&mut chunk, &event).expect("serialising to memory cannot fail");
-                    chunk.push(b'\n');
+                ndjson::write_line(&event, &mut lines);
+                if lines.len() >= CHUNK {
+                    pass.ndjson_bytes += lines.len() as u64;
+                    std::hint::black_box(lines.as_bytes());
+                    lines.clear();
                 }
+            }
+            Stage::NdjsonSerde => {
+                let event = classify_with(&row, source, &mut clients);
+                pass.actions[event.action as usize] += 1;
+                serde_json::to_writer(&mut chunk, &event).expect("serialising to memory cannot fail");
+                chunk.push(b'\n');
                 if chunk.len() >= CHUNK {
                     pass.ndjson_bytes += chunk.len() as u64;
                     std::hint::black_box(&chunk);
@@ -203,8 +220,8 @@ fn native_pass<R: Read>(input: R, source: &ObjectRef, stage: Stage, options: Rea
             }
         }
     }
-    pass.ndjson_bytes += chunk.len() as u64;
-    std::hint::black_box(&chunk);
+    pass.ndjson_bytes += (lines.len() + chunk.len()) as u64;
+    std::hint::black_box((lines.as_bytes(), &chunk));
     let stats = reader.into_stats();
     pass.records = stats.records;
     pass.rows = stats.rows;
@@ -282,23 +299,48 @@ fn python_baseline(log: &Path, runs: usize) -> Result<Python, String> {
 /// `gcr-usage:loader/loader#load`; a [`FakeGoogle`] serves the object (with its CRC32C) and
 /// takes the resumable upload in 4 MiB chunks. The time is the whole call — download, CRC32C,
 /// reader, classifier, NDJSON, chunked upload — including the fake network's own copying of
-/// every body, so it understates the component a little. Also returns the instance's peak
-/// linear memory.
-fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<(Figures, usize)> {
+/// every body, so it understates the component a little.
+///
+/// Run by run, interleaved: (e) with fuel metering, as every test runs (the fuel figure is
+/// the count of work that does not move with the machine), and (e') without, as `wasmtime
+/// serve` runs the component — the wall time comparable to (f).
+struct Harnessed {
+    metered: Figures,
+    unmetered: Figures,
+    /// Fuel per byte of log, of the metered runs.
+    fuel_per_byte: f64,
+    peak_memory: usize,
+}
+
+fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<Harnessed> {
     let wasm = gcr_usage_host_test::guest_wasm();
     if !wasm.exists() {
         eprintln!("(e) skipped: no component at {} (run `cargo xtask build`)", wasm.display());
         return None;
     }
     let bytes = std::fs::read(log).ok()?;
-    let (mut seconds, mut rows, mut peak) = (Vec::new(), 0, 0);
+    let (mut metered, mut unmetered, mut rows, mut fuel, mut peak) = (Vec::new(), Vec::new(), 0, 0, 0);
     for _ in 0..runs {
-        let load = classified_load(&bytes, name).unwrap_or_else(|e| panic!("{e}"));
-        seconds.push(load.seconds);
-        rows = load.events;
-        peak = peak.max(load.peak_memory);
+        for metering in [Metering::Fuel, Metering::Off] {
+            let load = classified_load(&bytes, name, metering).unwrap_or_else(|e| panic!("{e}"));
+            match metering {
+                Metering::Fuel => {
+                    metered.push(load.seconds);
+                    fuel = load.fuel;
+                }
+                Metering::Off => unmetered.push(load.seconds),
+            }
+            assert!(rows == 0 || rows == load.events, "every run classified as many rows");
+            rows = load.events;
+            peak = peak.max(load.peak_memory);
+        }
     }
-    Some((Figures { seconds, rows }, peak))
+    Some(Harnessed {
+        metered: Figures { seconds: metered, rows },
+        unmetered: Figures { seconds: unmetered, rows },
+        fuel_per_byte: fuel as f64 / bytes.len().max(1) as f64,
+        peak_memory: peak,
+    })
 }
 
 /// (g) The CLI over this log (`runs` times), then over a 1 GiB log written beside it, with the
@@ -398,7 +440,7 @@ struct Report<'a> {
     runs: usize,
     native: &'a [Figures],
     python: Result<&'a Python, &'a String>,
-    wasmtime: Option<&'a (Figures, usize)>,
+    wasmtime: Option<&'a Harnessed>,
     serve: Result<&'a serve::Serve, &'a String>,
     reports: Result<&'a Vec<cli::Report>, &'a String>,
     memory: &'a [Memory],
@@ -456,12 +498,22 @@ fn print_report(r: &Report<'_>) {
         Err(e) => table.print_missing("(d) Python baseline", e),
     }
     match r.wasmtime {
-        Some((f, _)) => line("(e) component in wasmtime, classified load", f),
+        Some(h) => {
+            line("(e) component in the harness, classified load", &h.metered);
+            line("(e') the same without fuel metering", &h.unmetered);
+            println!(
+                "      (e) is the whole load: download + CRC32C + reader + classify + NDJSON + 4 MiB upload chunks,"
+            );
+            println!(
+                "      fake network included; {:.1} fuel per byte; peak linear memory of the instance {:.1} MiB;",
+                h.fuel_per_byte,
+                h.peak_memory as f64 / 1048576.0
+            );
+            println!(
+                "      (e') runs the same code without the fuel check in every block, as wasmtime serve and Spin do"
+            );
+        }
         None => table.print_missing("(e) component in wasmtime", "no component built"),
-    }
-    if let Some((_, peak)) = r.wasmtime {
-        println!("      (e) is the whole load: download + CRC32C + reader + classify + NDJSON + 4 MiB upload chunks,");
-        println!("      fake network included; peak linear memory of the instance {:.1} MiB", *peak as f64 / 1048576.0);
     }
     match r.serve {
         Ok(s) => {
@@ -473,8 +525,15 @@ fn print_report(r: &Report<'_>) {
                 s.wasmtime
             );
             println!(
-                "      BigQuery served over loopback HTTP by the shared fake; wasmtime peak RSS {:.1} MiB",
+                "      BigQuery served over loopback HTTP by the shared fake; wasmtime peak RSS {:.1} MiB;",
                 s.max_rss_kib as f64 / 1024.0
+            );
+            let mut faults = s.minor_faults.clone();
+            faults.sort_unstable();
+            println!(
+                "      wasmtime's minor page faults a run (median) {} = {:.0} MiB of fresh pages zeroed for it",
+                group(faults.get(faults.len() / 2).copied().unwrap_or(0)),
+                mib(faults.get(faults.len() / 2).copied().unwrap_or(0) * 4096)
             );
         }
         Err(e) => table.print_missing("(f) component under wasmtime serve", e),
@@ -499,11 +558,19 @@ fn print_report(r: &Report<'_>) {
         Err(e) => table.print_missing("(g) gcr-usage report", e),
     }
     println!();
+    // The component's paths, each against Python and against native (c).
+    let harness = r.wasmtime.map_or(vec![], |h| {
+        vec![("(e) component in the harness", h.metered.clone()), ("(e') the same without fuel", h.unmetered.clone())]
+    });
+    let serve = r.serve.ok().map_or(vec![], |s| {
+        let cpu = Figures { seconds: s.cpu_seconds.clone(), rows: s.figures.rows };
+        vec![("(f) component under wasmtime serve", s.figures.clone()), ("(f') the same, wasmtime's CPU time", cpu)]
+    });
+    let component: Vec<(&str, Figures)> = harness.into_iter().chain(serve).collect();
     if let Ok(py) = r.python {
         println!("  native / Python (throughput ratio; (c) is the like-for-like path)");
-        let component = r.wasmtime.map(|(f, _)| ("(e) component in wasmtime", f));
-        let serve = r.serve.ok().map(|s| ("(f) component under wasmtime serve", &s.figures));
-        for (name, f) in names.iter().copied().zip(r.native).chain(component).chain(serve) {
+        let component = component.iter().map(|(name, f)| (*name, f));
+        for (name, f) in names.iter().copied().zip(r.native).chain(component) {
             println!(
                 "    {:<42} {:>6.1}x best vs best, {:>6.1}x median vs median",
                 name,
@@ -534,6 +601,18 @@ fn print_report(r: &Report<'_>) {
                 p.malformed,
                 p.duplicates,
                 p.actions
+            );
+        }
+        println!();
+    }
+    if let Some(c) = r.native.get(2).filter(|_| !component.is_empty()) {
+        println!("  component / native (c) (throughput ratio: the share of native speed the component reaches)");
+        for (name, f) in &component {
+            println!(
+                "    {:<42} {:>6.2}x best vs best, {:>6.2}x median vs median",
+                name,
+                c.best() / f.best(),
+                c.median() / f.median()
             );
         }
         println!();

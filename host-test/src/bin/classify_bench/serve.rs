@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gcr_usage_fake_google::Google;
 use gcr_usage_host_test::bench_support::target_dir;
-use gcr_usage_host_test::child_usage::{cpu_seconds_of, peak_rss_kib_of};
+use gcr_usage_host_test::child_usage::{cpu_seconds_of, minor_faults_of, peak_rss_kib_of};
 use gcr_usage_host_test::loopback::LoopbackGoogle;
 use gcr_usage_host_test::workspace_root;
 use serde_json::Value;
@@ -31,6 +31,9 @@ pub struct Serve {
     pub figures: Figures,
     /// wasmtime's CPU seconds per run (user + system, every thread).
     pub cpu_seconds: Vec<f64>,
+    /// wasmtime's minor page faults per run: fresh memory it touched (the kernel zeroes each
+    /// page), which the host's allocations for the component's reads and writes cost.
+    pub minor_faults: Vec<u64>,
     /// wasmtime's peak RSS after the runs, KiB.
     pub max_rss_kib: u64,
     pub wasmtime: String,
@@ -89,8 +92,8 @@ pub fn serve_figures(
     let result = measure(&mut server, port, runs, &name_of, log.len());
     let _ = server.kill();
     let _ = server.wait();
-    let (figures, cpu_seconds, max_rss_kib) = result?;
-    Ok(Serve { figures, cpu_seconds, max_rss_kib, wasmtime: version })
+    let (figures, cpu_seconds, minor_faults, max_rss_kib) = result?;
+    Ok(Serve { figures, cpu_seconds, minor_faults, max_rss_kib, wasmtime: version })
 }
 
 fn measure(
@@ -99,26 +102,28 @@ fn measure(
     runs: usize,
     name_of: &impl Fn(usize) -> String,
     size: usize,
-) -> Result<(Figures, Vec<f64>, u64), String> {
+) -> Result<(Figures, Vec<f64>, Vec<u64>, u64), String> {
     // serve.sh `exec`s wasmtime, so the child's pid is wasmtime's.
     let pid = server.id();
     wait_listening(server, port)?;
     // An event for a bucket outside the allow-list: the instance is made, nothing is loaded.
     post(port, &object("not-allowed-bucket", &name_of(0), size))?;
-    let (mut seconds, mut cpu, mut rows) = (Vec::new(), Vec::new(), 0);
+    let (mut seconds, mut cpu, mut faults, mut rows) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for run in 0..runs {
         let cpu_before = cpu_seconds_of(pid).ok_or("no /proc/PID/stat for wasmtime")?;
+        let faults_before = minor_faults_of(pid).unwrap_or(0);
         let started = Instant::now();
         let (status, answer) = post(port, &object(BUCKET, &name_of(run), size))?;
         seconds.push(started.elapsed().as_secs_f64());
         cpu.push(cpu_seconds_of(pid).ok_or("no /proc/PID/stat for wasmtime")? - cpu_before);
+        faults.push(minor_faults_of(pid).unwrap_or(0).saturating_sub(faults_before));
         if status != 200 {
             return Err(format!("the load answered {status}: {answer}"));
         }
         rows = events_in(&answer).ok_or_else(|| format!("no event count in the answer: {answer}"))?;
     }
     let rss = peak_rss_kib_of(pid).unwrap_or(0);
-    Ok((Figures { seconds, rows }, cpu, rss))
+    Ok((Figures { seconds, rows }, cpu, faults, rss))
 }
 
 /// The bare object resource, the simplest event shape the loader takes.
