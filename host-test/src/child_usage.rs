@@ -91,6 +91,13 @@ pub fn minor_faults_of(pid: u32) -> Option<u64> {
     fields.get(7)?.parse().ok()
 }
 
+/// The size of a memory page (what one minor fault zeroes).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
+}
+
 /// A live process's peak RSS so far (`VmHWM` in `/proc/PID/status`), KiB.
 pub fn peak_rss_kib_of(pid: u32) -> Option<u64> {
     vm_kib(&pid.to_string(), "VmHWM")

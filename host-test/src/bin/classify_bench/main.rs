@@ -533,7 +533,7 @@ fn print_report(r: &Report<'_>) {
             println!(
                 "      wasmtime's minor page faults a run (median) {} = {:.0} MiB of fresh pages zeroed for it",
                 group(faults.get(faults.len() / 2).copied().unwrap_or(0)),
-                mib(faults.get(faults.len() / 2).copied().unwrap_or(0) * 4096)
+                mib(faults.get(faults.len() / 2).copied().unwrap_or(0) * gcr_usage_host_test::child_usage::page_size())
             );
         }
         Err(e) => table.print_missing("(f) component under wasmtime serve", e),
