@@ -647,8 +647,8 @@ fn print_report(r: &Report<'_>) {
         println!(
             "    fixed: the 256 KiB read buffer, one record, the {} MiB NDJSON chunk. Growing with the file: the\n    \
              reader's exact duplicate set (ReaderOptions::default(), a 64-bit hash per row in a hash set);\n    \
-             Dedup::Window({WINDOW}) stops growing once {WINDOW} ids are held (a tenth of a small log may not\n    \
-             get there), at the cost of missing duplicates further apart.",
+             Dedup::Window({WINDOW}) takes its whole table at the start (room for 1.5 x {WINDOW} ids, so it\n    \
+             never grows), at the cost of missing duplicates further apart.",
             CHUNK >> 20
         );
     }
