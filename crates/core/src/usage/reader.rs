@@ -128,10 +128,7 @@ pub struct UsageLogReader<R> {
     records: RecordReader<R>,
     layout: Option<Layout>,
     options: ReaderOptions,
-    /// `Dedup::Exact`'s ids.
-    seen: RequestIdSet,
-    /// `Dedup::Window`'s.
-    window: IdWindow,
+    seen: SeenIds,
     stats: ReadStats,
     done: bool,
 }
@@ -146,11 +143,7 @@ impl<R: Read> UsageLogReader<R> {
             records: RecordReader::new(input),
             layout: None,
             options,
-            seen: RequestIdSet::default(),
-            window: IdWindow::new(match options.dedup {
-                Dedup::Window(n) => n,
-                _ => 1,
-            }),
+            seen: SeenIds::new(options.dedup),
             stats: ReadStats {
                 records: 0,
                 rows: 0,
@@ -262,11 +255,32 @@ impl<R: Read> UsageLogReader<R> {
     }
 
     fn is_duplicate(&mut self, hash: Option<u64>) -> bool {
-        let Some(hash) = hash else { return false };
-        match self.options.dedup {
-            Dedup::Exact => !self.seen.insert(hash),
-            Dedup::Window(_) => !self.window.insert(hash),
-            Dedup::Off => false,
+        hash.is_some_and(|hash| !self.seen.insert(hash))
+    }
+}
+
+/// The request ids a reader remembers, as its [`Dedup`] says.
+enum SeenIds {
+    Exact(RequestIdSet),
+    Window(IdWindow),
+    Off,
+}
+
+impl SeenIds {
+    fn new(dedup: Dedup) -> Self {
+        match dedup {
+            Dedup::Exact => SeenIds::Exact(RequestIdSet::default()),
+            Dedup::Window(n) => SeenIds::Window(IdWindow::new(n)),
+            Dedup::Off => SeenIds::Off,
+        }
+    }
+
+    /// Whether `hash` is new (always, with nothing remembered); remembers it.
+    fn insert(&mut self, hash: u64) -> bool {
+        match self {
+            SeenIds::Exact(set) => set.insert(hash),
+            SeenIds::Window(window) => window.insert(hash),
+            SeenIds::Off => true,
         }
     }
 }
