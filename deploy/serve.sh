@@ -54,7 +54,7 @@ fi
 # The loader keeps nothing else between requests (gcr_usage_core::instance), so reuse changes
 # fetches, not answers. Requests still never share an instance at once (a WASI 0.2 export cannot
 # be re-entered): concurrent events get instances of their own, each with its own caches.
-# - 1000 requests per instance: linear memory only grows (a classified load takes ~12 MiB), so a
+# - 1000 requests per instance: linear memory only grows (a classified load takes ~8 MiB), so a
 #   bound makes any slow growth or fragmentation harmless; a new instance from the .cwasm costs
 #   about a millisecond, once per 1000 events.
 # - 120 s idle: log objects arrive in bursts (each bucket writes one per hour, a backfill many at
