@@ -141,6 +141,8 @@ const DENIED_TABLE: &str =
     r#"{"error":{"code":403,"message":"Access Denied: Table registry_events","errors":[{"reason":"accessDenied"}]}}"#;
 const FAILED_JOB: &str = r#"{"status":{"state":"DONE","errorResult":{"reason":"invalid","message":"bad"}}}"#;
 const BAD_CRC: Tampering = Tampering { hash: Some("crc32c=AAAAAA=="), ..BASE.tampering };
+/// A `Content-Length` far past the object: the download ends short of what Storage promised.
+const SHORT_DOWNLOAD: Tampering = Tampering { content_length: Some(1 << 40), ..BASE.tampering };
 const STORAGE_LOG: &[u8] = b"\"bucket\",\"storage_byte_hours\"\n\"b\",\"1\"\n";
 
 /// Every scenario. A new one here is played by every runner.
@@ -198,6 +200,20 @@ pub fn scenarios() -> Vec<Scenario> {
                 requests: Requests::Begin(&[GetJob, GetJob, Initiate, Download]),
                 says: &["_r2\""],
                 ..LOADED
+            }],
+            ..BASE
+        },
+        Scenario {
+            name: "a download shorter than its length loads nothing",
+            config: &[("GCR_USAGE_WAIT_SECONDS", "0")],
+            tampering: SHORT_DOWNLOAD,
+            timing: Timing::BudgetBound,
+            deliveries: &[Expect {
+                status: 503,
+                outcome: "upstream-unavailable",
+                retries: None,
+                says: &["the download ended after", "of 1099511627776 bytes", "nothing was loaded"],
+                ..FAILED
             }],
             ..BASE
         },
