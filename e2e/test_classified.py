@@ -17,11 +17,13 @@ import pytest
 import events
 import expected
 from conftest import require_loader, watched
+from cutoff_proxy import CutOffProxy
 from stack import Stack, http_json, loader_only
 from test_views import CLIENT_COLUMNS, DAILY_COLUMNS, EVENT_COLUMNS, IMAGE_COLUMNS, by
 from viewrun import VIEW_FILES, run_file, select
 
 DATASET = "classified"
+CUT_DATASET = "cut_off"
 REPORT = events.REPO_ROOT / "fixtures" / "report" / "report.json"
 USAGE_LOGS = [f for f in expected.log_files() if f.kind == "usage"]
 ANSWERS: dict[str, dict] = {}
@@ -97,3 +99,28 @@ def test_views_over_the_uploaded_events_give_the_cli_answers(loader: Stack, emul
     assert by(images, "registry_host", "repository") == by(report["images"], "registry_host", "repository")
     clients = select(emulators, DATASET, "top_clients", CLIENT_COLUMNS)
     assert by(clients, "client_ip") == by(report["clients_by_pulls"], "client_ip")
+
+
+def test_a_download_cut_off_part_way_is_read_again_and_loaded_once(emulators: Stack) -> None:
+    """Storage's connection closes half-way through the first download (the head promised the
+    whole object): under a real `wasmtime serve`, the component's read of the body fails, the
+    half-written upload is abandoned, and the retry reads the object again from its start."""
+    require_loader()
+    emulators.create_dataset(CUT_DATASET)
+    entry = USAGE_LOGS[0]
+    overrides = {"GCR_USAGE_MODE": "classified", "GCR_USAGE_DATASET": CUT_DATASET}
+    with CutOffProxy(emulators.gcs_url, cuts=1) as proxy, \
+            loader_only(emulators.bigquery_url, proxy.url, overrides, name="wasmtime-serve-cut-off") as running, \
+            watched(running):
+        running.objects = emulators.objects
+        body = deliver(running, entry.object)
+    assert (len(proxy.state.cut), proxy.state.downloads) == (1, 2), (proxy.state, body)
+    assert body["outcome"] == "loaded", body
+    assert body["retries"]["count"] == 1, body
+    last = body["retries"]["last"]
+    assert f"reading gs://{emulators.bucket}/{entry.object} failed after" in last, last
+    assert last.endswith("nothing of it was loaded"), last
+    counts = body["counts"]
+    assert counts["records"] == entry.data_rows, body
+    rows = emulators.query(f"SELECT COUNT(*) AS n FROM `{emulators.project}.{CUT_DATASET}.registry_events`")
+    assert int(rows[0]["n"]) == body["rows"] == counts["events"], (rows, body)

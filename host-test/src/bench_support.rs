@@ -122,6 +122,27 @@ impl FiguresTable {
     }
 }
 
+/// The configuration of the benchmarks' classified loads, in the component and natively.
+const CLASSIFIED_LOAD_ENV: [(&str, &str); 5] = [
+    ("GCR_USAGE_PROJECT", "demo-project"),
+    ("GCR_USAGE_BUCKETS", "demo-gcr-logs"),
+    ("GCR_USAGE_AUTH", "none"),
+    ("GCR_USAGE_MODE", "classified"),
+    ("GCR_USAGE_WAIT_SECONDS", "3600"),
+];
+
+/// The load [`classified_load`] times, done by the core natively against the same fake
+/// ([`crate::native::classified_load`]): seconds and events.
+pub fn native_classified_load(bytes: &[u8], name: &str) -> Result<(f64, u64), String> {
+    let mut google = gcr_usage_fake_google::Google::new();
+    google.count_uploads_only();
+    google.object("demo-gcr-logs", name, 1, bytes.to_vec());
+    let object = gcr_usage_core::ObjectRef { bucket: "demo-gcr-logs".into(), name: name.into(), generation: Some(1) };
+    let (outcome, took) = crate::native::classified_load(&mut google, &CLASSIFIED_LOAD_ENV, object);
+    let outcome = outcome.map_err(|e| format!("the core refused the load: {e}"))?;
+    Ok((took.as_secs_f64(), outcome.counts.map_or(0, |c| c.events)))
+}
+
 /// One classified load of a usage log through the component in the harness: path (e) of
 /// `classify_bench`, and `examples/component_pass.rs`.
 pub struct ClassifiedLoad {
@@ -144,17 +165,14 @@ pub fn classified_load(bytes: &[u8], name: &str, metering: Metering) -> Result<C
     google.lock().count_uploads_only();
     google.object("demo-gcr-logs", name, 1, bytes.to_vec());
     google.install(&upstream);
-    let harness = match metering {
+    let mut harness = match metering {
         Metering::Fuel => Harness::new().fuel(u64::MAX / 4),
         Metering::Off => Harness::new().unmetered(),
     };
-    let harness = harness
-        .env("GCR_USAGE_PROJECT", "demo-project")
-        .env("GCR_USAGE_BUCKETS", "demo-gcr-logs")
-        .env("GCR_USAGE_AUTH", "none")
-        .env("GCR_USAGE_MODE", "classified")
-        .env("GCR_USAGE_WAIT_SECONDS", "3600")
-        .upstream(upstream);
+    for (name, value) in CLASSIFIED_LOAD_ENV {
+        harness = harness.env(name, value);
+    }
+    let harness = harness.upstream(upstream);
     block_on(harness.call_load(object_ref("other-bucket", name, Some(1)))).map_err(|e| format!("{e:?}"))?;
     let started = std::time::Instant::now();
     let answer = block_on(harness.call_load(object_ref("demo-gcr-logs", name, Some(1))));

@@ -63,16 +63,22 @@ impl FakeGoogle {
     pub fn reply(&self) -> Reply {
         let me = self.clone();
         Reply::dynamic(move |r| match me.lock().answer(&as_http(r)) {
-            Exchange::Answered(response) => {
-                let mut reply = Reply::status(response.status().as_u16());
-                for (name, value) in response.headers() {
-                    reply = reply.header(name.as_str(), value.to_str().expect("the fake's headers are ASCII"));
-                }
-                reply.body(response.into_body())
+            Exchange::Answered(response) => scripted(response),
+            // The head keeps the fake's `content-length` (the whole body's), as a real cut-off does.
+            Exchange::BrokenOff(response) => {
+                scripted(response).breaks_off(|| crate::UpstreamError::ConnectionTerminated)
             }
             Exchange::Lost(_) => Reply::fail(|| crate::UpstreamError::ConnectionTerminated),
         })
     }
+}
+
+fn scripted(response: http::Response<bytes::Bytes>) -> Reply {
+    let mut reply = Reply::status(response.status().as_u16());
+    for (name, value) in response.headers() {
+        reply = reply.header(name.as_str(), value.to_str().expect("the fake's headers are ASCII"));
+    }
+    reply.body(response.into_body())
 }
 
 fn as_http(r: &RecordedRequest) -> http::Request<bytes::Bytes> {

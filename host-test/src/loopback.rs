@@ -56,9 +56,22 @@ fn serve_connection(stream: TcpStream, google: &Mutex<Google>) {
     let mut reader = BufReader::with_capacity(256 << 10, stream);
     while let Ok(Some(request)) = read_request(&mut reader) {
         let exchange = google.lock().map(|mut g| g.answer(&request));
-        let Ok(Exchange::Answered(response)) = exchange else { return }; // a lost answer: hang up
-        if write_response(&mut writer, &response).is_err() {
-            return;
+        match exchange {
+            Ok(Exchange::Answered(response)) => {
+                let length = response.body().len();
+                if write_response(&mut writer, &response, length).is_err() {
+                    return;
+                }
+            }
+            // The head promises the whole body; the connection closes after what it holds.
+            Ok(Exchange::BrokenOff(response)) => {
+                let promised = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+                let promised = promised.and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+                let _ = write_response(&mut writer, &response, promised);
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Ok(Exchange::Lost(_)) | Err(_) => return, // a lost answer: hang up
         }
     }
 }
@@ -126,7 +139,12 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
     }
 }
 
-fn write_response(writer: &mut TcpStream, response: &http::Response<bytes::Bytes>) -> std::io::Result<()> {
+/// The head, saying `content-length: length`, and the body.
+fn write_response(
+    writer: &mut TcpStream,
+    response: &http::Response<bytes::Bytes>,
+    length: usize,
+) -> std::io::Result<()> {
     let status = response.status();
     let mut head = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
     for (name, value) in response.headers() {
@@ -134,7 +152,7 @@ fn write_response(writer: &mut TcpStream, response: &http::Response<bytes::Bytes
             head.push_str(&format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes())));
         }
     }
-    head.push_str(&format!("content-length: {}\r\n\r\n", response.body().len()));
+    head.push_str(&format!("content-length: {length}\r\n\r\n"));
     writer.write_all(head.as_bytes())?;
     writer.write_all(response.body())
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use gcr_usage_core::Config;
 use gcr_usage_core::instance::InstanceState;
-use gcr_usage_core::service::{self, Io, Request};
-use gcr_usage_core::session::Reply;
+use gcr_usage_core::service::{self, Io, Request, Streamed};
+use gcr_usage_core::session::{NoAnswer, Reply};
+use gcr_usage_fake_google::Google;
 use gcr_usage_fake_google::scenario::Scenario;
-use gcr_usage_fake_google::{Exchange, Google};
 use serde_json::Value;
 
 /// Virtual latency of every request: sends cost time, as they do on a network.
@@ -25,10 +25,16 @@ struct FakeIo<'g> {
 impl Io for FakeIo<'_> {
     fn send(&mut self, request: http::Request<Vec<u8>>, _timeout: Duration) -> Reply {
         self.now_ms += LATENCY_MS;
-        match self.google.answer(&request) {
-            Exchange::Answered(response) => Reply::Response(response.map(|body| body.to_vec())),
-            Exchange::Lost(words) => Reply::Failed(words),
+        match self.google.answer(&request).whole() {
+            Ok(response) => Reply::Response(response.map(|body| body.to_vec())),
+            Err(words) => Reply::Failed(words),
         }
+    }
+    /// Streams, so that a body broken off part-way fails a read, as it does in the component.
+    fn open(&mut self, request: http::Request<Vec<u8>>, _timeout: Duration) -> Result<Streamed, NoAnswer> {
+        self.now_ms += LATENCY_MS;
+        let (head, body) = self.google.answer(&request).streamed().map_err(NoAnswer::Failed)?;
+        Ok(Streamed { status: head.status.as_u16(), headers: head.headers, body: Box::new(body) })
     }
     fn sleep(&mut self, duration: Duration) {
         self.now_ms += duration.as_millis() as u64;
@@ -46,6 +52,23 @@ impl Io for FakeIo<'_> {
         self.random ^= self.random << 17;
         self.random
     }
+}
+
+/// One classified load of `gs://BUCKET/NAME` (generation 1, stored in `google`) by the core
+/// in-process, with `config` as the component's environment: the same whole load the component
+/// does in the harness (download, CRC32C, reader, classify, NDJSON, upload chunks) against the
+/// same fake, so that `classify_bench` can tell the cost of WebAssembly from that of the work.
+/// The load's outcome and its wall time (the fake's answers included, as in the harness).
+pub fn classified_load(
+    google: &mut Google,
+    config: &[(&str, &str)],
+    object: gcr_usage_core::ObjectRef,
+) -> (Result<gcr_usage_core::outcome::Outcome, String>, Duration) {
+    let config = Config::from_env(|k| config.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+    let mut io = FakeIo { google, now_ms: 1_000, random: 0x9E37_79B9_7F4A_7C15 };
+    let started = std::time::Instant::now();
+    let result = service::load_object(config, object, &mut io, &mut Default::default());
+    (result.load.map_err(|e| e.to_string()), started.elapsed())
 }
 
 /// Delivery `n` of `scenario`'s event to the core, against `google`: the answer's status and

@@ -130,6 +130,8 @@ enum Action {
         status: u16,
         headers: Vec<(HeaderName, HeaderValue)>,
         body: Bytes,
+        /// After the body's bytes, the connection fails with this (see [`Reply::breaks_off`]).
+        breaks_off: Option<fn() -> Error>,
     },
     /// A transport failure (`fn` because `wasmtime_wasi_http::Error` is not `Clone` and the last
     /// reply of a rule repeats).
@@ -165,7 +167,7 @@ impl Reply {
     /// An empty response with this status.
     pub fn status(status: u16) -> Self {
         Reply {
-            action: Action::Respond { status, headers: Vec::new(), body: Bytes::new() },
+            action: Action::Respond { status, headers: Vec::new(), body: Bytes::new(), breaks_off: None },
             delay: Duration::ZERO,
             before_body: false,
         }
@@ -215,6 +217,17 @@ impl Reply {
     pub fn body(mut self, bytes: impl Into<Bytes>) -> Self {
         if let Action::Respond { body, .. } = &mut self.action {
             *body = bytes.into();
+        }
+        self
+    }
+
+    /// The body's bytes arrive, then the connection fails with `make()` instead of ending: a
+    /// transfer cut off part-way. The guest reads the bytes, then its next read of the body
+    /// fails with that `error-code`. Set the `content-length` the head promised with
+    /// [`Reply::header`] (else it is the length of the bytes that arrived).
+    pub fn breaks_off(mut self, make: fn() -> Error) -> Self {
+        if let Action::Respond { breaks_off, .. } = &mut self.action {
+            *breaks_off = Some(make);
         }
         self
     }
@@ -475,6 +488,7 @@ impl FakeUpstream {
                 UNMATCHED_STATUS,
                 &[],
                 Bytes::from(format!("gcr-usage-host-test: no FakeUpstream rule matched {recorded}")),
+                None,
             ));
         };
         while let Action::Dynamic(f) = &reply.action {
@@ -490,7 +504,7 @@ impl FakeUpstream {
         }
         tokio::time::sleep(reply.delay).await;
         match reply.action {
-            Action::Respond { status, headers, body } => Ok(response(status, &headers, body)),
+            Action::Respond { status, headers, body, breaks_off } => Ok(response(status, &headers, body, breaks_off)),
             Action::Fail(make) => Err(make()),
             Action::Hang | Action::Dynamic(_) => unreachable!("handled above"),
         }
@@ -533,13 +547,48 @@ pub(crate) fn describe_unmatched(unmatched: &[RecordedRequest]) -> String {
     msg
 }
 
-fn response(status: u16, headers: &[(HeaderName, HeaderValue)], body: Bytes) -> http::Response<WasiBody> {
+/// A scripted response; its `content-length` is the body's unless the script set one.
+fn response(
+    status: u16,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Bytes,
+    breaks_off: Option<fn() -> Error>,
+) -> http::Response<WasiBody> {
     let mut builder = http::Response::builder().status(status);
     for (k, v) in headers {
         builder = builder.header(k, v);
     }
-    builder = builder.header(http::header::CONTENT_LENGTH, body.len());
-    builder.body(Full::new(body).map_err(|never| match never {}).boxed_unsync()).expect("scripted response is valid")
+    if !headers.iter().any(|(k, _)| *k == http::header::CONTENT_LENGTH) {
+        builder = builder.header(http::header::CONTENT_LENGTH, body.len());
+    }
+    let body = match breaks_off {
+        None => Full::new(body).map_err(|never| match never {}).boxed_unsync(),
+        Some(make) => BrokenOff { data: Some(body), error: Some(make) }.boxed_unsync(),
+    };
+    builder.body(body).expect("scripted response is valid")
+}
+
+/// A body that yields its bytes in one frame, then fails: what hyper's client hands on when the
+/// connection resets before the promised length.
+struct BrokenOff {
+    data: Option<Bytes>,
+    error: Option<fn() -> Error>,
+}
+
+impl hyper::body::Body for BrokenOff {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Error>>> {
+        let frame = match self.data.take() {
+            Some(data) => Some(Ok(hyper::body::Frame::data(data))),
+            None => self.error.take().map(|make| Err(make())),
+        };
+        std::task::Poll::Ready(frame)
+    }
 }
 
 impl WasiHttpHooks for FakeUpstream {

@@ -169,7 +169,7 @@ impl Uploader {
                 Ok(None) => break,
                 Err(SourceError::Io(e)) => {
                     let end = UploadEnd::Transient(format!(
-                        "reading {} failed after {} records: {e}",
+                        "reading {} failed after {} records: {e}; nothing of it was loaded",
                         object.gs_uri(),
                         reader.records()
                     ));

@@ -17,6 +17,55 @@ pub enum Exchange {
     Answered(http::Response<Bytes>),
     /// No answer: the connection failed with these words (the request may have taken effect).
     Lost(String),
+    /// The answer's head arrived, promising its whole body (`Content-Length`), but only the
+    /// body bytes this response holds came before the connection reset. A runner delivers
+    /// them, then fails the body's next read with a transport error.
+    BrokenOff(http::Response<Bytes>),
+}
+
+impl Exchange {
+    /// The exchange as a client that reads the whole answer sees it: the response, or the
+    /// words of the failure (a body broken off is one: the client never had the answer).
+    pub fn whole(self) -> Result<http::Response<Bytes>, String> {
+        match self {
+            Exchange::Answered(response) => Ok(response),
+            Exchange::BrokenOff(_) => Err(BROKEN_OFF.into()),
+            Exchange::Lost(words) => Err(words),
+        }
+    }
+
+    /// The exchange as a client that streams the body sees it: the head and the body as a
+    /// reader, whose read past the bytes of a body broken off fails (`ConnectionReset`).
+    pub fn streamed(self) -> Result<(http::response::Parts, StreamedBody), String> {
+        let (response, broken) = match self {
+            Exchange::Answered(response) => (response, false),
+            Exchange::BrokenOff(response) => (response, true),
+            Exchange::Lost(words) => return Err(words),
+        };
+        let (head, body) = response.into_parts();
+        Ok((head, StreamedBody { bytes: std::io::Cursor::new(body), broken }))
+    }
+}
+
+/// What a native client's read of a body broken off fails with.
+const BROKEN_OFF: &str = "connection reset before the end of the body";
+
+/// A response body as [`Exchange::streamed`] hands it out.
+#[derive(Debug)]
+pub struct StreamedBody {
+    bytes: std::io::Cursor<Bytes>,
+    broken: bool,
+}
+
+impl std::io::Read for StreamedBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.bytes.read(buf)? {
+            0 if self.broken && !buf.is_empty() => {
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, BROKEN_OFF))
+            }
+            n => Ok(n),
+        }
+    }
 }
 
 /// A scripted deviation from the normal answer, consumed by the next request to its endpoint
@@ -33,6 +82,9 @@ pub enum Fault {
     /// DONE job with this many rows appears under the job id it names (use on `Initiate`, so
     /// the upload's last chunk meets a 409, as two concurrent deliveries would).
     FinishedElsewhere(u64),
+    /// The answer is sent, but the connection resets after this many bytes of its body (a
+    /// download cut off part-way: [`Exchange::BrokenOff`]).
+    BodyBreaksAfter(usize),
 }
 
 /// Answers that lie about the object or the session, for the checks that must catch them.
@@ -207,6 +259,10 @@ impl Google {
                 let job = call.job();
                 self.jobs.insert(job.job_id.clone(), job_resource(&job, "DONE", Some(rows), None));
                 Exchange::Answered(self.serve(&call))
+            }
+            Some(Fault::BodyBreaksAfter(n)) => {
+                let (head, body) = self.serve(&call).into_parts();
+                Exchange::BrokenOff(http::Response::from_parts(head, body.slice(..n.min(body.len()))))
             }
         }
     }
@@ -468,11 +524,31 @@ mod tests {
         assert_eq!(google.violations().len(), 1, "{:?}", google.violations());
     }
 
+    #[test]
+    fn a_body_broken_off_keeps_the_whole_head_and_the_first_bytes() {
+        let mut google = Google::new();
+        google.object("b", "log", 7, b"0123456789".to_vec());
+        google.fault(Endpoint::Download, Fault::BodyBreaksAfter(4));
+        let broken = get(&mut google, "/download/storage/v1/b/b/o/log?alt=media");
+        let Exchange::BrokenOff(response) = broken else { panic!("{broken:?}") };
+        assert_eq!((response.status(), response.body().as_ref()), (http::StatusCode::OK, &b"0123"[..]));
+        assert_eq!(response.headers()["content-length"], "10", "the head promises the whole object");
+        assert_eq!(response.headers()["x-goog-hash"], crc32c_header(b"0123456789"));
+        let (head, mut body) = Exchange::BrokenOff(response).streamed().expect("a head");
+        assert_eq!(head.status, 200);
+        let mut read = vec![0; 3];
+        assert_eq!(std::io::Read::read(&mut body, &mut read).unwrap(), 3);
+        let mut rest = Vec::new();
+        let error = std::io::Read::read_to_end(&mut body, &mut rest).unwrap_err();
+        assert_eq!((rest, error.kind()), (b"3".to_vec(), std::io::ErrorKind::ConnectionReset));
+        let again = get(&mut google, "/download/storage/v1/b/b/o/log?alt=media");
+        assert!(matches!(again, Exchange::Answered(r) if r.body().as_ref() == b"0123456789"), "one break only");
+    }
+
     /// One resumable upload in two chunks (and a chunk out of order): what the fake answers.
     fn upload(google: &mut Google) -> (Vec<u16>, Value) {
-        let answer = |google: &mut Google, request: http::Request<Vec<u8>>| match google.answer(&request) {
-            Exchange::Answered(r) => r,
-            Exchange::Lost(why) => panic!("lost: {why}"),
+        let answer = |google: &mut Google, request: http::Request<Vec<u8>>| {
+            google.answer(&request).whole().unwrap_or_else(|why| panic!("no answer: {why}"))
         };
         let body = br#"{"jobReference":{"projectId":"p","jobId":"j1"},"configuration":{"load":{}}}"#.to_vec();
         let initiate = http::Request::post(

@@ -18,4 +18,4 @@ pub mod scenario;
 
 pub use answers::{JobRef, crc32c_header, duplicate_job, google_error, job_resource};
 pub use endpoint::Endpoint;
-pub use google::{Exchange, Fault, Google, Seen, Tampering};
+pub use google::{Exchange, Fault, Google, Seen, StreamedBody, Tampering};

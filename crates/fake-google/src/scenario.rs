@@ -218,6 +218,20 @@ pub fn scenarios() -> Vec<Scenario> {
             ..BASE
         },
         Scenario {
+            // The first session already holds chunks of events when the body breaks; it is
+            // left unfinished (no job), and the retry starts a new one from the object's start.
+            name: "a download broken off part-way is read again from the start and loads once",
+            log: Log::Grown(1_200 << 10),
+            faults: &[(Download, Fault::BodyBreaksAfter(700 << 10))],
+            deliveries: &[Expect {
+                retries: Some(1),
+                requests: Requests::Begin(&[GetJob, Initiate, Download, Chunk, Chunk]),
+                says: &["failed after", "records", "nothing of it was loaded"],
+                ..LOADED
+            }],
+            ..BASE
+        },
+        Scenario {
             name: "a corrupted download loads nothing",
             config: &[("GCR_USAGE_WAIT_SECONDS", "0")],
             tampering: BAD_CRC,

@@ -8,7 +8,7 @@
 use super::*;
 
 use gcr_usage_fake_google::logs::{BUCKET, USAGE_GENERATION as GENERATION, USAGE_NAME as NAME, fixture_log};
-use gcr_usage_fake_google::{Endpoint, Exchange, Fault, Google, Tampering};
+use gcr_usage_fake_google::{Endpoint, Fault, Google, Tampering};
 use serde_json::Value;
 
 use crate::config::Config;
@@ -39,10 +39,16 @@ impl Fake {
 impl Io for Fake {
     fn send(&mut self, request: http::Request<Vec<u8>>, _timeout: Duration) -> Reply {
         self.now_ms += 20;
-        match self.google.answer(&request) {
-            Exchange::Answered(response) => Reply::Response(response.map(|body| body.to_vec())),
-            Exchange::Lost(words) => Reply::Failed(words),
+        match self.google.answer(&request).whole() {
+            Ok(response) => Reply::Response(response.map(|body| body.to_vec())),
+            Err(words) => Reply::Failed(words),
         }
+    }
+    /// Streams, so that a body broken off part-way fails a read, as it does in the component.
+    fn open(&mut self, request: http::Request<Vec<u8>>, _timeout: Duration) -> Result<Streamed, NoAnswer> {
+        self.now_ms += 20;
+        let (head, body) = self.google.answer(&request).streamed().map_err(NoAnswer::Failed)?;
+        Ok(Streamed { status: head.status.as_u16(), headers: head.headers, body: Box::new(body) })
     }
     fn sleep(&mut self, d: Duration) {
         self.now_ms += d.as_millis() as u64;
@@ -159,6 +165,28 @@ fn a_truncated_download_loads_nothing() {
     let error = run(&mut fake, &[("GCR_USAGE_WAIT_SECONDS", "0")]).load.unwrap_err();
     assert!(error.message().contains("the download ended after"), "{error}");
     assert!(fake.google.job_ids().is_empty());
+}
+
+#[test]
+fn a_download_broken_off_on_every_try_loads_nothing_and_says_how_far_it_read() {
+    let log = fixture();
+    let half = log.len() / 2;
+    let complete_records = log[..half].iter().filter(|&&b| b == b'\n').count() - 1;
+    let mut fake = Fake::new(log);
+    for _ in 0..20 {
+        fake.google.fault(Endpoint::Download, Fault::BodyBreaksAfter(half));
+    }
+    let error = run(&mut fake, &[("GCR_USAGE_WAIT_SECONDS", "0")]).load.unwrap_err();
+    let words = format!(
+        "reading {} failed after {complete_records} records: connection reset before the end of the body; \
+         nothing of it was loaded",
+        object().gs_uri()
+    );
+    assert!(error.message().contains(&words), "{error}");
+    assert_eq!(error.kind(), "upstream-unavailable", "{error}");
+    assert!(fake.google.faults_left() < 20, "no download was tried");
+    assert!(fake.google.faults_left() > 0, "every try met a broken body");
+    assert!(fake.google.job_ids().is_empty(), "a job was made from part of the object");
 }
 
 #[test]

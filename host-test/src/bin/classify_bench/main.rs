@@ -11,7 +11,10 @@
 //!    reference; reports best and median as MB/s (10^6 bytes of log per second) and rows/s.
 //! 3. Runs `bench/classify_baseline.py` (csv + re + json, the same work as (c)) with `python3`
 //!    (or `$GCR_USAGE_BENCH_PYTHON`) for the same number of runs, and prints native/Python ratios.
-//! 4. (f) Runs the component under a real `wasmtime serve` ([`serve`]) and (g) the release CLI's
+//! 4. (e) Runs the component's whole classified load in the harness, with fuel and (e') without,
+//!    interleaved with (c*) the same load by the core natively against the same fake (what the
+//!    component costs beyond the work itself);
+//!    (f) runs it under a real `wasmtime serve` ([`serve`]) and (g) the release CLI's
 //!    `gcr-usage report` over the same log and over a 1 GiB one ([`cli`]).
 //! 5. Measures peak RSS growth (`VmHWM` in `/proc/self/status`, before and after) of path (c)
 //!    in fresh child processes, for a tenth of the file and for all of it, with the default
@@ -30,7 +33,7 @@ use gcr_usage_core::ObjectRef;
 use gcr_usage_core::ndjson::{self, LineBuffer, Lines};
 use gcr_usage_core::usage::{ClientMemo, Dedup, ReaderOptions, UsageLogReader, classify_with};
 use gcr_usage_host_test::bench_support::{
-    FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, open, target_dir,
+    FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, native_classified_load, open, target_dir,
 };
 use gcr_usage_host_test::synth::{self, SynthStats};
 use gcr_usage_host_test::{Metering, group_digits as group, workspace_root};
@@ -305,6 +308,8 @@ fn python_baseline(log: &Path, runs: usize) -> Result<Python, String> {
 /// the count of work that does not move with the machine), and (e') without, as `wasmtime
 /// serve` runs the component — the wall time comparable to (f).
 struct Harnessed {
+    /// (c*) The same whole load by the core natively, against the same fake.
+    native: Figures,
     metered: Figures,
     unmetered: Figures,
     /// Fuel per byte of log, of the metered runs.
@@ -319,8 +324,13 @@ fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<Harnessed> {
         return None;
     }
     let bytes = std::fs::read(log).ok()?;
-    let (mut metered, mut unmetered, mut rows, mut fuel, mut peak) = (Vec::new(), Vec::new(), 0, 0, 0);
+    let (mut native, mut metered, mut unmetered, mut rows, mut fuel, mut peak) =
+        (Vec::new(), Vec::new(), Vec::new(), 0, 0, 0);
     for _ in 0..runs {
+        let (seconds, events) = native_classified_load(&bytes, name).unwrap_or_else(|e| panic!("{e}"));
+        native.push(seconds);
+        assert!(rows == 0 || rows == events, "every run classified as many rows");
+        rows = events;
         for metering in [Metering::Fuel, Metering::Off] {
             let load = classified_load(&bytes, name, metering).unwrap_or_else(|e| panic!("{e}"));
             match metering {
@@ -336,6 +346,7 @@ fn wasmtime_figures(log: &Path, name: &str, runs: usize) -> Option<Harnessed> {
         }
     }
     Some(Harnessed {
+        native: Figures { seconds: native, rows },
         metered: Figures { seconds: metered, rows },
         unmetered: Figures { seconds: unmetered, rows },
         fuel_per_byte: fuel as f64 / bytes.len().max(1) as f64,
@@ -499,6 +510,7 @@ fn print_report(r: &Report<'_>) {
     }
     match r.wasmtime {
         Some(h) => {
+            line("(c*) the whole load natively, same fake", &h.native);
             line("(e) component in the harness, classified load", &h.metered);
             line("(e') the same without fuel metering", &h.unmetered);
             println!(
@@ -510,8 +522,12 @@ fn print_report(r: &Report<'_>) {
                 h.peak_memory as f64 / 1048576.0
             );
             println!(
-                "      (e') runs the same code without the fuel check in every block, as wasmtime serve and Spin do"
+                "      (e') runs the same code without the fuel check in every block, as wasmtime serve and Spin do;"
             );
+            println!(
+                "      (c*) is the core doing that whole load in-process, natively, against the same fake (what (e') costs"
+            );
+            println!("      beyond the work itself is WebAssembly's share)");
         }
         None => table.print_missing("(e) component in wasmtime", "no component built"),
     }
@@ -613,6 +629,18 @@ fn print_report(r: &Report<'_>) {
                 name,
                 c.best() / f.best(),
                 c.median() / f.median()
+            );
+        }
+        println!();
+    }
+    if let Some(h) = r.wasmtime.filter(|_| !component.is_empty()) {
+        println!("  component / the whole load natively (c*) (the same work: what WebAssembly and the host cost)");
+        for (name, f) in &component {
+            println!(
+                "    {:<42} {:>6.2}x best vs best, {:>6.2}x median vs median",
+                name,
+                h.native.best() / f.best(),
+                h.native.median() / f.median()
             );
         }
         println!();
