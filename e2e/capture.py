@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 Json = dict[str, Any]
@@ -71,6 +71,30 @@ def done_job(project: str, request: Json, output_rows: int) -> Json:
                      "outputBytes": "1904", "badRecords": "0"},
         },
     }
+
+
+class LoopbackServer:
+    """A stdlib HTTP server on a free loopback port, serving from a daemon thread while inside
+    ``with`` (the capture server and the proxies of the e2e tests)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str, queue: int = 5) -> None:
+        server = type("Server", (ThreadingHTTPServer,), {"daemon_threads": True, "request_queue_size": queue})
+        self._server = server(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
@@ -156,18 +180,12 @@ def make_handler(state: CaptureState) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class CaptureServer:
+class CaptureServer(LoopbackServer):
     """Context manager: the server on a free loopback port, in a daemon thread."""
 
     def __init__(self) -> None:
         self.state = CaptureState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bigquery-capture", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(make_handler(self.state), "bigquery-capture")
 
     @property
     def requests(self) -> list[Captured]:
@@ -177,12 +195,3 @@ class CaptureServer:
     def clear(self) -> None:
         with self.state.lock:
             self.state.requests.clear()
-
-    def __enter__(self) -> CaptureServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -44,11 +44,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from capture import read_request_body
+from capture import LoopbackServer, read_request_body
 
 Json = dict[str, Any]
 
@@ -171,11 +171,6 @@ def _job_named(path: str, body: bytes, upload_jobs: dict[str, str]) -> str:
         except (ValueError, AttributeError):
             return ""
     return ""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a burst of concurrent events must not meet a full accept queue
 
 
 def make_handler(state: ProxyState) -> type[BaseHTTPRequestHandler]:
@@ -317,7 +312,7 @@ def make_handler(state: ProxyState) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class ChaosProxy:
+class ChaosProxy(LoopbackServer):
     """Context manager: the proxy on a free loopback port, serving from a daemon thread."""
 
     def __init__(self, upstream: str, seed: int, rates: dict[str, float] | None = None, max_delay: float = 1.5,
@@ -325,13 +320,8 @@ class ChaosProxy:
                  outages: list[tuple[int, float]] | None = None) -> None:
         self.state = ProxyState(upstream.rstrip("/"), seed, dict(DEFAULT_RATES if rates is None else rates),
                                 max_delay, settle_timeout, serialise, list(outages or []))
-        self._server = _Server(("127.0.0.1", 0), make_handler(self.state))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="chaos-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        # A burst of concurrent events must not meet a full accept queue.
+        super().__init__(make_handler(self.state), "chaos-proxy", queue=128)
 
     def records(self) -> list[Record]:
         with self.state.stats_lock:
@@ -346,12 +336,3 @@ class ChaosProxy:
                                        for (kind, fault), n in sorted(self.state.faults_by_kind.items())},
                     "upstream_statuses": dict(sorted(self.state.statuses.items())),
                     "jobs_settled_under_lock": self.state.settled}
-
-    def __enter__(self) -> ChaosProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -14,11 +14,11 @@ import http.client
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from capture import read_request_body
+from capture import LoopbackServer, read_request_body
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 
@@ -30,10 +30,6 @@ class CutState:
     cut: list[str] = field(default_factory=list)  # paths of the downloads cut off
     downloads: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
 
 
 def make_handler(state: CutState) -> type[BaseHTTPRequestHandler]:
@@ -84,24 +80,9 @@ def make_handler(state: CutState) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class CutOffProxy:
+class CutOffProxy(LoopbackServer):
     """Context manager: the proxy on a free loopback port, serving from a daemon thread."""
 
     def __init__(self, upstream: str, cuts: int = 1) -> None:
         self.state = CutState(upstream.rstrip("/"), cuts)
-        self._server = _Server(("127.0.0.1", 0), make_handler(self.state))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="cutoff-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> CutOffProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(make_handler(self.state), "cutoff-proxy")
