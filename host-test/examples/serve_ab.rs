@@ -1,29 +1,13 @@
 //! An A/B of components where they run: `cargo run --release -p gcr-usage-host-test --example
 //! serve_ab -- LOG ROUNDS A.wasm B.wasm …` loads LOG (a usage log) through each component
-//! under a real `wasmtime serve` (path (f) of `classify_bench`, its [`serve`] module), two
+//! under a real `wasmtime serve` (path (f) of `classify_bench`, [`serve`]), two
 //! loads per server, alternating the components round by round so that the machine's drift
 //! hits all alike, and prints per component the medians of the wall and of wasmtime's CPU
 //! time (as MB/s of log) and of wasmtime's minor page faults a load. On this kind of VM single
-//! runs move 5–10%: compare medians of several rounds, never two single runs.
+//! runs move 5–10%: compare medians of several rounds, never two single runs. A `.cwasm`
+//! (`wasmtime compile` with settings of one's own) runs as it is, to compare compile settings.
 
-use gcr_usage_host_test::bench_support::Timed;
-
-/// `serve`'s figures type (in `classify_bench` it is the binary's own).
-#[derive(Clone)]
-pub(crate) struct Figures {
-    pub seconds: Vec<f64>,
-    #[allow(dead_code)]
-    pub rows: u64,
-}
-
-impl Timed for Figures {
-    fn seconds(&self) -> &[f64] {
-        &self.seconds
-    }
-}
-
-#[path = "../src/bin/classify_bench/serve.rs"]
-mod serve;
+use gcr_usage_host_test::under_serve as serve;
 
 /// One component's loads: wall seconds, wasmtime CPU seconds, minor faults, and its peak RSS.
 type Samples = (Vec<f64>, Vec<f64>, Vec<u64>, u64);
@@ -45,7 +29,7 @@ fn main() {
             let name_of = |run: usize| format!("classify-bench_usage_2024_03_11_14_00_00_{run:08x}_v0");
             let s = serve::serve_figures(std::path::Path::new(wasm), &log, name_of, 2)
                 .unwrap_or_else(|e| panic!("{wasm}: {e}"));
-            wall.extend(&s.figures.seconds);
+            wall.extend(&s.seconds);
             cpu.extend(&s.cpu_seconds);
             faults.extend(&s.minor_faults);
             *rss = (*rss).max(s.max_rss_kib);

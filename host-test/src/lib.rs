@@ -43,6 +43,7 @@ mod runtime;
 pub mod spin;
 pub mod synth;
 pub mod synth_audit;
+pub mod under_serve;
 mod upstream;
 
 pub use clock::{DEFAULT_WALL_START_UNIX_SECS, VirtualTime};

@@ -36,11 +36,11 @@ use gcr_usage_host_test::bench_support::{
     FiguresTable, Timed, classified_load, env_number, load_average, mb, mib, native_classified_load, open, target_dir,
 };
 use gcr_usage_host_test::synth::{self, SynthStats};
+use gcr_usage_host_test::under_serve as serve;
 use gcr_usage_host_test::{Metering, group_digits as group, workspace_root};
 use serde_json::Value;
 
 mod cli;
-mod serve;
 
 const MB_ENV: &str = "GCR_USAGE_BENCH_MB";
 const RUNS_ENV: &str = "GCR_USAGE_BENCH_RUNS";
@@ -146,7 +146,7 @@ fn main() {
         None => Err("no component built".to_string()),
     };
     if let Ok(s) = &serve {
-        assert_eq!(s.figures.rows, pass.rows, "wasmtime serve classified as many rows as the native reader");
+        assert_eq!(s.rows, pass.rows, "wasmtime serve classified as many rows as the native reader");
     }
     let reports = cli_reports(&dir, &log, runs);
     let memory = memory_table(&log, synth.bytes);
@@ -533,8 +533,8 @@ fn print_report(r: &Report<'_>) {
     }
     match r.serve {
         Ok(s) => {
-            line("(f) component under wasmtime serve, loopback", &s.figures);
-            let cpu = Figures { seconds: s.cpu_seconds.clone(), rows: s.figures.rows };
+            line("(f) component under wasmtime serve, loopback", &Figures { seconds: s.seconds.clone(), rows: s.rows });
+            let cpu = Figures { seconds: s.cpu_seconds.clone(), rows: s.rows };
             line("(f') the same, wasmtime's own CPU time", &cpu);
             println!(
                 "      (f) is deploy/serve.sh on the precompiled component ({}), one event per run, Storage and",
@@ -579,8 +579,9 @@ fn print_report(r: &Report<'_>) {
         vec![("(e) component in the harness", h.metered.clone()), ("(e') the same without fuel", h.unmetered.clone())]
     });
     let serve = r.serve.ok().map_or(vec![], |s| {
-        let cpu = Figures { seconds: s.cpu_seconds.clone(), rows: s.figures.rows };
-        vec![("(f) component under wasmtime serve", s.figures.clone()), ("(f') the same, wasmtime's CPU time", cpu)]
+        let wall = Figures { seconds: s.seconds.clone(), rows: s.rows };
+        let cpu = Figures { seconds: s.cpu_seconds.clone(), rows: s.rows };
+        vec![("(f) component under wasmtime serve", wall), ("(f') the same, wasmtime's CPU time", cpu)]
     });
     let component: Vec<(&str, Figures)> = harness.into_iter().chain(serve).collect();
     if let Ok(py) = r.python {

@@ -1,4 +1,5 @@
-//! (f) The component under a real `wasmtime serve`: `deploy/serve.sh` on the component
+//! The component under a real `wasmtime serve` (path (f) of `classify_bench`, and
+//! `examples/serve_ab.rs`): `deploy/serve.sh` on the component
 //! precompiled by `serve.sh --compile`, exactly as the container runs it, with Storage and
 //! BigQuery served by the shared fake over loopback HTTP ([`LoopbackGoogle`]).
 //!
@@ -16,19 +17,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gcr_usage_fake_google::Google;
-use gcr_usage_host_test::bench_support::target_dir;
-use gcr_usage_host_test::child_usage::{cpu_seconds_of, minor_faults_of, peak_rss_kib_of};
-use gcr_usage_host_test::loopback::LoopbackGoogle;
-use gcr_usage_host_test::workspace_root;
 use serde_json::Value;
 
-use crate::Figures;
+use crate::bench_support::target_dir;
+use crate::child_usage::{cpu_seconds_of, minor_faults_of, peak_rss_kib_of};
+use crate::loopback::LoopbackGoogle;
+use crate::workspace_root;
 
 const BUCKET: &str = "demo-gcr-logs";
 
 /// What the real host did over the runs.
 pub struct Serve {
-    pub figures: Figures,
+    /// Wall seconds per run, from the event sent to the answer read.
+    pub seconds: Vec<f64>,
+    /// Events each run loaded.
+    pub rows: u64,
     /// wasmtime's CPU seconds per run (user + system, every thread).
     pub cpu_seconds: Vec<f64>,
     /// wasmtime's minor page faults per run: fresh memory it touched (the kernel zeroes each
@@ -53,16 +56,22 @@ pub fn serve_figures(
         .map_err(|e| format!("cannot run {wasmtime}: {e} (set WASMTIME, or `cargo xtask bench` installs it)"))?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
     let serve_sh = workspace_root().join("deploy").join("serve.sh");
-    let cwasm = target_dir().join("classify-bench").join("gcr_usage_loader.cwasm");
-    let compiled = Command::new("bash")
-        .arg(&serve_sh)
-        .args(["--compile".as_ref(), wasm.as_os_str(), cwasm.as_os_str()])
-        .env("WASMTIME", &wasmtime)
-        .output()
-        .map_err(|e| format!("serve.sh --compile: {e}"))?;
-    if !compiled.status.success() {
-        return Err(format!("serve.sh --compile failed: {}", String::from_utf8_lossy(&compiled.stderr)));
-    }
+    // A component compiled already (`serve_ab` comparing compile settings) runs as it is.
+    let cwasm = if wasm.extension().is_some_and(|e| e == "cwasm") {
+        wasm.to_path_buf()
+    } else {
+        let cwasm = target_dir().join("classify-bench").join("gcr_usage_loader.cwasm");
+        let compiled = Command::new("bash")
+            .arg(&serve_sh)
+            .args(["--compile".as_ref(), wasm.as_os_str(), cwasm.as_os_str()])
+            .env("WASMTIME", &wasmtime)
+            .output()
+            .map_err(|e| format!("serve.sh --compile: {e}"))?;
+        if !compiled.status.success() {
+            return Err(format!("serve.sh --compile failed: {}", String::from_utf8_lossy(&compiled.stderr)));
+        }
+        cwasm
+    };
 
     let mut google = Google::new();
     // The uploads are counted, not kept: holding and copying ~400 MB of NDJSON a run made the
@@ -92,8 +101,7 @@ pub fn serve_figures(
     let result = measure(&mut server, port, runs, &name_of, log.len());
     let _ = server.kill();
     let _ = server.wait();
-    let (figures, cpu_seconds, minor_faults, max_rss_kib) = result?;
-    Ok(Serve { figures, cpu_seconds, minor_faults, max_rss_kib, wasmtime: version })
+    Ok(Serve { wasmtime: version, ..result? })
 }
 
 fn measure(
@@ -102,7 +110,7 @@ fn measure(
     runs: usize,
     name_of: &impl Fn(usize) -> String,
     size: usize,
-) -> Result<(Figures, Vec<f64>, Vec<u64>, u64), String> {
+) -> Result<Serve, String> {
     // serve.sh `exec`s wasmtime, so the child's pid is wasmtime's.
     let pid = server.id();
     wait_listening(server, port)?;
@@ -123,7 +131,7 @@ fn measure(
         rows = events_in(&answer).ok_or_else(|| format!("no event count in the answer: {answer}"))?;
     }
     let rss = peak_rss_kib_of(pid).unwrap_or(0);
-    Ok((Figures { seconds, rows }, cpu, faults, rss))
+    Ok(Serve { seconds, rows, cpu_seconds: cpu, minor_faults: faults, max_rss_kib: rss, wasmtime: String::new() })
 }
 
 /// The bare object resource, the simplest event shape the loader takes.
