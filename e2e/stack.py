@@ -23,7 +23,9 @@ Environment:
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -90,6 +92,25 @@ def http_json(method: str, url: str, body: Any = None, *, content_type: str = "a
 def fixture_log_files() -> list[Path]:
     """Every fixture log object (file name = object name)."""
     return sorted(p for p in LOGS_DIR.iterdir() if p.is_file() and not p.name.endswith(".md"))
+
+
+def tagged_log(data: bytes, index: int, rows: int = 0) -> tuple[bytes, int]:
+    """The fixture log with every request id made unique to object ``index`` (``_`` + 5 digits
+    appended); with ``rows``, its data rows repeated up to that many (ids then also carry the
+    copy number). The bytes of each row are otherwise the fixture's: quoting, line ends."""
+    newline = b"\r\n" if b"\r\n" in data else b"\n"
+    header, *lines = [line for line in data.split(newline) if line]
+    column = next(csv.reader([header.decode()])).index("s_request_id")
+    out = [header]
+    for n in range(rows or len(lines)):
+        copy, line = divmod(n, len(lines))
+        fields = next(csv.reader(io.StringIO(lines[line].decode())))
+        assert len(fields) == 17 and lines[line].count(f'"{fields[column]}"'.encode()) == 1, lines[line]
+        new = f"{fields[column]}{f'c{copy:03d}' if rows else ''}_{index:05d}"
+        out.append(lines[line].replace(f'"{fields[column]}"'.encode(), f'"{new}"'.encode()))
+    ids = [next(csv.reader([line.decode()]))[column] for line in out[1:]]
+    assert len(set(ids)) == len(ids), f"request ids of object {index} not unique"
+    return newline.join(out) + newline, len(out) - 1
 
 
 def venv_home() -> Path:

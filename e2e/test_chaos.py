@@ -27,9 +27,7 @@ concurrency failures (the test then fails on them: they are not the loader's).
 
 from __future__ import annotations
 
-import csv
 import http.client
-import io
 import math
 import json
 import os
@@ -50,7 +48,7 @@ import events
 import expected
 from chaos_proxy import ChaosProxy
 from conftest import require_loader, watched
-from stack import LOGS_DIR, Stack, loader_only
+from stack import LOGS_DIR, Stack, loader_only, tagged_log
 
 SEED = int(os.environ.get("GCR_USAGE_CHAOS_SEED") or 20240311)
 OBJECTS = {"raw": 200, "classified": 150, "both": 120}
@@ -107,25 +105,6 @@ class Chain:
 # objects
 
 
-def _tagged(data: bytes, index: int, rows: int = 0) -> tuple[bytes, int]:
-    """The fixture log with every request id made unique to object ``index`` (``_`` + 5 digits
-    appended); with ``rows``, its data rows repeated up to that many (ids then also carry the
-    copy number). The bytes of each row are otherwise the fixture's: quoting, line ends."""
-    newline = b"\r\n" if b"\r\n" in data else b"\n"
-    header, *lines = [line for line in data.split(newline) if line]
-    column = next(csv.reader([header.decode()])).index("s_request_id")
-    out = [header]
-    for n in range(rows or len(lines)):
-        copy, line = divmod(n, len(lines))
-        fields = next(csv.reader(io.StringIO(lines[line].decode())))
-        assert len(fields) == 17 and lines[line].count(f'"{fields[column]}"'.encode()) == 1, lines[line]
-        new = f"{fields[column]}{f'c{copy:03d}' if rows else ''}_{index:05d}"
-        out.append(lines[line].replace(f'"{fields[column]}"'.encode(), f'"{new}"'.encode()))
-    ids = [next(csv.reader([line.decode()]))[column] for line in out[1:]]
-    assert len(set(ids)) == len(ids), f"request ids of object {index} not unique"
-    return newline.join(out) + newline, len(out) - 1
-
-
 def make_objects(mode: str, count: int) -> list[LogObject]:
     """``count`` usage logs named PREFIX_usage_YYYY_MM_DD_HH_00_00_ID_v0, distinct hours and ids."""
     start = datetime(2024, 4, 1, tzinfo=UTC)
@@ -135,7 +114,7 @@ def make_objects(mode: str, count: int) -> list[LogObject]:
         source = SOURCES[i % len(SOURCES)]
         hour = start + timedelta(hours=i)
         name = f"chaosLog_usage_{hour:%Y_%m_%d_%H}_00_00_{mode_digit}{i:04x}c4a05e_v0"
-        data, rows = _tagged((LOGS_DIR / source.object).read_bytes(), i, LARGE_ROWS if i < LARGE else 0)
+        data, rows = tagged_log((LOGS_DIR / source.object).read_bytes(), i, LARGE_ROWS if i < LARGE else 0)
         made.append(LogObject(i, name, data, rows))
     return made
 

@@ -16,9 +16,10 @@ import pytest
 
 import events
 import expected
+from chaos_proxy import UPLOAD_ID, ChaosProxy
 from conftest import require_loader, watched
 from cutoff_proxy import CutOffProxy
-from stack import Stack, http_json, loader_only
+from stack import LOGS_DIR, Stack, http_json, loader_only, tagged_log
 from test_views import CLIENT_COLUMNS, DAILY_COLUMNS, EVENT_COLUMNS, IMAGE_COLUMNS, by
 from viewrun import VIEW_FILES, run_file, select
 
@@ -103,24 +104,37 @@ def test_views_over_the_uploaded_events_give_the_cli_answers(loader: Stack, emul
 
 def test_a_download_cut_off_part_way_is_read_again_and_loaded_once(emulators: Stack) -> None:
     """Storage's connection closes half-way through the first download (the head promised the
-    whole object): under a real `wasmtime serve`, the component's read of the body fails, the
-    half-written upload is abandoned, and the retry reads the object again from its start."""
+    whole object), after the first upload session already holds chunks of events: under a real
+    `wasmtime serve`, the component's read of the body fails, that session is left unfinished
+    (no job), and the retry reads the object again from its start into a new one. BigQuery's
+    side is watched through a pass-through ChaosProxy (no faults)."""
     require_loader()
     emulators.create_dataset(CUT_DATASET)
-    entry = USAGE_LOGS[0]
-    overrides = {"GCR_USAGE_MODE": "classified", "GCR_USAGE_DATASET": CUT_DATASET}
-    with CutOffProxy(emulators.gcs_url, cuts=1) as proxy, \
-            loader_only(emulators.bigquery_url, proxy.url, overrides, name="wasmtime-serve-cut-off") as running, \
-            watched(running):
+    source = LOGS_DIR / USAGE_LOGS[0].object
+    data, rows = tagged_log(source.read_bytes(), 90001, 840)  # ~3 chunks of 256 KiB of events
+    name = "cutLog_usage_2024_05_01_00_00_00_90001c4a05e_v0"
+    emulators.upload(emulators.bucket, name, data)
+    overrides = {"GCR_USAGE_MODE": "classified", "GCR_USAGE_DATASET": CUT_DATASET, "GCR_USAGE_UPLOAD_CHUNK_KIB": "256"}
+    with CutOffProxy(emulators.gcs_url, cuts=1) as storage, ChaosProxy(emulators.bigquery_url, 1, rates={}) as bq, \
+            loader_only(bq.url, storage.url, overrides, name="wasmtime-serve-cut-off") as running, watched(running):
         running.objects = emulators.objects
-        body = deliver(running, entry.object)
-    assert (len(proxy.state.cut), proxy.state.downloads) == (1, 2), (proxy.state, body)
+        body = deliver(running, name)
+    assert (len(storage.state.cut), storage.state.downloads) == (1, 2), (storage.state, body)
     assert body["outcome"] == "loaded", body
     assert body["retries"]["count"] == 1, body
     last = body["retries"]["last"]
-    assert f"reading gs://{emulators.bucket}/{entry.object} failed after" in last, last
+    assert f"reading gs://{emulators.bucket}/{name} failed after" in last, last
     assert last.endswith("nothing of it was loaded"), last
+    sessions: dict[str, list[str]] = {}
+    for record in bq.records():
+        upload = UPLOAD_ID.search(record.path)
+        if upload and record.kind in ("upload.chunk", "upload.last_chunk"):
+            sessions.setdefault(upload["id"], []).append(record.kind)
+    assert len(sessions) == 2, sessions
+    abandoned, finished = sessions.values()
+    assert abandoned and "upload.last_chunk" not in abandoned, sessions
+    assert finished[-1] == "upload.last_chunk", sessions
     counts = body["counts"]
-    assert counts["records"] == entry.data_rows, body
-    rows = emulators.query(f"SELECT COUNT(*) AS n FROM `{emulators.project}.{CUT_DATASET}.registry_events`")
-    assert int(rows[0]["n"]) == body["rows"] == counts["events"], (rows, body)
+    assert counts["records"] == rows, body
+    table = emulators.query(f"SELECT COUNT(*) AS n FROM `{emulators.project}.{CUT_DATASET}.registry_events`")
+    assert int(table[0]["n"]) == body["rows"] == counts["events"] == rows, (table, body)
