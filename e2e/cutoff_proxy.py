@@ -19,8 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from capture import LoopbackServer, read_request_body
-
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+from chaos_proxy import HOP_BY_HOP
 
 
 @dataclass

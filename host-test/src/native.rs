@@ -64,18 +64,23 @@ pub fn classified_load(
     config: &[(&str, &str)],
     object: gcr_usage_core::ObjectRef,
 ) -> (Result<gcr_usage_core::outcome::Outcome, String>, Duration) {
-    let config = Config::from_env(|k| config.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+    let config = config_of(config);
     let mut io = FakeIo { google, now_ms: 1_000, random: 0x9E37_79B9_7F4A_7C15 };
     let started = std::time::Instant::now();
     let result = service::load_object(config, object, &mut io, &mut Default::default());
     (result.load.map_err(|e| e.to_string()), started.elapsed())
 }
 
+/// The core's configuration from `GCR_USAGE_*` pairs, as the component reads its environment.
+fn config_of(pairs: &[(&str, &str)]) -> Result<Config, gcr_usage_core::ConfigError> {
+    Config::from_env(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+}
+
 /// Delivery `n` of `scenario`'s event to the core, against `google`: the answer's status and
 /// body. Each delivery draws other random numbers (its `delivery` label), as a redelivery would.
 pub fn deliver(scenario: &Scenario, n: u64, google: &mut Google) -> (u16, Value) {
     let config = scenario.config();
-    let config = Config::from_env(|k| config.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+    let config = config_of(&config);
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     let body = scenario.event().to_string();
