@@ -160,3 +160,53 @@ fn write_response(
 fn invalid(message: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use gcr_usage_fake_google::{Endpoint, Fault};
+
+    use super::*;
+
+    /// One GET: the head, and the body bytes that came before the promised length or the
+    /// connection's end, whichever was first (the fake keeps connections alive).
+    fn get(url: &str, target: &str) -> (String, Vec<u8>) {
+        let authority = url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(authority).unwrap();
+        stream.write_all(format!("GET {target} HTTP/1.1\r\nhost: {authority}\r\n\r\n").as_bytes()).unwrap();
+        let (mut answer, mut piece) = (Vec::new(), [0; 4096]);
+        loop {
+            if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4) {
+                let head = String::from_utf8_lossy(&answer[..at]).to_lowercase();
+                let length: usize = head
+                    .split("content-length: ")
+                    .nth(1)
+                    .and_then(|v| v.split("\r\n").next()?.parse().ok())
+                    .expect("a length");
+                if answer.len() - at >= length {
+                    return (head, answer[at..].to_vec());
+                }
+            }
+            match stream.read(&mut piece) {
+                Ok(0) | Err(_) => break, // the connection ended (a reset may end the read with an error)
+                Ok(n) => answer.extend_from_slice(&piece[..n]),
+            }
+        }
+        let at = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+        (String::from_utf8_lossy(&answer[..at]).to_lowercase(), answer[at..].to_vec())
+    }
+
+    #[test]
+    fn a_body_broken_off_promises_the_whole_object_and_sends_its_first_bytes() {
+        let mut google = Google::new();
+        google.object("b", "log", 1, b"0123456789".to_vec());
+        google.fault(Endpoint::Download, Fault::BodyBreaksAfter(4));
+        let fake = LoopbackGoogle::start(google).unwrap();
+        let target = "/download/storage/v1/b/b/o/log?alt=media";
+        let (head, body) = get(&fake.url(), target);
+        assert!(head.contains("content-length: 10\r\n"), "{head}");
+        assert_eq!(body, b"0123");
+        let (head, body) = get(&fake.url(), target);
+        assert!(head.contains("content-length: 10\r\n"), "{head}");
+        assert_eq!(body, b"0123456789", "one break only");
+    }
+}
